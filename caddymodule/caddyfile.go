@@ -1,0 +1,299 @@
+package caddymodule
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/mfagate/mfagate/gateway"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("mfa_gateway", parseCaddyfile)
+	// Beside the auth directives: after basic_auth/forward_auth, and so
+	// before handle, route, respond and reverse_proxy, which it must guard.
+	httpcaddyfile.RegisterDirectiveOrder("mfa_gateway", httpcaddyfile.After, "forward_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Gateway)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	mfa_gateway {
+//	    sign_in [<path>] | { <matchers> }       # required; repeatable
+//	    sign_in_field <name> [<value>]
+//	    sign_out [<path>] | { <matchers> }
+//	    session_cookie <name|glob>...           # required
+//	    user_from form|json|query|header <name>
+//	    user_from basic
+//	    user_from whoami <path> <json_field>    # repeatable, tried in order
+//	    success default|cookie|redirect|status <code>...
+//	    prefix <path>
+//	    db_path <file>
+//	    encryption_key <key>                    # e.g. {env.MFA_KEY}
+//	    key_file <file>
+//	    idle_timeout <duration>
+//	    max_lifetime <duration>
+//	    pending_timeout <duration>
+//	    require_2fa [true|false]
+//	    cookie_name <name>
+//	    issuer <name>
+//	    user_header <header>
+//	    aal_header <header>
+//	    strip_header <header>...
+//	    strip_param <param>...
+//	    max_attempts <n>
+//	    attempt_window <duration>
+//	    template_dir <dir>
+//	}
+func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	once := func(name string) error {
+		if seen[name] {
+			return d.Errf("%s already specified", name)
+		}
+		seen[name] = true
+		return nil
+	}
+	for d.NextBlock(0) {
+		name := d.Val()
+		switch name {
+		case "sign_in", "sign_out":
+			set, err := parseMatcher(d)
+			if err != nil {
+				return err
+			}
+			if name == "sign_in" {
+				m.SignInRaw = append(m.SignInRaw, set)
+			} else {
+				m.SignOutRaw = append(m.SignOutRaw, set)
+			}
+		case "sign_in_field":
+			if err := once(name); err != nil {
+				return err
+			}
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.ArgErr()
+			}
+			m.SignInField = &gateway.Field{Name: args[0]}
+			if len(args) == 2 {
+				m.SignInField.Value = args[1]
+			}
+		case "session_cookie":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, a := range args {
+				if strings.ContainsAny(a, "=; \t") {
+					return d.Errf("session_cookie %q: not a cookie name or glob", a)
+				}
+			}
+			m.SessionCookies = append(m.SessionCookies, args...)
+		case "user_from":
+			src, err := parseUserFrom(d)
+			if err != nil {
+				return err
+			}
+			m.UserFrom = append(m.UserFrom, src)
+		case "success":
+			if err := once(name); err != nil {
+				return err
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			m.Success = d.Val()
+			switch m.Success {
+			case gateway.SuccessDefault, gateway.SuccessCookie, gateway.SuccessRedirect:
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+			case gateway.SuccessStatus:
+				for d.NextArg() {
+					code, err := strconv.Atoi(d.Val())
+					if err != nil || code < 100 || code > 599 {
+						return d.Errf("success status %q: want an HTTP status code", d.Val())
+					}
+					m.SuccessStatus = append(m.SuccessStatus, code)
+				}
+				if len(m.SuccessStatus) == 0 {
+					return d.Err("success status: at least one status code is required")
+				}
+			default:
+				return d.Errf("success %q: want default, cookie, redirect or status", m.Success)
+			}
+		case "prefix", "db_path", "encryption_key", "key_file", "cookie_name", "issuer", "user_header", "aal_header", "template_dir":
+			if err := once(name); err != nil {
+				return err
+			}
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			*m.stringField(name) = v
+		case "idle_timeout", "max_lifetime", "pending_timeout", "attempt_window":
+			if err := once(name); err != nil {
+				return err
+			}
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return d.Errf("%s %q: want a positive duration such as 30m or 12h", name, v)
+			}
+			if name == "idle_timeout" {
+				if err := gateway.ValidateIdleTimeout(dur); err != nil {
+					return d.Errf("idle_timeout %q: %v", v, err)
+				}
+			}
+			*m.durationField(name) = caddy.Duration(dur)
+		case "require_2fa":
+			if err := once(name); err != nil {
+				return err
+			}
+			m.Require2FA = true
+			if d.NextArg() {
+				b, err := strconv.ParseBool(d.Val())
+				if err != nil {
+					return d.Errf("require_2fa %q: want true or false", d.Val())
+				}
+				m.Require2FA = b
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+			}
+		case "strip_header", "strip_param":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			if name == "strip_header" {
+				m.StripHeaders = append(m.StripHeaders, args...)
+			} else {
+				m.StripParams = append(m.StripParams, args...)
+			}
+		case "max_attempts":
+			if err := once(name); err != nil {
+				return err
+			}
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				return d.Errf("max_attempts %q: want a number from 1 to 1000", v)
+			}
+			m.MaxAttempts = n
+		default:
+			return d.Errf("unrecognized subdirective '%s'", name)
+		}
+	}
+	return nil
+}
+
+func (m *Gateway) stringField(name string) *string {
+	return map[string]*string{
+		"prefix": &m.Prefix, "db_path": &m.DBPath, "encryption_key": &m.EncryptionKey,
+		"key_file": &m.KeyFile, "cookie_name": &m.CookieName, "issuer": &m.Issuer,
+		"user_header": &m.UserHeader, "aal_header": &m.AALHeader, "template_dir": &m.TemplateDir,
+	}[name]
+}
+
+func (m *Gateway) durationField(name string) *caddy.Duration {
+	return map[string]*caddy.Duration{
+		"idle_timeout": &m.IdleTimeout, "max_lifetime": &m.MaxLifetime,
+		"pending_timeout": &m.PendingTimeout, "attempt_window": &m.AttemptWindow,
+	}[name]
+}
+
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return v, nil
+}
+
+// parseMatcher reads `sign_in /path`, `sign_in POST /path` or a nested
+// matcher block.
+func parseMatcher(d *caddyfile.Dispenser) (caddy.ModuleMap, error) {
+	name := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		if d.NextBlock(1) {
+			d.Prev()
+			set, err := caddyhttp.ParseCaddyfileNestedMatcherSet(d)
+			if err != nil {
+				return nil, d.Errf("%s: %v", name, err)
+			}
+			return set, nil
+		}
+		return nil, d.Errf("%s: a path or a block of matchers is required", name)
+	}
+	if len(args) > 2 {
+		return nil, d.ArgErr()
+	}
+	set := caddy.ModuleMap{}
+	p := args[len(args)-1]
+	if !strings.HasPrefix(p, "/") {
+		return nil, d.Errf("%s %q: path must start with /", name, p)
+	}
+	set["path"] = caddyconfigJSON([]string{p})
+	if len(args) == 2 {
+		set["method"] = caddyconfigJSON([]string{strings.ToUpper(args[0])})
+	}
+	return set, nil
+}
+
+func parseUserFrom(d *caddyfile.Dispenser) (gateway.IdentitySource, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return gateway.IdentitySource{}, d.ArgErr()
+	}
+	src := gateway.IdentitySource{Kind: args[0]}
+	switch src.Kind {
+	case gateway.FromForm, gateway.FromJSON, gateway.FromQuery, gateway.FromHeader:
+		if len(args) != 2 {
+			return src, d.Errf("user_from %s: want exactly one field or header name", src.Kind)
+		}
+		src.Name = args[1]
+	case gateway.FromBasic:
+		if len(args) != 1 {
+			return src, d.ArgErr()
+		}
+	case gateway.FromWhoami:
+		if len(args) != 3 || !strings.HasPrefix(args[1], "/") {
+			return src, d.Err("user_from whoami: want <path starting with /> <json field>")
+		}
+		src.Path, src.Field = args[1], args[2]
+	default:
+		return src, d.Errf("user_from %q: want form, json, query, header, basic or whoami", src.Kind)
+	}
+	return src, nil
+}
+
+// Interface guard.
+var _ caddyfile.Unmarshaler = (*Gateway)(nil)
+
+func caddyconfigJSON(v any) []byte { return caddyconfig.JSON(v, nil) }

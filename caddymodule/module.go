@@ -1,0 +1,259 @@
+// Package caddymodule is the thin Caddy glue of mfagate: the
+// http.handlers.mfa_gateway module, its Caddyfile directive, and the pool
+// that shares one database (and its in-memory sessions) across reloads.
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/gateway"
+	"github.com/mfagate/mfagate/seal"
+	"github.com/mfagate/mfagate/storage"
+)
+
+func init() {
+	caddy.RegisterModule(Gateway{})
+}
+
+// Gateway puts two-factor sign-in in front of an unmodified app. It
+// intercepts the app's sign-in, holds the app's session cookies until a TOTP
+// or recovery code is passed, and forwards the app's session cookie only
+// with a valid gateway session.
+//
+// It sets these request headers for the upstream (client-sent copies, in any
+// spelling, are removed first): the user (default X-Mfa-User) and the
+// authenticator assurance level (default X-Mfa-Aal, "1" or "2").
+type Gateway struct {
+	// The app's sign-in request, as matcher sets. Required.
+	SignInRaw caddyhttp.RawMatcherSets `json:"sign_in,omitempty" caddy:"namespace=http.matchers"`
+	// A form, JSON or query field the sign-in must carry (value "" = present),
+	// for apps that post every action to one path.
+	SignInField *gateway.Field `json:"sign_in_field,omitempty"`
+	// The app's sign-out request; it ends the gateway session too.
+	SignOutRaw caddyhttp.RawMatcherSets `json:"sign_out,omitempty" caddy:"namespace=http.matchers"`
+	// The app's session cookie names; globs (path.Match) allowed. Required.
+	SessionCookies []string `json:"session_cookies,omitempty"`
+	// How to learn who signed in, tried in order. Default: form field "username".
+	UserFrom []gateway.IdentitySource `json:"user_from,omitempty"`
+	// Sign-in success criterion: default, cookie, redirect or status.
+	Success string `json:"success,omitempty"`
+	// Status codes for Success "status".
+	SuccessStatus []int `json:"success_status,omitempty"`
+	// Path prefix of the gateway's pages and API. Default "/_mfa/".
+	Prefix string `json:"prefix,omitempty"`
+	// The bbolt file. Default: mfagate/mfagate.db in Caddy's data directory.
+	DBPath string `json:"db_path,omitempty"`
+	// The 32-byte master key (base64 or hex), usually "{env.MFA_KEY}" or
+	// "{file./path}", resolved at provision so `caddy adapt` never shows it.
+	EncryptionKey string `json:"encryption_key,omitempty"`
+	// A key file created on first use (mode 0600). Default: mfagate/key in
+	// Caddy's data directory. Ignored when EncryptionKey is set.
+	KeyFile string `json:"key_file,omitempty"`
+	// Idle timeout, 5m to 1440m. Default 240m.
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+	// Absolute session lifetime: the second factor is asked again after it. Default 12h.
+	MaxLifetime caddy.Duration `json:"max_lifetime,omitempty"`
+	// How long a password sign-in waits for its second factor. Default 10m.
+	PendingTimeout caddy.Duration `json:"pending_timeout,omitempty"`
+	// Users without 2FA must set it up before they reach the app.
+	Require2FA bool `json:"require_2fa,omitempty"`
+	// The gateway cookie's name ("__Host-" is prepended on HTTPS). Default mfa_session.
+	CookieName string `json:"cookie_name,omitempty"`
+	// Name shown in authenticator apps and on the pages. Default "mfagate".
+	Issuer string `json:"issuer,omitempty"`
+	// Request header carrying the user to the upstream. Default X-Mfa-User.
+	UserHeader string `json:"user_header,omitempty"`
+	// Request header carrying the AAL to the upstream. Default X-Mfa-Aal.
+	AALHeader string `json:"aal_header,omitempty"`
+	// Request headers removed outside the sign-in (e.g. Authorization for apps
+	// that accept Basic credentials on any URL).
+	StripHeaders []string `json:"strip_headers,omitempty"`
+	// Query parameters removed outside the sign-in.
+	StripParams []string `json:"strip_params,omitempty"`
+	// Wrong codes allowed per user per window (4x per client address). Default 5.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Window for MaxAttempts. Default 15m.
+	AttemptWindow caddy.Duration `json:"attempt_window,omitempty"`
+	// Directory of templates overriding the embedded pages.
+	TemplateDir string `json:"template_dir,omitempty"`
+
+	gw     *gateway.Gateway
+	dbPath string
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Gateway) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.mfa_gateway",
+		New: func() caddy.Module { return new(Gateway) },
+	}
+}
+
+// Provision loads the matchers, opens (or shares) the database and builds
+// the gateway.
+func (m *Gateway) Provision(ctx caddy.Context) error {
+	m.logger = ctx.Logger()
+	cfg, err := m.config(ctx)
+	if err != nil {
+		return err
+	}
+	repl := caddy.NewReplacer()
+	m.dbPath = repl.ReplaceAll(m.DBPath, "")
+	if m.dbPath == "" {
+		m.dbPath = filepath.Join(caddy.AppDataDir(), "mfagate", "mfagate.db")
+	}
+	if m.dbPath, err = filepath.Abs(m.dbPath); err != nil {
+		return fmt.Errorf("db_path: %w", err)
+	}
+	val, _, err := pool.LoadOrNew(m.dbPath, func() (caddy.Destructor, error) {
+		return m.openRuntime(repl)
+	})
+	if err != nil {
+		return err
+	}
+	rt := val.(runtimeCloser).Runtime
+	if m.gw, err = gateway.New(cfg, rt, m.logger); err != nil {
+		_, _ = pool.Delete(m.dbPath)
+		m.dbPath = ""
+		return err
+	}
+	return nil
+}
+
+func (m *Gateway) config(ctx caddy.Context) (gateway.Config, error) {
+	cfg := gateway.Config{
+		Prefix: m.Prefix, SignInField: m.SignInField, AppCookies: m.SessionCookies,
+		Identity: m.UserFrom, Success: gateway.Success{Kind: m.Success, Statuses: m.SuccessStatus},
+		IdleTimeout: time.Duration(m.IdleTimeout), MaxLifetime: time.Duration(m.MaxLifetime),
+		PendingTTL: time.Duration(m.PendingTimeout), Require2FA: m.Require2FA,
+		CookieName: m.CookieName, Issuer: m.Issuer, UserHeader: m.UserHeader, AALHeader: m.AALHeader,
+		StripHeaders: m.StripHeaders, StripParams: m.StripParams, MaxAttempts: m.MaxAttempts,
+		AttemptWindow: time.Duration(m.AttemptWindow), TemplateDir: m.TemplateDir,
+	}
+	if m.SignInRaw != nil {
+		mod, err := ctx.LoadModule(m, "SignInRaw")
+		if err != nil {
+			return cfg, fmt.Errorf("loading sign_in matchers: %w", err)
+		}
+		var sets caddyhttp.MatcherSets
+		if err := sets.FromInterface(mod); err != nil {
+			return cfg, fmt.Errorf("sign_in matchers: %w", err)
+		}
+		cfg.SignIn = anyMatch(sets)
+	}
+	if m.SignOutRaw != nil {
+		mod, err := ctx.LoadModule(m, "SignOutRaw")
+		if err != nil {
+			return cfg, fmt.Errorf("loading sign_out matchers: %w", err)
+		}
+		var sets caddyhttp.MatcherSets
+		if err := sets.FromInterface(mod); err != nil {
+			return cfg, fmt.Errorf("sign_out matchers: %w", err)
+		}
+		cfg.SignOut = anyMatch(sets)
+	}
+	return cfg, nil
+}
+
+// openRuntime opens the database once per path; later configs share it.
+func (m *Gateway) openRuntime(repl *caddy.Replacer) (runtimeCloser, error) {
+	key, err := m.loadKey(repl)
+	if err != nil {
+		return runtimeCloser{}, err
+	}
+	store, err := storage.OpenBolt(m.dbPath, storage.BoltOptions{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, storage.ErrLocked) {
+			return runtimeCloser{}, fmt.Errorf("%w (is another Caddy, or `caddy mfa`, using it?)", err)
+		}
+		return runtimeCloser{}, err
+	}
+	rt, err := gateway.OpenRuntime(gateway.RuntimeOptions{Store: store, Key: key, Logger: m.logger})
+	if err != nil {
+		_ = store.Close()
+		return runtimeCloser{}, err
+	}
+	m.logger.Info("database opened", zap.String("path", m.dbPath))
+	return runtimeCloser{rt}, nil
+}
+
+func (m *Gateway) loadKey(repl *caddy.Replacer) ([]byte, error) {
+	if m.EncryptionKey != "" {
+		v, err := repl.ReplaceOrErr(m.EncryptionKey, true, true)
+		if err != nil {
+			return nil, fmt.Errorf("encryption_key: %w", err)
+		}
+		key, err := seal.ParseKey(v)
+		if err != nil {
+			return nil, fmt.Errorf("encryption_key: %w", err)
+		}
+		return key, nil
+	}
+	path := repl.ReplaceAll(m.KeyFile, "")
+	if path == "" {
+		path = filepath.Join(filepath.Dir(m.dbPath), "key")
+	}
+	key, err := seal.LoadOrCreateKeyFile(path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("key_file: %w", err)
+	}
+	return key, nil
+}
+
+// Validate checks the configuration without I/O.
+func (m *Gateway) Validate() error {
+	// The sign_in matchers are checked in Provision: LoadModule clears the
+	// raw field before Validate runs.
+	if len(m.SessionCookies) == 0 {
+		return errors.New("mfa_gateway: session_cookie is required")
+	}
+	return nil
+}
+
+// ServeHTTP hands the request to the gateway core.
+func (m *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	return m.gw.ServeHTTP(w, r, next)
+}
+
+// Cleanup releases this config's hold on the shared database; the last user
+// closes it.
+func (m *Gateway) Cleanup() error {
+	if m.dbPath == "" {
+		return nil
+	}
+	_, err := pool.Delete(m.dbPath)
+	return err
+}
+
+// pool shares one Runtime per database path across config reloads: Caddy
+// provisions the new config before it cleans up the old one, and a second
+// bbolt open of the same file would wait on its lock.
+var pool = caddy.NewUsagePool()
+
+// anyMatch adapts matcher sets (OR of ANDs) to the core's Matcher.
+type anyMatch caddyhttp.MatcherSets
+
+func (a anyMatch) MatchWithError(r *http.Request) (bool, error) {
+	return caddyhttp.MatcherSets(a).AnyMatchWithError(r)
+}
+
+type runtimeCloser struct{ *gateway.Runtime }
+
+func (r runtimeCloser) Destruct() error { return r.Close() }
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Gateway)(nil)
+	_ caddy.Validator             = (*Gateway)(nil)
+	_ caddy.CleanerUpper          = (*Gateway)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Gateway)(nil)
+)

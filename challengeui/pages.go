@@ -1,0 +1,108 @@
+package challengeui
+
+import (
+	"encoding/base64"
+	"html/template"
+	"net/http"
+)
+
+// Page is one renderable page. It is implemented only by the page structs of
+// this package (ChallengePage, RecoveryPage, SecurityPage, ErrorPage), by value
+// or by pointer.
+type Page interface{ pageName() string }
+
+// Base holds the fields every page shares.
+type Base struct {
+	CSRF  string // token for the hidden csrf field of every form
+	User  string // signed-in app user id ("" when unknown)
+	Title string // optional override of the page's default title
+}
+
+func (b Base) base() Base { return b }
+
+// ChallengePage asks for the 6-digit code from the authenticator app.
+type ChallengePage struct {
+	Base
+	Next  string // validated same-origin path to return to
+	Error string
+}
+
+// RecoveryPage asks for a single-use recovery code instead of a TOTP code.
+type RecoveryPage struct {
+	Base
+	Next  string
+	Error string
+}
+
+// SecurityPage is the account security page: 2FA status, enrolment, recovery
+// codes and disable. When Codes is set the recovery-codes dialog is shown; else
+// when Setup is set the setup dialog is shown. The codes dialog wins if both are
+// set, as it is the later step.
+type SecurityPage struct {
+	Base
+	Enrolled          bool
+	Required          bool // the team requires 2FA
+	MustEnrol         bool // the user is blocked from the app until enrolled
+	CanDisable        bool // the session passed a second factor in this sign-in (AAL2)
+	RecoveryRemaining int
+	Next              string
+	Notice, Error     string
+	Setup             *SetupView
+	Codes             []string
+	CodesError        string
+	DownloadHref      template.URL // data: URI built with DownloadURL
+}
+
+// SetupView is the content of the setup dialog.
+type SetupView struct {
+	Secret     string       // base32 TOTP secret, for typing by hand
+	OTPAuthURI template.URL // otpauth://totp/… link for phones
+	QRDataURI  template.URL // data:image/png;base64,… of the QR code
+	Error      string       // error about the confirmation code
+}
+
+// ErrorPage is a plain page with a message and an optional link, for example
+// back to the app's sign-in.
+type ErrorPage struct {
+	Base
+	Status   int
+	Message  string
+	Href     string
+	LinkText string
+}
+
+func (ChallengePage) pageName() string { return "challenge" }
+func (RecoveryPage) pageName() string  { return "recovery" }
+func (SecurityPage) pageName() string  { return "security" }
+func (ErrorPage) pageName() string     { return "error" }
+
+// DownloadURL returns a base64 data URI of a UTF-8 text file, for the
+// recovery codes' Download link. Base64 keeps newlines and any character safe
+// inside the href; the img-src CSP does not apply to downloads.
+func DownloadURL(text string) template.URL {
+	return template.URL("data:text/plain;charset=utf-8;base64," + base64.StdEncoding.EncodeToString([]byte(text)))
+}
+
+// defaultTitle is the title a page gets when Base.Title is empty.
+func defaultTitle(p Page) string {
+	switch v := p.(type) {
+	case ChallengePage, *ChallengePage:
+		return "Two-factor authentication"
+	case RecoveryPage, *RecoveryPage:
+		return "Use a recovery code"
+	case SecurityPage, *SecurityPage:
+		return "Security"
+	case ErrorPage:
+		return errorTitle(v.Status)
+	case *ErrorPage:
+		return errorTitle(v.Status)
+	}
+	return ""
+}
+
+func errorTitle(status int) string {
+	if t := http.StatusText(status); t != "" && status >= 400 {
+		return t
+	}
+	return "Something went wrong"
+}

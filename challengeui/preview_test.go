@@ -1,0 +1,131 @@
+package challengeui
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"html/template"
+	"image"
+	"image/color"
+	"image/png"
+	"io/fs"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestWritePreview writes every page, as HTML, plus the assets into
+// $MFA_PREVIEW_DIR so a person can open them in a browser:
+//
+//	MFA_PREVIEW_DIR=/tmp/mfa-preview go test ./challengeui -run TestWritePreview
+//	open /tmp/mfa-preview/index.html
+//
+// Asset URLs are rewritten to relative ones so file:// works.
+func TestWritePreview(t *testing.T) {
+	dir := os.Getenv("MFA_PREVIEW_DIR")
+	if dir == "" {
+		t.Skip("set MFA_PREVIEW_DIR to write the preview pages")
+	}
+	const prefix = "/_mfa/"
+	r := newTestRenderer(t, Options{Prefix: prefix, Issuer: "Demo Dashboard"})
+	if err := os.MkdirAll(filepath.Join(dir, "assets"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := fs.ReadDir(files, "assets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, _ := files.ReadFile("assets/" + e.Name())
+		writeFile(t, filepath.Join(dir, "assets", e.Name()), string(b))
+	}
+
+	base := Base{CSRF: "preview-csrf", User: "alice@example.com"}
+	codes := sampleCodes()
+	setup := sampleSetup("")
+	setup.QRDataURI = fakeQR(t)
+	setupErr := *setup
+	setupErr.Error = "That code didn't match. Check that the time on your phone is correct and try again."
+	pages := []struct {
+		file string
+		page Page
+	}{
+		{"challenge", ChallengePage{Base: base, Next: "/dashboard"}},
+		{"challenge-error", ChallengePage{Base: base, Next: "/dashboard", Error: "That code didn't work. Check your authenticator app and try again."}},
+		{"recovery", RecoveryPage{Base: base, Next: "/dashboard"}},
+		{"recovery-error", RecoveryPage{Base: base, Next: "/dashboard", Error: "That recovery code isn't valid or was already used."}},
+		{"security-off", SecurityPage{Base: base, Next: "/dashboard"}},
+		{"security-required", SecurityPage{Base: base, Required: true, MustEnrol: true, Next: "/dashboard"}},
+		{"security-setup", SecurityPage{Base: base, Required: true, MustEnrol: true, Next: "/dashboard", Setup: setup}},
+		{"security-setup-error", SecurityPage{Base: base, Next: "/dashboard", Setup: &setupErr}},
+		{"security-codes", SecurityPage{Base: base, Enrolled: true, CanDisable: true, RecoveryRemaining: 10, Next: "/dashboard",
+			Codes: codes, DownloadHref: DownloadURL("Demo Dashboard recovery codes\n" + strings.Join(codes, "\n") + "\n")}},
+		{"security-codes-error", SecurityPage{Base: base, Enrolled: true, CanDisable: true, RecoveryRemaining: 10,
+			Codes: codes, CodesError: "Confirm that you saved your recovery codes", DownloadHref: DownloadURL(strings.Join(codes, "\n"))}},
+		{"security-on", SecurityPage{Base: base, Enrolled: true, CanDisable: true, RecoveryRemaining: 8, Next: "/dashboard",
+			Notice: "Two-factor authentication is on. You'll be asked for a code each time you sign in."}},
+		{"security-on-aal1", SecurityPage{Base: base, Enrolled: true, RecoveryRemaining: 2, Next: "/dashboard",
+			Error: "That action needs a fresh sign-in with your authenticator."}},
+		{"error", ErrorPage{Base: base, Status: 403, Message: "Your sign-in expired. Sign in again to continue.", Href: "/login", LinkText: "Back to sign in"}},
+	}
+	var index bytes.Buffer
+	index.WriteString("<!doctype html><meta charset=utf-8><title>mfagate preview</title><h1>mfagate preview</h1><ul>\n")
+	for _, p := range pages {
+		rec := httptest.NewRecorder()
+		if err := r.Render(rec, 200, p.page); err != nil {
+			t.Fatalf("%s: %v", p.file, err)
+		}
+		html := strings.ReplaceAll(rec.Body.String(), prefix+"assets/", "assets/")
+		writeFile(t, filepath.Join(dir, p.file+".html"), html)
+		fmt.Fprintf(&index, "<li><a href=%q>%s</a></li>\n", p.file+".html", p.file)
+	}
+	index.WriteString("</ul>\n")
+	writeFile(t, filepath.Join(dir, "index.html"), index.String())
+	t.Logf("wrote %d pages to %s", len(pages), dir)
+}
+
+// fakeQR draws a QR-looking PNG (finder patterns and noise), enough to judge
+// the layout without a QR encoder in the standard library.
+func fakeQR(t *testing.T) template.URL {
+	t.Helper()
+	const n, scale = 29, 6
+	img := image.NewGray(image.Rect(0, 0, n*scale, n*scale))
+	seed := uint32(2463534242)
+	dark := func(x, y int) bool {
+		for _, c := range [][2]int{{0, 0}, {n - 7, 0}, {0, n - 7}} {
+			dx, dy := x-c[0], y-c[1]
+			if dx >= -1 && dx <= 7 && dy >= -1 && dy <= 7 {
+				if dx < 0 || dy < 0 || dx > 6 || dy > 6 {
+					return false
+				}
+				ring := dx == 0 || dy == 0 || dx == 6 || dy == 6
+				core := dx >= 2 && dx <= 4 && dy >= 2 && dy <= 4
+				return ring || core
+			}
+		}
+		seed ^= seed << 13
+		seed ^= seed >> 17
+		seed ^= seed << 5
+		return seed%2 == 0
+	}
+	for y := 0; y < n; y++ {
+		for x := 0; x < n; x++ {
+			c := color.Gray{Y: 255}
+			if dark(x, y) {
+				c = color.Gray{Y: 0}
+			}
+			for py := 0; py < scale; py++ {
+				for px := 0; px < scale; px++ {
+					img.SetGray(x*scale+px, y*scale+py, c)
+				}
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()))
+}

@@ -1,0 +1,219 @@
+// Package gateway is the heart of mfagate: it intercepts an app's sign-in,
+// holds the app's session cookies until a second factor is passed, checks the
+// gateway session on every request and serves the challenge and security pages
+// and the JSON API. It knows nothing of Caddy: matchers and the next handler
+// come in through small interfaces.
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+)
+
+// Handler is the next handler in the chain (caddyhttp.Handler has this shape).
+type Handler interface {
+	ServeHTTP(http.ResponseWriter, *http.Request) error
+}
+
+// Matcher decides whether a request is, for example, the app's sign-in.
+type Matcher interface {
+	MatchWithError(*http.Request) (bool, error)
+}
+
+// Field is a form or JSON field condition: Value "" means "present".
+type Field struct {
+	Name  string `json:"name"`
+	Value string `json:"value,omitempty"`
+}
+
+// IdentitySource says how the gateway learns who signed in.
+type IdentitySource struct {
+	Kind  string // "form", "json", "header", "whoami", "query", "basic"
+	Name  string // form/json/query field, or response header
+	Path  string // whoami: app path called with the new session
+	Field string // whoami: JSON field in its response
+}
+
+// Identity source kinds.
+const (
+	FromForm   = "form"
+	FromJSON   = "json"
+	FromHeader = "header"
+	FromWhoami = "whoami"
+	FromQuery  = "query"
+	FromBasic  = "basic"
+)
+
+// Success criteria for the app's sign-in response.
+const (
+	SuccessDefault  = "default"  // sets the session cookie, or redirects while the request carried one
+	SuccessCookie   = "cookie"   // sets the session cookie
+	SuccessRedirect = "redirect" // any 3xx
+	SuccessStatus   = "status"   // one of Statuses
+)
+
+// Success is the operator's sign-in success criterion.
+type Success struct {
+	Kind     string
+	Statuses []int
+}
+
+// Config is the gateway's configuration, with defaults applied by Normalize.
+type Config struct {
+	Prefix        string           // gateway paths, default "/_mfa/"
+	SignIn        Matcher          // the app's sign-in request (required)
+	SignInField   *Field           // extra form/JSON condition for apps posting to a shared path
+	SignOut       Matcher          // the app's sign-out; ends the gateway session too
+	AppCookies    []string         // the app's session cookie names or globs (required)
+	Identity      []IdentitySource // tried in order; default: form field "username"
+	Success       Success
+	IdleTimeout   time.Duration // default 240m, 5m..1440m
+	MaxLifetime   time.Duration // default 12h: the second factor is asked again after it
+	PendingTTL    time.Duration // how long a password sign-in waits for its second factor, default 10m
+	Require2FA    bool          // users without a factor must enrol before they reach the app
+	CookieName    string        // default "mfa_session"; "__Host-" is prepended on HTTPS
+	Issuer        string        // name in authenticator apps and on pages
+	UserHeader    string        // header the upstream receives the user in, default "X-Mfa-User"
+	AALHeader     string        // default "X-Mfa-Aal"
+	StripHeaders  []string      // extra request headers to remove (e.g. Authorization) outside the sign-in
+	StripParams   []string      // query parameters to remove outside the sign-in (credential-bearing)
+	MaxAttempts   int           // wrong codes per user (and 4x per address) per AttemptWindow, default 5
+	AttemptWindow time.Duration // default 15m
+	MaxBodyBytes  int64         // sign-in request and response bodies read at most, default 1 MiB
+	TemplateDir   string
+}
+
+// Defaults.
+const (
+	DefaultPrefix      = "/_mfa/"
+	DefaultIdleTimeout = 240 * time.Minute
+	MinIdleTimeout     = 5 * time.Minute
+	MaxIdleTimeout     = 1440 * time.Minute
+	DefaultMaxLifetime = 12 * time.Hour
+	DefaultPendingTTL  = 10 * time.Minute
+	DefaultCookieName  = "mfa_session"
+)
+
+// Normalize fills in defaults and checks the configuration, naming the bad item.
+func (c *Config) Normalize() error {
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if !strings.HasPrefix(c.Prefix, "/") {
+		return fmt.Errorf("prefix %q must start with /", c.Prefix)
+	}
+	c.Prefix = path.Clean(c.Prefix)
+	if c.Prefix == "/" {
+		return errors.New("prefix must not be /: the gateway would shadow the whole app")
+	}
+	c.Prefix += "/"
+	if c.SignIn == nil {
+		return errors.New("a sign-in matcher is required")
+	}
+	if len(c.AppCookies) == 0 {
+		return errors.New("at least one app session cookie name is required")
+	}
+	for _, n := range c.AppCookies {
+		if _, err := path.Match(n, ""); err != nil || n == "" || strings.ContainsAny(n, "=; \t") {
+			return fmt.Errorf("session cookie %q: not a cookie name or glob", n)
+		}
+	}
+	if len(c.Identity) == 0 {
+		c.Identity = []IdentitySource{{Kind: FromForm, Name: "username"}}
+	}
+	for i, s := range c.Identity {
+		if err := s.validate(); err != nil {
+			return fmt.Errorf("user source %d: %w", i+1, err)
+		}
+	}
+	switch c.Success.Kind {
+	case "":
+		c.Success.Kind = SuccessDefault
+	case SuccessDefault, SuccessCookie, SuccessRedirect:
+	case SuccessStatus:
+		if len(c.Success.Statuses) == 0 {
+			return errors.New("success status: at least one status code is required")
+		}
+	default:
+		return fmt.Errorf("success %q: want default, cookie, redirect or status", c.Success.Kind)
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if err := ValidateIdleTimeout(c.IdleTimeout); err != nil {
+		return err
+	}
+	if c.MaxLifetime == 0 {
+		c.MaxLifetime = DefaultMaxLifetime
+	}
+	if c.MaxLifetime < c.IdleTimeout {
+		return fmt.Errorf("max_lifetime %v is shorter than idle_timeout %v", c.MaxLifetime, c.IdleTimeout)
+	}
+	if c.PendingTTL == 0 {
+		c.PendingTTL = DefaultPendingTTL
+	}
+	if c.CookieName == "" {
+		c.CookieName = DefaultCookieName
+	}
+	if c.Issuer == "" {
+		c.Issuer = "mfagate"
+	}
+	if c.UserHeader == "" {
+		c.UserHeader = "X-Mfa-User"
+	}
+	if c.AALHeader == "" {
+		c.AALHeader = "X-Mfa-Aal"
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 5
+	}
+	if c.AttemptWindow == 0 {
+		c.AttemptWindow = 15 * time.Minute
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	return nil
+}
+
+// ValidateIdleTimeout checks the 5–1440 minute range teams know from the seeds.
+func ValidateIdleTimeout(d time.Duration) error {
+	if d < MinIdleTimeout || d > MaxIdleTimeout {
+		return fmt.Errorf("idle timeout %v out of range: 5 to 1440 minutes", d)
+	}
+	return nil
+}
+
+func (s IdentitySource) validate() error {
+	switch s.Kind {
+	case FromForm, FromJSON, FromHeader, FromQuery:
+		if s.Name == "" {
+			return fmt.Errorf("%s: a field or header name is required", s.Kind)
+		}
+	case FromWhoami:
+		if !strings.HasPrefix(s.Path, "/") || s.Field == "" {
+			return errors.New("whoami: a path starting with / and a JSON field are required")
+		}
+	case FromBasic:
+	default:
+		return fmt.Errorf("unknown kind %q: want form, json, query, header, basic or whoami", s.Kind)
+	}
+	return nil
+}
+
+// appCookie reports whether name is one of the app's session cookies.
+func (c *Config) appCookie(name string) bool {
+	for _, p := range c.AppCookies {
+		if p == name {
+			return true
+		}
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,337 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/storage"
+)
+
+// decide handles a captured response: a sign-in (matched, or any response
+// setting the app's session cookie) either passes through, binds an
+// anonymous app session, or has its cookies held for the second factor.
+func (g *Gateway) decide(ctx context.Context, iw *interceptWriter, next Handler) error {
+	h := iw.w.Header()
+	set, values, deleted, lines := g.appSetCookies(h, iw.now)
+	if iw.signin != nil && !g.signInSucceeded(iw.status, h, len(set) > 0, len(iw.scan.forwarded) > 0) {
+		g.logDecision(iw.r, "sign-in not successful", zap.Int("status", iw.status))
+		g.bindAnonymous(ctx, iw, set)
+		return iw.release()
+	}
+	if len(set) == 0 && iw.signin == nil {
+		return iw.release() // only deletions: nothing to own
+	}
+	user, src := g.identify(ctx, iw, values, next)
+	if user == "" {
+		if iw.signin != nil {
+			g.logDecision(iw.r, "sign-in without identity", zap.Int("status", iw.status))
+		}
+		g.bindAnonymous(ctx, iw, set)
+		return iw.release()
+	}
+	rec, err := g.loadUser(ctx, user)
+	if err != nil {
+		g.log.Error("load user at sign-in", zap.String("user", user), zap.Error(err))
+		removeSetCookies(h, lines)
+		return g.writeError(iw.w, iw.r, errInternal)
+	}
+	// Carried cookies: app cookies the browser sent with the sign-in, which an
+	// app that does not rotate its session has just authenticated in place.
+	carried := carriedBindings(iw.scan.forwarded, set, deleted)
+	next0 := g.nextAfterSignIn(iw)
+	newSession := func(st session.State, expires time.Time) *session.Session {
+		return &session.Session{
+			User: user, State: st, AAL: 1, CreatedAt: iw.now, AuthAt: iw.now, ExpiresAt: expires,
+			RemoteAddr: clientIP(iw.r), UserAgent: truncate(iw.r.UserAgent(), 256), Next: next0,
+		}
+	}
+	enrolled := rec.TOTPConfirmed
+	fields := []zap.Field{zap.String("user", user), zap.String("identity_source", src), zap.Bool("enrolled", enrolled), zap.Bool("matched_sign_in", iw.signin != nil)}
+	if enrolled {
+		ps := newSession(session.Pending, iw.now.Add(g.cfg.PendingTTL))
+		ps.Held = lines
+		ps.SetBindings(carried)
+		if err := g.startSession(ctx, iw, ps); err != nil {
+			return err
+		}
+		removeSetCookies(h, lines)
+		g.logDecision(iw.r, "second factor required", fields...)
+		if iw.signin != nil && wantsJSON(iw.r) {
+			// An XHR sign-in gets the app's answer without its cookies; the
+			// next page load lands on the challenge.
+			h.Set("X-Mfa-Location", g.cfg.Prefix+"challenge?next="+urlQuery(next0))
+			return iw.release()
+		}
+		return g.replaceResponse(iw, g.cfg.Prefix+"challenge?next="+urlQuery(next0), errMFARequired)
+	}
+	as := newSession(session.Active, iw.now.Add(g.cfg.MaxLifetime))
+	as.MustEnrol = g.cfg.Require2FA
+	as.SetBindings(append(carried, set...))
+	if err := g.startSession(ctx, iw, as); err != nil {
+		return err
+	}
+	g.touchSignIn(ctx, user, iw.now)
+	if as.MustEnrol {
+		g.logDecision(iw.r, "enrolment required", fields...)
+		if !(iw.signin != nil && wantsJSON(iw.r)) {
+			return g.replaceResponse(iw, g.cfg.Prefix+"security?setup=1", errEnrolmentRequired)
+		}
+	} else {
+		g.logDecision(iw.r, "signed in without second factor", fields...)
+	}
+	return iw.release()
+}
+
+// signInSucceeded applies the operator's success criterion.
+func (g *Gateway) signInSucceeded(status int, h http.Header, setsCookie, carriedCookie bool) bool {
+	redirect := status >= 300 && status < 400 && h.Get("Location") != ""
+	switch g.cfg.Success.Kind {
+	case SuccessCookie:
+		return setsCookie
+	case SuccessRedirect:
+		return redirect
+	case SuccessStatus:
+		for _, s := range g.cfg.Success.Statuses {
+			if s == status {
+				return true
+			}
+		}
+		return false
+	}
+	return (setsCookie && status < 400) || (redirect && carriedCookie)
+}
+
+// startSession stamps a new gateway session for the browser, replacing the
+// one it came with (the id is rotated at every change of privilege).
+func (g *Gateway) startSession(ctx context.Context, iw *interceptWriter, s *session.Session) error {
+	id, err := g.newSessionID()
+	if err != nil {
+		return g.writeError(iw.w, iw.r, errInternal)
+	}
+	s.Key = id.Key()
+	s.SetLastSeen(iw.now)
+	if err := g.rt.saveSession(ctx, s, iw.cur.sess); err != nil {
+		g.log.Error("save session", zap.Error(err))
+		return g.writeError(iw.w, iw.r, errInternal)
+	}
+	g.rt.Sessions.Replace(iw.cur.sess, s)
+	g.setGatewayCookie(iw.w.Header(), iw.r, id, s, iw.now)
+	return nil
+}
+
+// bindAnonymous binds app cookies set before anyone signed in (a login
+// form's session) to an anonymous gateway session, so that exactly this
+// browser may send them back.
+func (g *Gateway) bindAnonymous(ctx context.Context, iw *interceptWriter, set []session.Binding) {
+	if len(set) == 0 {
+		return
+	}
+	if s := iw.cur.sess; s != nil && s.State == session.Anonymous {
+		s.UpdateBindings(set, nil)
+		return
+	}
+	a := &session.Session{State: session.Anonymous, CreatedAt: iw.now, RemoteAddr: clientIP(iw.r)}
+	a.SetBindings(set)
+	if err := g.startSession(ctx, iw, a); err != nil {
+		g.log.Error("start anonymous session", zap.Error(err))
+	}
+}
+
+// replaceResponse discards the app's captured response and sends the
+// browser elsewhere, keeping only the gateway's own cookie.
+func (g *Gateway) replaceResponse(iw *interceptWriter, loc string, e *apiError) error {
+	h := iw.w.Header()
+	keep := h["Set-Cookie"]
+	for k := range h {
+		delete(h, k)
+	}
+	var own []string
+	gw := g.gatewayCookieName(iw.r) + "="
+	for _, line := range keep {
+		if strings.HasPrefix(line, gw) {
+			own = append(own, line)
+		}
+	}
+	if len(own) > 0 {
+		h["Set-Cookie"] = own
+	}
+	if wantsJSON(iw.r) {
+		h.Set("X-Mfa-Location", loc)
+		return g.writeJSONError(iw.w, e)
+	}
+	h.Set("Cache-Control", "no-store")
+	http.Redirect(iw.w, iw.r, loc, http.StatusSeeOther)
+	return nil
+}
+
+// nextAfterSignIn is where the user goes once the factor is passed: the app's
+// own redirect if it sent one, else the page that was asked for.
+func (g *Gateway) nextAfterSignIn(iw *interceptWriter) string {
+	if loc := iw.w.Header().Get("Location"); loc != "" {
+		if u, err := url.Parse(loc); err == nil {
+			if u.Host == "" || strings.EqualFold(u.Host, iw.r.Host) {
+				return safeNext(u.RequestURI())
+			}
+		}
+	}
+	if iw.r.Method == http.MethodGet && iw.signin == nil {
+		return safeNext(iw.r.URL.RequestURI())
+	}
+	return "/"
+}
+
+func carriedBindings(forwarded []appCookie, set []session.Binding, deleted []string) []session.Binding {
+	var out []session.Binding
+	for _, c := range forwarded {
+		replaced := false
+		for _, s := range set {
+			replaced = replaced || s.Name == c.name
+		}
+		for _, d := range deleted {
+			replaced = replaced || d == c.name
+		}
+		if !replaced {
+			out = append(out, session.Binding{Name: c.name, Hash: session.HashValue(c.value)})
+		}
+	}
+	return out
+}
+
+// identify learns who signed in from the operator's sources, in order.
+func (g *Gateway) identify(ctx context.Context, iw *interceptWriter, values []appCookie, next Handler) (string, string) {
+	for _, src := range g.cfg.Identity {
+		var v string
+		switch src.Kind {
+		case FromForm, FromJSON:
+			if iw.signin != nil {
+				v, _ = iw.signin.field(src.Kind, src.Name)
+			}
+		case FromQuery:
+			v = iw.r.URL.Query().Get(src.Name)
+		case FromBasic:
+			v, _, _ = iw.r.BasicAuth()
+		case FromHeader:
+			v = iw.w.Header().Get(src.Name)
+		case FromWhoami:
+			v = g.whoami(ctx, iw, values, src, next)
+		}
+		if v = strings.TrimSpace(v); v != "" && len(v) <= 256 {
+			return v, src.Kind
+		}
+	}
+	return "", ""
+}
+
+// whoami asks the app who the new session belongs to, through the same next
+// handler (so the same upstream), with only the session's cookies.
+func (g *Gateway) whoami(ctx context.Context, iw *interceptWriter, values []appCookie, src IdentitySource, next Handler) string {
+	cookies := append([]appCookie(nil), iw.scan.forwarded...)
+	cookies = append(cookies, values...)
+	if len(cookies) == 0 {
+		return ""
+	}
+	sub := iw.r.Clone(ctx)
+	sub.Method = http.MethodGet
+	sub.URL = &url.URL{Path: src.Path}
+	sub.RequestURI = src.Path
+	sub.Body, sub.ContentLength = http.NoBody, 0
+	sub.Header = http.Header{"Accept": {"application/json"}, "User-Agent": {iw.r.UserAgent()}}
+	var b strings.Builder
+	for i, c := range cookies {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(c.name + "=" + c.value)
+	}
+	sub.Header.Set("Cookie", b.String())
+	rec := &recorder{header: http.Header{}, limit: 64 << 10}
+	if err := next.ServeHTTP(rec, sub); err != nil || rec.status != http.StatusOK {
+		return ""
+	}
+	var doc map[string]json.RawMessage
+	if json.Unmarshal([]byte(rec.body.String()), &doc) != nil {
+		return ""
+	}
+	v, _ := jsonScalar(doc[src.Field])
+	return v
+}
+
+// recorder is a bounded in-memory response for the whoami call.
+type recorder struct {
+	header http.Header
+	status int
+	body   strings.Builder
+	limit  int
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) WriteHeader(s int) {
+	if r.status == 0 {
+		r.status = s
+	}
+}
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	if r.body.Len()+len(b) > r.limit {
+		return 0, io.ErrShortWrite
+	}
+	return r.body.Write(b)
+}
+
+func (g *Gateway) loadUser(ctx context.Context, id string) (storage.User, error) {
+	var u storage.User
+	err := g.rt.Store.View(ctx, func(tx storage.Tx) error {
+		var err error
+		u, err = tx.User(id)
+		return err
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.User{ID: id}, nil
+	}
+	return u, err
+}
+
+// touchSignIn records the user as seen by the gateway (issue: admins list them).
+func (g *Gateway) touchSignIn(ctx context.Context, id string, now time.Time) {
+	err := g.rt.Store.Batch(ctx, func(tx storage.Tx) error {
+		u, err := tx.User(id)
+		if errors.Is(err, storage.ErrNotFound) {
+			u = storage.User{ID: id, CreatedAt: now}
+		} else if err != nil {
+			return err
+		}
+		u.LastSignInAt = now
+		return tx.PutUser(u)
+	})
+	if err != nil {
+		g.log.Error("record sign-in", zap.String("user", id), zap.Error(err))
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// endSession revokes s now (memory) and deletes it from the store.
+func (g *Gateway) endSession(ctx context.Context, s *session.Session, why string) {
+	if s == nil {
+		return
+	}
+	g.rt.Sessions.Remove(s.Key)
+	g.rt.deleteSessions([]*session.Session{s})
+	g.log.Info("session ended", zap.String("user", s.User), zap.String("why", why))
+}

@@ -1,0 +1,154 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/session"
+)
+
+// interceptWriter watches the app's response headers. Most responses stream
+// straight through; a sign-in, or any response that sets the app's session
+// cookie for a browser without an active gateway session, is captured so the
+// gateway can decide what the browser gets.
+type interceptWriter struct {
+	g       *Gateway
+	w       http.ResponseWriter
+	r       *http.Request
+	cur     current
+	scan    cookieScan
+	signin  *signinReq
+	signout bool
+	now     time.Time
+
+	wroteHeader bool
+	capture     bool
+	status      int
+	body        bytes.Buffer
+	overflow    bool
+}
+
+func (iw *interceptWriter) Header() http.Header { return iw.w.Header() }
+
+// Unwrap lets http.ResponseController reach Flush and Hijack underneath.
+func (iw *interceptWriter) Unwrap() http.ResponseWriter { return iw.w }
+
+// Flush passes through unless the response is held back.
+func (iw *interceptWriter) Flush() {
+	if !iw.capture {
+		_ = http.NewResponseController(iw.w).Flush()
+	}
+}
+
+func (iw *interceptWriter) WriteHeader(status int) {
+	if iw.wroteHeader {
+		return
+	}
+	if status < 200 && status != http.StatusSwitchingProtocols {
+		iw.w.WriteHeader(status) // 1xx informational: not the final headers
+		return
+	}
+	iw.wroteHeader = true
+	iw.status = status
+	if iw.signin != nil || iw.mustCapture() {
+		iw.capture = true
+		return
+	}
+	iw.g.passThrough(iw)
+	iw.w.WriteHeader(status)
+}
+
+// mustCapture: the app sets its session cookie and no active session could
+// own it, so this may be a sign-in from any URL.
+func (iw *interceptWriter) mustCapture() bool {
+	if s := iw.cur.sess; s != nil && s.State == session.Active {
+		return false
+	}
+	for _, line := range iw.w.Header()["Set-Cookie"] {
+		if c, err := http.ParseSetCookie(line); err == nil && iw.g.cfg.appCookie(c.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (iw *interceptWriter) Write(b []byte) (int, error) {
+	if !iw.wroteHeader {
+		iw.WriteHeader(http.StatusOK)
+	}
+	if !iw.capture {
+		return iw.w.Write(b)
+	}
+	if room := iw.g.cfg.MaxBodyBytes - int64(iw.body.Len()); int64(len(b)) > room {
+		iw.overflow = true
+		if room > 0 {
+			iw.body.Write(b[:room])
+		}
+		return len(b), nil
+	}
+	return iw.body.Write(b)
+}
+
+// passThrough edits the headers of a response that streams through: the
+// binding follows an app cookie refreshed during an active session, a
+// sign-out ends the gateway session, an ended session's cookies are cleared,
+// and the gateway cookie's idle deadline is re-stamped when due.
+func (g *Gateway) passThrough(iw *interceptWriter) {
+	h := iw.w.Header()
+	cur := iw.cur
+	switch {
+	case iw.signout:
+		g.endSession(iw.r.Context(), cur.sess, "sign-out")
+		g.clearCookies(h, iw.r, nil)
+		g.logDecision(iw.r, "signed out", zap.String("user", cur.sess.User))
+		return
+	case cur.sess == nil && cur.reason != session.Valid:
+		g.clearCookies(h, iw.r, iw.scan.stripped)
+		return
+	case cur.sess == nil || cur.sess.State != session.Active:
+		return
+	}
+	if len(h["Set-Cookie"]) > 0 {
+		set, _, deleted, _ := g.appSetCookies(h, iw.now)
+		if (len(set) > 0 || len(deleted) > 0) && cur.sess.UpdateBindings(set, deleted) {
+			if err := g.rt.saveSession(iw.r.Context(), cur.sess, nil); err != nil {
+				g.log.Error("save session bindings", zap.Error(err))
+			}
+		}
+	}
+	if cur.stale {
+		g.setGatewayCookie(h, iw.r, cur.id, cur.sess, iw.now)
+	}
+}
+
+// finish decides a captured response once the app is done with it.
+func (iw *interceptWriter) finish(ctx context.Context, next Handler) error {
+	if !iw.wroteHeader {
+		iw.WriteHeader(http.StatusOK) // the app wrote nothing: an implicit 200
+	}
+	if !iw.capture {
+		return nil
+	}
+	return iw.g.decide(ctx, iw, next)
+}
+
+// release writes the captured response as the app sent it (with whatever
+// header edits were made).
+func (iw *interceptWriter) release() error {
+	if iw.overflow {
+		// The gateway cannot vouch for a body it did not see whole.
+		iw.g.log.Warn("captured response too large", zap.String("path", iw.r.URL.Path), zap.Int64("limit", iw.g.cfg.MaxBodyBytes))
+		h := iw.w.Header()
+		for k := range h {
+			delete(h, k)
+		}
+		return iw.g.writeError(iw.w, iw.r, errInternal.with("The app's response was too large for the gateway to check."))
+	}
+	iw.w.WriteHeader(iw.status)
+	_, err := iw.w.Write(iw.body.Bytes())
+	return err
+}

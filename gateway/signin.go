@@ -1,0 +1,126 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+// signinReq is a request that matched the sign-in, with the fields of its
+// body when the gateway needed to read them.
+type signinReq struct {
+	form url.Values
+	json map[string]json.RawMessage
+}
+
+// field returns a form or JSON field's value as text.
+func (s *signinReq) field(kind, name string) (string, bool) {
+	switch kind {
+	case FromForm:
+		if vs, ok := s.form[name]; ok && len(vs) > 0 {
+			return vs[0], true
+		}
+	case FromJSON:
+		if raw, ok := s.json[name]; ok {
+			return jsonScalar(raw)
+		}
+	}
+	return "", false
+}
+
+// jsonScalar renders a JSON string, number or boolean as text.
+func jsonScalar(raw json.RawMessage) (string, bool) {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, true
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return n.String(), true
+	}
+	var b bool
+	if json.Unmarshal(raw, &b) == nil {
+		return strconv.FormatBool(b), true
+	}
+	return "", false
+}
+
+// needsBody reports whether the sign-in's body must be read: for a field
+// condition or a form/JSON identity source.
+func (g *Gateway) needsBody() bool {
+	if g.cfg.SignInField != nil {
+		return true
+	}
+	for _, s := range g.cfg.Identity {
+		if s.Kind == FromForm || s.Kind == FromJSON {
+			return true
+		}
+	}
+	return false
+}
+
+// matchSignIn tells whether r is the app's sign-in. The body, when read, is
+// bounded and put back intact for the app.
+func (g *Gateway) matchSignIn(r *http.Request) (*signinReq, error) {
+	ok, err := g.cfg.SignIn.MatchWithError(r)
+	if err != nil || !ok {
+		return nil, err
+	}
+	s := &signinReq{}
+	if g.needsBody() && r.Body != nil && r.Body != http.NoBody {
+		if err := s.readBody(r, g.cfg.MaxBodyBytes); err != nil {
+			return nil, err
+		}
+	}
+	if f := g.cfg.SignInField; f != nil {
+		v, present := s.field(FromForm, f.Name)
+		if !present {
+			v, present = s.field(FromJSON, f.Name)
+		}
+		if !present {
+			v, present = r.URL.Query().Get(f.Name), r.URL.Query().Has(f.Name)
+		}
+		if !present || (f.Value != "" && v != f.Value) {
+			return nil, nil
+		}
+	}
+	return s, nil
+}
+
+var errBodyTooLarge = errors.New("sign-in request body too large")
+
+func (s *signinReq) readBody(r *http.Request, limit int64) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	r.Body.Close()
+	if err != nil {
+		return fmt.Errorf("read sign-in body: %w", err)
+	}
+	if int64(len(body)) > limit {
+		return errBodyTooLarge
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "application/x-www-form-urlencoded":
+		// A body that is not a valid form is the app's to refuse; it simply
+		// has no fields for the gateway.
+		s.form, _ = url.ParseQuery(string(body))
+	case "multipart/form-data":
+		c := r.Clone(r.Context())
+		c.Body = io.NopCloser(bytes.NewReader(body))
+		if c.ParseMultipartForm(limit) == nil && c.MultipartForm != nil {
+			s.form = c.MultipartForm.Value
+		}
+		_ = params
+	case "application/json":
+		_ = json.Unmarshal(body, &s.json)
+	}
+	return nil
+}

@@ -1,0 +1,347 @@
+package session
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// State is where a session stands in the sign-in.
+type State uint8
+
+const (
+	// Anonymous: the app handed out a session cookie before anyone signed in
+	// (a login form's CSRF session). The cookie is bound so that it, and only
+	// it, reaches the app from this browser.
+	Anonymous State = iota
+	// Pending: the app accepted the password; its cookies are held until the
+	// second factor is passed.
+	Pending
+	// Active: signed in; bound app cookies are forwarded.
+	Active
+)
+
+func (s State) String() string {
+	switch s {
+	case Anonymous:
+		return "anonymous"
+	case Pending:
+		return "pending"
+	case Active:
+		return "active"
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// ID is a session id: 128 random bits.
+type ID [idLen]byte
+
+// NewID reads a fresh id from rand.
+func NewID(rand io.Reader) (ID, error) {
+	var id ID
+	if _, err := io.ReadFull(rand, id[:]); err != nil {
+		return id, fmt.Errorf("session: new id: %w", err)
+	}
+	return id, nil
+}
+
+// Key names a session in memory and at rest: a hash of the id, so neither a
+// copy of the database nor a memory dump of the table hands out live sessions.
+type Key [32]byte
+
+// Key returns the id's key.
+func (id ID) Key() Key { return sha256.Sum256(id[:]) }
+
+// String is the key as stored.
+func (k Key) String() string { return hex.EncodeToString(k[:]) }
+
+// ParseKey reads a key written by String.
+func ParseKey(s string) (Key, error) {
+	var k Key
+	if hex.DecodedLen(len(s)) != len(k) {
+		return k, fmt.Errorf("session: bad key length %d", len(s))
+	}
+	_, err := hex.Decode(k[:], []byte(s))
+	return k, err
+}
+
+// Binding ties one app session cookie (by the hash of its value) to a session.
+type Binding struct {
+	Name string
+	Hash [32]byte
+}
+
+// HashValue hashes an app cookie value for a Binding.
+func HashValue(v string) [32]byte { return sha256.Sum256([]byte(v)) }
+
+// Session is one gateway session as the per-request check sees it. The plain
+// fields never change after the session is put in a Table (a change makes a
+// new Session); activity, bindings and revocation are atomics so the hot path
+// takes no lock beyond the table's read lock.
+type Session struct {
+	Key        Key
+	User       string
+	State      State
+	AAL        uint8
+	MustEnrol  bool // blocked from the app until an authenticator is set up
+	CreatedAt  time.Time
+	AuthAt     time.Time // when the user signed in (password), zero if anonymous
+	ExpiresAt  time.Time // absolute end: lifetime for active, deadline for pending
+	RemoteAddr string
+	UserAgent  string
+	Next       string   // where to go after the challenge
+	Held       []string // app Set-Cookie lines held while pending
+
+	bindings atomic.Pointer[[]Binding]
+	lastSeen atomic.Int64 // unix nanoseconds
+	flushed  atomic.Int64 // lastSeen as last written to the store
+	revoked  atomic.Bool
+}
+
+// Bindings returns the bound app cookies; the slice must not be modified.
+func (s *Session) Bindings() []Binding {
+	if p := s.bindings.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// SetBindings replaces the bound cookies (copy-on-write).
+func (s *Session) SetBindings(b []Binding) {
+	c := append([]Binding(nil), b...)
+	s.bindings.Store(&c)
+}
+
+// Bound reports whether an app cookie name=value is bound to s.
+func (s *Session) Bound(name, value string) bool {
+	bs := s.Bindings()
+	if len(bs) == 0 {
+		return false
+	}
+	h := HashValue(value)
+	for i := range bs {
+		if bs[i].Name == name && subtle.ConstantTimeCompare(bs[i].Hash[:], h[:]) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// UpdateBindings applies the app's Set-Cookie changes: set values are bound
+// (replacing an earlier value of the same name) and deleted names unbound. It
+// reports whether anything changed.
+func (s *Session) UpdateBindings(set []Binding, deleted []string) bool {
+	old := s.Bindings()
+	next := make([]Binding, 0, len(old)+len(set))
+	changed := false
+	for _, b := range old {
+		drop := false
+		for _, d := range deleted {
+			drop = drop || d == b.Name
+		}
+		for _, n := range set {
+			drop = drop || n.Name == b.Name
+		}
+		if drop {
+			changed = true
+			continue
+		}
+		next = append(next, b)
+	}
+	for _, n := range set {
+		next = append(next, n)
+		changed = true
+	}
+	if changed {
+		s.bindings.Store(&next)
+	}
+	return changed
+}
+
+// LastSeen is the time of the last request made with the session.
+func (s *Session) LastSeen() time.Time { return time.Unix(0, s.lastSeen.Load()) }
+
+// Touch records activity at now. Writes are skipped within a second of the
+// last one so busy sessions do not bounce a cache line between cores.
+func (s *Session) Touch(now time.Time) {
+	n := now.UnixNano()
+	if n-s.lastSeen.Load() > int64(time.Second) {
+		s.lastSeen.Store(n)
+	}
+}
+
+// SetLastSeen sets the activity time outright (loading from the store).
+func (s *Session) SetLastSeen(t time.Time) {
+	s.lastSeen.Store(t.UnixNano())
+	s.flushed.Store(t.UnixNano())
+}
+
+// Dirty reports whether activity happened since the last flush, and marks it flushed.
+func (s *Session) takeDirty() (time.Time, bool) {
+	seen := s.lastSeen.Load()
+	if s.flushed.Swap(seen) == seen {
+		return time.Time{}, false
+	}
+	return time.Unix(0, seen), true
+}
+
+// Revoke ends the session for every later request.
+func (s *Session) Revoke() { s.revoked.Store(true) }
+
+// Revoked reports whether Revoke was called.
+func (s *Session) Revoked() bool { return s.revoked.Load() }
+
+// Reason says why a session no longer counts.
+type Reason uint8
+
+const (
+	Valid Reason = iota
+	IdleExpired
+	LifetimeExpired
+	Revoked
+)
+
+func (r Reason) String() string {
+	return [...]string{"valid", "idle timeout", "lifetime", "revoked"}[r]
+}
+
+// Check tells whether s is still good at now for an idle timeout.
+func (s *Session) Check(now time.Time, idle time.Duration) Reason {
+	switch {
+	case s.revoked.Load():
+		return Revoked
+	case !s.ExpiresAt.IsZero() && now.After(s.ExpiresAt):
+		return LifetimeExpired
+	case idle > 0 && now.UnixNano()-s.lastSeen.Load() > int64(idle):
+		return IdleExpired
+	}
+	return Valid
+}
+
+// Clone returns a copy of s under a new key, for a change of state or AAL: the
+// id is rotated whenever the session's privilege changes.
+func (s *Session) Clone(k Key) *Session {
+	c := &Session{
+		Key: k, User: s.User, State: s.State, AAL: s.AAL, MustEnrol: s.MustEnrol,
+		CreatedAt: s.CreatedAt, AuthAt: s.AuthAt, ExpiresAt: s.ExpiresAt,
+		RemoteAddr: s.RemoteAddr, UserAgent: s.UserAgent, Next: s.Next,
+		Held: append([]string(nil), s.Held...),
+	}
+	c.SetBindings(s.Bindings())
+	c.lastSeen.Store(s.lastSeen.Load())
+	return c
+}
+
+// Table is the in-memory view of every live session. Safe for concurrent use.
+type Table struct {
+	mu sync.RWMutex
+	m  map[Key]*Session
+}
+
+// NewTable returns an empty table.
+func NewTable() *Table { return &Table{m: make(map[Key]*Session)} }
+
+// Get returns the session with key k, or nil.
+func (t *Table) Get(k Key) *Session {
+	t.mu.RLock()
+	s := t.m[k]
+	t.mu.RUnlock()
+	return s
+}
+
+// Put adds or replaces s.
+func (t *Table) Put(s *Session) {
+	t.mu.Lock()
+	t.m[s.Key] = s
+	t.mu.Unlock()
+}
+
+// Replace swaps old for s atomically: old is revoked and removed.
+func (t *Table) Replace(old, s *Session) {
+	t.mu.Lock()
+	if old != nil {
+		old.Revoke()
+		delete(t.m, old.Key)
+	}
+	t.m[s.Key] = s
+	t.mu.Unlock()
+}
+
+// Remove revokes and removes the session with key k, returning it (or nil).
+func (t *Table) Remove(k Key) *Session {
+	t.mu.Lock()
+	s := t.m[k]
+	delete(t.m, k)
+	t.mu.Unlock()
+	if s != nil {
+		s.Revoke()
+	}
+	return s
+}
+
+// Len is the number of sessions.
+func (t *Table) Len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.m)
+}
+
+// Snapshot returns the sessions for which keep is true.
+func (t *Table) Snapshot(keep func(*Session) bool) []*Session {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []*Session
+	for _, s := range t.m {
+		if keep == nil || keep(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Activity is a session's last-seen time to write to the store.
+type Activity struct {
+	Session  *Session
+	LastSeen time.Time
+}
+
+// TakeActivity returns the sessions seen since the last call, for a batched
+// flush; anonymous sessions live in memory only and are skipped.
+func (t *Table) TakeActivity() []Activity {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []Activity
+	for _, s := range t.m {
+		if s.State == Anonymous {
+			continue
+		}
+		if seen, ok := s.takeDirty(); ok {
+			out = append(out, Activity{s, seen})
+		}
+	}
+	return out
+}
+
+// Sweep removes sessions that are no longer valid at now and returns them.
+// anonIdle bounds anonymous sessions, which live in memory only.
+func (t *Table) Sweep(now time.Time, idle, anonIdle time.Duration) []*Session {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var gone []*Session
+	for k, s := range t.m {
+		limit := idle
+		if s.State == Anonymous {
+			limit = anonIdle
+		}
+		if s.Check(now, limit) != Valid {
+			delete(t.m, k)
+			gone = append(gone, s)
+		}
+	}
+	return gone
+}

@@ -1,0 +1,95 @@
+package session
+
+import (
+	"crypto/rand"
+	"testing"
+	"time"
+)
+
+func TestCheck(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	mk := func(lastSeen time.Time, expires time.Time) *Session {
+		s := &Session{State: Active, ExpiresAt: expires}
+		s.SetLastSeen(lastSeen)
+		return s
+	}
+	revoked := mk(now, now.Add(time.Hour))
+	revoked.Revoke()
+	cases := []struct {
+		name string
+		s    *Session
+		want Reason
+	}{
+		{"fresh", mk(now.Add(-time.Minute), now.Add(time.Hour)), Valid},
+		{"idle", mk(now.Add(-11*time.Minute), now.Add(time.Hour)), IdleExpired},
+		{"lifetime", mk(now, now.Add(-time.Second)), LifetimeExpired},
+		{"revoked", revoked, Revoked},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := c.s.Check(now, 10*time.Minute); got != c.want {
+				t.Fatalf("Check = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestBindings(t *testing.T) {
+	s := &Session{}
+	if s.Bound("sid", "x") {
+		t.Fatal("empty session binds")
+	}
+	s.UpdateBindings([]Binding{{"sid", HashValue("one")}, {"remember", HashValue("r")}}, nil)
+	if !s.Bound("sid", "one") || !s.Bound("remember", "r") {
+		t.Fatal("set binding missing")
+	}
+	if s.Bound("sid", "two") || s.Bound("other", "one") {
+		t.Fatal("unbound value accepted")
+	}
+	// The app refreshes its cookie: the binding follows it.
+	s.UpdateBindings([]Binding{{"sid", HashValue("two")}}, nil)
+	if s.Bound("sid", "one") || !s.Bound("sid", "two") {
+		t.Fatal("binding did not follow the refreshed cookie")
+	}
+	if !s.UpdateBindings(nil, []string{"remember"}) || s.Bound("remember", "r") {
+		t.Fatal("deleted cookie still bound")
+	}
+	if s.UpdateBindings(nil, []string{"absent"}) {
+		t.Fatal("no-op update reported a change")
+	}
+}
+
+func TestTableSweepAndActivity(t *testing.T) {
+	tb := NewTable()
+	now := time.Now()
+	add := func(st State, seen time.Time) *Session {
+		id, err := NewID(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &Session{Key: id.Key(), State: st, ExpiresAt: now.Add(time.Hour)}
+		s.SetLastSeen(seen)
+		tb.Put(s)
+		return s
+	}
+	live := add(Active, now)
+	old := add(Active, now.Add(-2*time.Hour))
+	anon := add(Anonymous, now.Add(-20*time.Minute))
+	gone := tb.Sweep(now, time.Hour, 15*time.Minute)
+	if len(gone) != 2 || tb.Get(old.Key) != nil || tb.Get(anon.Key) != nil || tb.Get(live.Key) == nil {
+		t.Fatalf("sweep removed %d, table has %d", len(gone), tb.Len())
+	}
+	if a := tb.TakeActivity(); len(a) != 0 {
+		t.Fatalf("no activity yet, got %d", len(a))
+	}
+	live.Touch(now.Add(5 * time.Second))
+	if a := tb.TakeActivity(); len(a) != 1 || a[0].Session != live {
+		t.Fatalf("activity = %v", a)
+	}
+	if a := tb.TakeActivity(); len(a) != 0 {
+		t.Fatal("activity reported twice")
+	}
+	if tb.Remove(live.Key) != live || !live.Revoked() {
+		t.Fatal("remove did not revoke")
+	}
+}

@@ -1,0 +1,157 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Bucket names. Each record type has its own bucket, keyed by ID. They are
+// strings, not []byte variables, so that no package state can be mutated.
+const (
+	bucketUsers    = "users"
+	bucketSessions = "sessions"
+	bucketSettings = "settings"
+	bucketMeta     = "meta"
+
+	keySchema = "schema"
+)
+
+// schemaVersion is the layout this code reads and writes, stored in the meta
+// bucket so that a future layout change can migrate old files, and so that
+// an older binary refuses a file written by a newer one instead of
+// misreading it.
+const schemaVersion = 1
+
+// defaultLockTimeout bounds the wait for bbolt's file lock. bbolt waits
+// forever by default, which would hang a second Caddy process (or a reload
+// that forgot to share the handle) instead of telling the operator.
+const defaultLockTimeout = time.Second
+
+// BoltOptions configures OpenBolt.
+type BoltOptions struct {
+	// Timeout is how long to wait for another process to release the
+	// file lock before failing with ErrLocked; 0 (or negative) means 1s.
+	Timeout time.Duration
+}
+
+// Bolt is a Store in one bbolt file. bbolt allows a single process to hold
+// the file, so open it once per process and share it (the Caddy module keeps
+// it in a usage pool across config reloads).
+type Bolt struct {
+	db   *bolt.DB
+	path string
+}
+
+var _ Store = (*Bolt)(nil)
+
+// OpenBolt opens or creates the database file at path with mode 0600,
+// creating missing parent directories with mode 0700 (the file holds
+// session and recovery-code hashes and sealed secrets). If another process
+// holds the file for longer than opts.Timeout, the error wraps ErrLocked.
+func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
+	if path == "" {
+		return nil, errors.New("storage: open bolt: empty path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = defaultLockTimeout
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, fmt.Errorf("storage: open %s: %w", abs, err)
+	}
+	db, err := bolt.Open(abs, 0o600, &bolt.Options{Timeout: timeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("storage: open %s (waited %v): %w", abs, timeout, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s: %w", abs, err)
+	}
+	if err := db.Update(initSchema); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("storage: open %s: %w", abs, err)
+	}
+	return &Bolt{db: db, path: abs}, nil
+}
+
+// initSchema creates every bucket in one transaction, so later transactions
+// can assume they exist (and read-only ones need not create them), and
+// checks the schema version.
+func initSchema(tx *bolt.Tx) error {
+	for _, name := range []string{bucketUsers, bucketSessions, bucketSettings, bucketMeta} {
+		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+			return fmt.Errorf("create bucket %q: %w", name, err)
+		}
+	}
+	meta := tx.Bucket([]byte(bucketMeta))
+	raw := meta.Get([]byte(keySchema))
+	if raw == nil {
+		return meta.Put([]byte(keySchema), []byte(strconv.Itoa(schemaVersion)))
+	}
+	v, err := strconv.Atoi(string(raw))
+	if err != nil {
+		return fmt.Errorf("bad schema version %q in bucket %q", raw, bucketMeta)
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("schema version %d is newer than this build supports (%d)", v, schemaVersion)
+	}
+	return nil
+}
+
+// Path returns the absolute path of the database file, a stable key for
+// sharing one handle across config reloads.
+func (b *Bolt) Path() string { return b.path }
+
+// View implements Store.
+func (b *Bolt) View(ctx context.Context, fn func(Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.db.View(func(btx *bolt.Tx) error { return run(btx, fn) })
+}
+
+// Update implements Store.
+func (b *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.db.Update(func(btx *bolt.Tx) error { return run(btx, fn) })
+}
+
+// Batch implements Store with bbolt's DB.Batch, which groups concurrent
+// callers into one transaction and one fsync; if one fn fails, the others
+// are retried without it, which is why fn must be idempotent.
+func (b *Bolt) Batch(ctx context.Context, fn func(Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.db.Batch(func(btx *bolt.Tx) error { return run(btx, fn) })
+}
+
+// Close implements Store. Calling it again returns nil.
+func (b *Bolt) Close() error {
+	if err := b.db.Close(); err != nil {
+		return fmt.Errorf("storage: close %s: %w", b.path, err)
+	}
+	return nil
+}
+
+// run calls fn with a Tx wrapping btx and invalidates it afterwards: bbolt
+// memory is only valid during the transaction, so a Tx kept past fn would
+// read unmapped pages.
+func run(btx *bolt.Tx, fn func(Tx) error) error {
+	tx := &boltTx{tx: btx}
+	defer func() { tx.tx = nil }()
+	return fn(tx)
+}

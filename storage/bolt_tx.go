@@ -1,0 +1,229 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// boltTx implements Tx on a bbolt transaction. Records are stored as JSON,
+// keyed by ID; decoding copies every byte out of bbolt's memory map, so
+// returned records stay valid after the transaction ends.
+type boltTx struct {
+	tx *bolt.Tx // nil once the transaction's fn has returned
+}
+
+var _ Tx = (*boltTx)(nil)
+
+var errTxDone = errors.New("transaction already finished")
+
+func (t *boltTx) bucket(name string) (*bolt.Bucket, error) {
+	if t.tx == nil {
+		return nil, errTxDone
+	}
+	b := t.tx.Bucket([]byte(name))
+	if b == nil { // OpenBolt creates every bucket; a missing one means a damaged file
+		return nil, fmt.Errorf("bucket %q missing", name)
+	}
+	return b, nil
+}
+
+// User implements Tx.
+func (t *boltTx) User(id string) (User, error) {
+	u, err := get[User](t, bucketUsers, id, func(u *User) string { return u.ID })
+	if err != nil {
+		return User{}, fmt.Errorf("storage: get user %q: %w", id, err)
+	}
+	return u, nil
+}
+
+// PutUser implements Tx.
+func (t *boltTx) PutUser(u User) error {
+	if err := put(t, bucketUsers, u.ID, u); err != nil {
+		return fmt.Errorf("storage: put user %q: %w", u.ID, err)
+	}
+	return nil
+}
+
+// DeleteUser implements Tx.
+func (t *boltTx) DeleteUser(id string) error {
+	if err := del(t, bucketUsers, id); err != nil {
+		return fmt.Errorf("storage: delete user %q: %w", id, err)
+	}
+	return nil
+}
+
+// ForEachUser implements Tx.
+func (t *boltTx) ForEachUser(fn func(User) error) error {
+	return forEach(t, bucketUsers, func(u *User) string { return u.ID }, fn)
+}
+
+// Session implements Tx.
+func (t *boltTx) Session(id string) (Session, error) {
+	s, err := get[Session](t, bucketSessions, id, func(s *Session) string { return s.ID })
+	if err != nil {
+		return Session{}, fmt.Errorf("storage: get session %q: %w", id, err)
+	}
+	return s, nil
+}
+
+// PutSession implements Tx.
+func (t *boltTx) PutSession(s Session) error {
+	if err := put(t, bucketSessions, s.ID, s); err != nil {
+		return fmt.Errorf("storage: put session %q: %w", s.ID, err)
+	}
+	return nil
+}
+
+// DeleteSession implements Tx.
+func (t *boltTx) DeleteSession(id string) error {
+	if err := del(t, bucketSessions, id); err != nil {
+		return fmt.Errorf("storage: delete session %q: %w", id, err)
+	}
+	return nil
+}
+
+// ForEachSession implements Tx.
+func (t *boltTx) ForEachSession(fn func(Session) error) error {
+	return forEach(t, bucketSessions, func(s *Session) string { return s.ID }, fn)
+}
+
+// Setting implements Tx.
+func (t *boltTx) Setting(key string) ([]byte, error) {
+	v, err := getRaw(t, bucketSettings, key)
+	if err != nil {
+		return nil, fmt.Errorf("storage: get setting %q: %w", key, err)
+	}
+	return v, nil
+}
+
+// PutSetting implements Tx.
+func (t *boltTx) PutSetting(key string, value []byte) error {
+	if err := putRaw(t, bucketSettings, key, value); err != nil {
+		return fmt.Errorf("storage: put setting %q: %w", key, err)
+	}
+	return nil
+}
+
+// getRaw returns a copy of the value at key, or ErrNotFound. It uses a
+// cursor rather than Bucket.Get so that a stored empty value is told apart
+// from a missing key, and returns a non-nil slice for an empty value.
+func getRaw(t *boltTx, bucket, key string) ([]byte, error) {
+	if key == "" {
+		return nil, errors.New("empty key")
+	}
+	b, err := t.bucket(bucket)
+	if err != nil {
+		return nil, err
+	}
+	k, v := b.Cursor().Seek([]byte(key))
+	if k == nil || string(k) != key {
+		return nil, ErrNotFound
+	}
+	return append([]byte{}, v...), nil
+}
+
+func putRaw(t *boltTx, bucket, key string, value []byte) error {
+	if key == "" {
+		return errors.New("empty key")
+	}
+	b, err := t.bucket(bucket)
+	if err != nil {
+		return err
+	}
+	// bbolt keeps a reference to value until commit; copy so the caller
+	// may reuse its slice.
+	return b.Put([]byte(key), bytes.Clone(value))
+}
+
+func del(t *boltTx, bucket, key string) error {
+	if key == "" {
+		return errors.New("empty key")
+	}
+	b, err := t.bucket(bucket)
+	if err != nil {
+		return err
+	}
+	return b.Delete([]byte(key))
+}
+
+func put[R any](t *boltTx, bucket, key string, rec R) error {
+	if key == "" {
+		return errors.New("empty id")
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	b, err := t.bucket(bucket)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), data)
+}
+
+func get[R any](t *boltTx, bucket, key string, idOf func(*R) string) (R, error) {
+	var rec R
+	if key == "" {
+		return rec, errors.New("empty id")
+	}
+	b, err := t.bucket(bucket)
+	if err != nil {
+		return rec, err
+	}
+	data := b.Get([]byte(key))
+	if data == nil {
+		return rec, ErrNotFound
+	}
+	return decode(bucket, []byte(key), data, idOf)
+}
+
+// decode parses one record, naming the bucket and key on failure so that an
+// operator can find a damaged record. A record whose ID differs from its key
+// is damaged too: trusting it would let one key answer for another ID.
+func decode[R any](bucket string, key, data []byte, idOf func(*R) string) (R, error) {
+	var rec R
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return rec, fmt.Errorf("corrupt record in bucket %q key %q: %w", bucket, key, err)
+	}
+	if id := idOf(&rec); id != string(key) {
+		var zero R
+		return zero, fmt.Errorf("corrupt record in bucket %q key %q: id is %q", bucket, key, id)
+	}
+	return rec, nil
+}
+
+// forEach decodes each record of bucket and passes it to fn. The keys are
+// collected first, so that fn may put and delete records (as SweepSessions
+// does) without disturbing the iteration; a record deleted by fn before its
+// turn is skipped.
+func forEach[R any](t *boltTx, bucket string, idOf func(*R) string, fn func(R) error) error {
+	b, err := t.bucket(bucket)
+	if err != nil {
+		return fmt.Errorf("storage: list %s: %w", bucket, err)
+	}
+	var keys [][]byte
+	if err := b.ForEach(func(k, _ []byte) error {
+		keys = append(keys, bytes.Clone(k))
+		return nil
+	}); err != nil {
+		return fmt.Errorf("storage: list %s: %w", bucket, err)
+	}
+	for _, k := range keys {
+		data := b.Get(k)
+		if data == nil {
+			continue
+		}
+		rec, err := decode(bucket, k, data, idOf)
+		if err != nil {
+			return fmt.Errorf("storage: list %s: %w", bucket, err)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
