@@ -39,7 +39,14 @@ type Claims struct {
 
 // Codec signs and verifies gateway cookies with HMAC-SHA256.
 type Codec struct {
-	macs sync.Pool
+	scratch sync.Pool // *scratch: a keyed MAC and decode buffers, so Decode allocates nothing
+}
+
+type scratch struct {
+	mac     hash.Hash
+	payload [MaxCookieLen]byte
+	sum     [64]byte
+	src     [MaxCookieLen]byte
 }
 
 // NewCodec returns a codec that signs with key (at least 32 bytes).
@@ -49,7 +56,7 @@ func NewCodec(key []byte) (*Codec, error) {
 	}
 	k := append([]byte(nil), key...)
 	c := &Codec{}
-	c.macs.New = func() any { return hmac.New(sha256.New, k) }
+	c.scratch.New = func() any { return &scratch{mac: hmac.New(sha256.New, k)} }
 	return c, nil
 }
 
@@ -61,7 +68,9 @@ func (c *Codec) Encode(cl Claims) string {
 	binary.BigEndian.PutUint64(payload[2:10], uint64(cl.IdleDeadline))
 	copy(payload[10:], cl.ID[:])
 	payload = append(payload, cl.User...)
-	mac := c.sum(payload, nil)
+	sc := c.scratch.Get().(*scratch)
+	mac := sc.sign(payload, nil)
+	c.scratch.Put(sc)
 	enc := base64.RawURLEncoding
 	out := make([]byte, 0, enc.EncodedLen(len(payload))+1+enc.EncodedLen(len(mac)))
 	out = enc.AppendEncode(out, payload)
@@ -88,20 +97,20 @@ func (c *Codec) Decode(value string, withUser bool) (Claims, error) {
 	if dot < 0 {
 		return cl, ErrBadCookie
 	}
+	sc := c.scratch.Get().(*scratch)
+	defer c.scratch.Put(sc)
 	enc := base64.RawURLEncoding
-	var pbuf [MaxCookieLen]byte
-	var mbuf [64]byte
-	pn, err := decodeString(enc, pbuf[:], value[:dot])
+	pn, err := sc.decode(enc, sc.payload[:], value[:dot])
 	if err != nil || pn < fixedLen {
 		return cl, ErrBadCookie
 	}
-	mn, err := decodeString(enc, mbuf[:], value[dot+1:])
+	var mac [macLen]byte
+	mn, err := sc.decode(enc, mac[:], value[dot+1:])
 	if err != nil || mn != macLen {
 		return cl, ErrBadCookie
 	}
-	payload := pbuf[:pn]
-	var sum [macLen]byte
-	if !hmac.Equal(c.sum(payload, sum[:0]), mbuf[:mn]) {
+	payload := sc.payload[:pn]
+	if !hmac.Equal(sc.sign(payload, sc.sum[:0]), mac[:]) {
 		return cl, ErrBadCookie
 	}
 	if payload[0] != cookieVersion {
@@ -116,24 +125,17 @@ func (c *Codec) Decode(value string, withUser bool) (Claims, error) {
 	return cl, nil
 }
 
-// decodeString decodes s into dst without converting s to a new []byte.
-func decodeString(enc *base64.Encoding, dst []byte, s string) (int, error) {
-	if enc.DecodedLen(len(s)) > len(dst) {
+// decode decodes s into dst through the scratch buffer (no []byte(s) copy).
+func (sc *scratch) decode(enc *base64.Encoding, dst []byte, s string) (int, error) {
+	if enc.DecodedLen(len(s)) > len(dst) || len(s) > len(sc.src) {
 		return 0, ErrBadCookie
 	}
-	var src [((MaxCookieLen + 2) / 3) * 4]byte
-	if len(s) > len(src) {
-		return 0, ErrBadCookie
-	}
-	n := copy(src[:], s)
-	return enc.Decode(dst, src[:n])
+	n := copy(sc.src[:], s)
+	return enc.Decode(dst, sc.src[:n])
 }
 
-func (c *Codec) sum(payload, dst []byte) []byte {
-	m := c.macs.Get().(hash.Hash)
-	m.Reset()
-	m.Write(payload)
-	dst = m.Sum(dst)
-	c.macs.Put(m)
-	return dst
+func (sc *scratch) sign(payload, dst []byte) []byte {
+	sc.mac.Reset()
+	sc.mac.Write(payload)
+	return sc.mac.Sum(dst)
 }

@@ -1,0 +1,180 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mfagate/mfagate/demoapp"
+	"github.com/mfagate/mfagate/storage"
+)
+
+// expiryClock is a settable clock: idle and lifetime limits are minutes and
+// hours, so these tests move time instead of waiting for it.
+type expiryClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *expiryClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *expiryClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type appNext struct{ h http.Handler }
+
+func (n appNext) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	n.h.ServeHTTP(w, r)
+	return nil
+}
+
+type pathMatcher struct{ method, path string }
+
+func (m pathMatcher) MatchWithError(r *http.Request) (bool, error) {
+	return r.Method == m.method && r.URL.Path == m.path, nil
+}
+
+// expiryStack is the gateway (with a fake clock and a real bbolt file) in
+// front of the demo app, served on loopback.
+func expiryStack(t *testing.T, cfg Config) (*httptest.Server, *expiryClock, *demoapp.App) {
+	t.Helper()
+	clock := &expiryClock{t: time.Now()}
+	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "mfa.db"), storage.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := OpenRuntime(RuntimeOptions{Store: store, Key: make([]byte, 32), Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	cfg.SignIn = pathMatcher{http.MethodPost, "/login"}
+	cfg.AppCookies = []string{demoapp.DefaultCookieName}
+	cfg.Identity = []IdentitySource{{Kind: FromWhoami, Path: "/api/me", Field: "user"}}
+	gw, err := New(cfg, rt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := demoapp.New(demoapp.DefaultOptions())
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := gw.ServeHTTP(w, r, appNext{app}); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, clock, app
+}
+
+func expiryClient(t *testing.T) *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// signedInUser signs alice in and returns who the dashboard says is signed in
+// afterwards, with the response of GET /.
+func dashboard(t *testing.T, c *http.Client, base string) (int, string, *http.Response) {
+	t.Helper()
+	res, err := c.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	_, after, _ := strings.Cut(string(b), `<strong id="user">`)
+	user, _, _ := strings.Cut(after, "<")
+	return res.StatusCode, user, res
+}
+
+func TestIdleAndLifetimeExpiry(t *testing.T) {
+	cases := []struct {
+		name    string
+		cfg     Config
+		steps   []time.Duration // activity at these offsets keeps the session alive
+		advance time.Duration   // then this much idle time passes
+		alive   bool
+	}{
+		{"active within idle timeout", Config{IdleTimeout: 10 * time.Minute}, []time.Duration{9 * time.Minute, 9 * time.Minute}, 9 * time.Minute, true},
+		{"idle past the timeout", Config{IdleTimeout: 10 * time.Minute}, nil, 11 * time.Minute, false},
+		{"lifetime ends an active session", Config{IdleTimeout: 30 * time.Minute, MaxLifetime: time.Hour},
+			[]time.Duration{25 * time.Minute, 25 * time.Minute}, 11 * time.Minute, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, clock, app := expiryStack(t, tc.cfg)
+			c := expiryClient(t)
+			if _, err := c.Get(srv.URL + "/login"); err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.PostForm(srv.URL+"/login", url.Values{"username": {"alice"}, "password": {"alice-password"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if _, user, _ := dashboard(t, c, srv.URL); user != "alice" {
+				t.Fatalf("not signed in after sign-in: %q", user)
+			}
+			u, _ := url.Parse(srv.URL)
+			var appCookie string
+			for _, ck := range c.Jar.Cookies(u) {
+				if ck.Name == app.CookieName() {
+					appCookie = ck.Value
+				}
+			}
+			for _, d := range tc.steps {
+				clock.advance(d)
+				if _, user, _ := dashboard(t, c, srv.URL); user != "alice" {
+					t.Fatalf("session ended during activity at +%v", d)
+				}
+			}
+			clock.advance(tc.advance)
+			status, user, res := dashboard(t, c, srv.URL)
+			if tc.alive {
+				if user != "alice" {
+					t.Fatalf("session ended early: %d %q", status, user)
+				}
+				return
+			}
+			if user != "" || status != http.StatusSeeOther || res.Header.Get("Location") != "/login" {
+				t.Fatalf("expired session still reaches the app: %d %q %q", status, user, res.Header.Get("Location"))
+			}
+			// Both cookies are cleared, and the app's session cookie, though
+			// still valid for the app, is worthless without the gateway's.
+			cleared := map[string]bool{}
+			for _, ck := range res.Cookies() {
+				if ck.MaxAge < 0 {
+					cleared[ck.Name] = true
+				}
+			}
+			if !cleared[DefaultCookieName] || !cleared[app.CookieName()] {
+				t.Fatalf("expiry did not clear both cookies: %v", res.Header["Set-Cookie"])
+			}
+			if who, ok := app.SessionUser(appCookie); !ok || who != "alice" {
+				t.Fatalf("test premise: the app session should still be live, got %q %v", who, ok)
+			}
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
+			req.AddCookie(&http.Cookie{Name: app.CookieName(), Value: appCookie})
+			res2, err := http.DefaultTransport.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res2.Body.Close()
+			if res2.StatusCode != http.StatusSeeOther {
+				t.Fatalf("bare app cookie reached the app: %d", res2.StatusCode)
+			}
+		})
+	}
+}
