@@ -227,7 +227,9 @@ func (g *Gateway) setupFor(c *call, user string, create bool) (*setup, *apiError
 			if u.TOTPConfirmed {
 				return errAbort{errAlreadyEnrolled}
 			}
-			u.TOTPSecret, u.TOTPConfirmed = sealed, false
+			// A new key starts its own replay window: the old key's last
+			// step says nothing about the new key's codes.
+			u.TOTPSecret, u.TOTPConfirmed, u.TOTPLastStep = sealed, false, 0
 			return nil
 		}, nil, nil)
 		if err != nil {
@@ -240,7 +242,7 @@ func (g *Gateway) setupFor(c *call, user string, create bool) (*setup, *apiError
 	if err != nil {
 		return nil, g.asAPIError(err, "qr code")
 	}
-	return &setup{Secret: totp.FormatSecret(secret), URI: uri, QR: qr}, nil
+	return &setup{Secret: totp.EncodeSecret(secret), URI: uri, QR: qr}, nil
 }
 
 // confirmSetup checks the first code from a new authenticator, turns 2FA on,
@@ -327,7 +329,7 @@ func (g *Gateway) passChallenge(c *call, code string) (string, *apiError) {
 	}
 	err = g.commit(c.ctx(), s.User, func(u *storage.User) error {
 		if !u.TOTPConfirmed {
-			return errAbort{errNotEnrolled}
+			return errAbort{errUseRecovery}
 		}
 		if err := g.checkTOTP(c, u, code); err != nil {
 			return err
@@ -452,6 +454,14 @@ func (g *Gateway) disable2FA(c *call) *apiError {
 	}
 	g.logDecision(c.r, "2fa disabled", zap.String("user", s.User))
 	return nil
+}
+
+// hasFactor reports whether u must pass a second factor at sign-in: an
+// authenticator, or recovery codes left after the authenticator was lost
+// (until a new one is set up, the codes are the factor: a password alone
+// must not be enough to enrol an attacker's authenticator).
+func hasFactor(u storage.User) bool {
+	return u.TOTPConfirmed || len(u.RecoveryHashes) > 0
 }
 
 // status is the JSON shape of GET status.

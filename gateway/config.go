@@ -117,10 +117,11 @@ func (c *Config) Normalize() error {
 	if len(c.AppCookies) == 0 {
 		return errors.New("at least one app session cookie name is required")
 	}
-	for _, n := range c.AppCookies {
+	for i, n := range c.AppCookies {
 		if _, err := path.Match(n, ""); err != nil || n == "" || strings.ContainsAny(n, "=; \t") {
 			return fmt.Errorf("session cookie %q: not a cookie name or glob", n)
 		}
+		c.AppCookies[i] = cookieKey(n)
 	}
 	if len(c.Identity) == 0 {
 		c.Identity = []IdentitySource{{Kind: FromForm, Name: "username"}}
@@ -138,8 +139,24 @@ func (c *Config) Normalize() error {
 		if len(c.Success.Statuses) == 0 {
 			return errors.New("success status: at least one status code is required")
 		}
+		for _, s := range c.Success.Statuses {
+			if s < 100 || s > 599 {
+				return fmt.Errorf("success status %d: not an HTTP status code", s)
+			}
+		}
 	default:
 		return fmt.Errorf("success %q: want default, cookie, redirect or status", c.Success.Kind)
+	}
+	for name, d := range map[string]time.Duration{
+		"max_lifetime": c.MaxLifetime,
+		"pending_timeout": c.PendingTTL, "attempt_window": c.AttemptWindow,
+	} {
+		if d < 0 {
+			return fmt.Errorf("%s %v: must not be negative", name, d)
+		}
+	}
+	if c.MaxAttempts < 0 || c.MaxBodyBytes < 0 {
+		return errors.New("max_attempts and the body limit must not be negative")
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
@@ -205,8 +222,25 @@ func (s IdentitySource) validate() error {
 	return nil
 }
 
+// cookieKey is a cookie name as an app may read it: PHP, for one, turns '.'
+// and ' ' in names into '_', so "wp.logged.in" reaches it as
+// "wp_logged_in". Matching on this form means no spelling of the app's
+// cookie slips past the binding check.
+func cookieKey(name string) string {
+	if !strings.ContainsAny(name, ". ") {
+		return name
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == ' ' {
+			return '_'
+		}
+		return r
+	}, name)
+}
+
 // appCookie reports whether name is one of the app's session cookies.
 func (c *Config) appCookie(name string) bool {
+	name = cookieKey(name)
 	for _, p := range c.AppCookies {
 		if p == name {
 			return true

@@ -34,7 +34,7 @@ func (g *Gateway) readGatewayCookie(r *http.Request) string {
 	for _, line := range r.Header["Cookie"] {
 		for part := range strings.SplitSeq(line, ";") {
 			n, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-			if ok && n == name {
+			if ok && strings.TrimSpace(n) == name {
 				return v
 			}
 		}
@@ -63,18 +63,22 @@ func (g *Gateway) rewriteCookies(r *http.Request, sess *session.Session) cookieS
 				continue
 			}
 			n, v, _ := strings.Cut(part, "=")
+			// Apps differ in how they read a name: trimmed, or with '.' and
+			// ' ' as '_'. Any spelling that reads as a protected cookie is
+			// one; only the exact spelling can be forwarded.
+			key := cookieKey(strings.TrimSpace(n))
 			keep := true
 			switch {
-			case n == gwName || n == g.cfg.CookieName || n == g.hostCookieName:
+			case key == gwName || key == g.cfg.CookieName || key == g.hostCookieName:
 				if n == gwName {
 					sc.gateway = v
 				}
 				keep = false
-			case g.cfg.appCookie(n):
-				if forward && sess.Bound(n, v) {
+			case g.cfg.appCookie(key):
+				if n == key && forward && sess.Bound(n, v) {
 					sc.forwarded = append(sc.forwarded, appCookie{n, v})
 				} else {
-					sc.stripped = append(sc.stripped, n)
+					sc.stripped = append(sc.stripped, strings.TrimSpace(n))
 					keep = false
 				}
 			}

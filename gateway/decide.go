@@ -54,7 +54,7 @@ func (g *Gateway) decide(ctx context.Context, iw *interceptWriter, next Handler)
 			RemoteAddr: clientIP(iw.r), UserAgent: truncate(iw.r.UserAgent(), 256), Next: next0,
 		}
 	}
-	enrolled := rec.TOTPConfirmed
+	enrolled := hasFactor(rec)
 	fields := []zap.Field{zap.String("user", user), zap.String("identity_source", src), zap.Bool("enrolled", enrolled), zap.Bool("matched_sign_in", iw.signin != nil)}
 	if enrolled {
 		ps := newSession(session.Pending, iw.now.Add(g.cfg.PendingTTL))

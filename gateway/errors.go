@@ -45,6 +45,7 @@ var (
 	errNotEnrolled       = &apiError{Status: http.StatusConflict, Code: "not_enrolled", Message: "Two-factor authentication is not on."}
 	errNoSetup           = &apiError{Status: http.StatusConflict, Code: "no_pending_setup", Message: "Start the setup first."}
 	errNoPendingCodes    = &apiError{Status: http.StatusConflict, Code: "no_pending_codes", Message: "There are no recovery codes waiting to be confirmed."}
+	errUseRecovery       = &apiError{Status: http.StatusConflict, Code: "use_recovery_code", Message: "Your authenticator was removed. Use one of your recovery codes."}
 	errNotPending        = &apiError{Status: http.StatusConflict, Code: "no_challenge", Message: "There is no sign-in waiting for a second factor."}
 	errTooLarge          = &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "The request is too large."}
 	errRateLimited       = &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "Too many wrong codes. Wait a while and try again."}

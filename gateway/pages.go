@@ -96,6 +96,11 @@ func challengeNext(c *call) string {
 
 func (g *Gateway) pageChallenge(c *call) error {
 	next := challengeNext(c)
+	if u, err := g.loadUser(c.ctx(), c.sess().User); err == nil && !u.TOTPConfirmed {
+		// No authenticator left: recovery codes are the only factor.
+		http.Redirect(c.w, c.r, g.cfg.Prefix+"challenge/recovery?next="+urlQuery(next), http.StatusSeeOther)
+		return nil
+	}
 	if c.r.Method == http.MethodGet {
 		return g.render(c, http.StatusOK, challengeui.ChallengePage{Base: g.base(c), Next: next})
 	}
