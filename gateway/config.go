@@ -148,7 +148,7 @@ func (c *Config) Normalize() error {
 		return fmt.Errorf("success %q: want default, cookie, redirect or status", c.Success.Kind)
 	}
 	for name, d := range map[string]time.Duration{
-		"max_lifetime": c.MaxLifetime,
+		"max_lifetime":    c.MaxLifetime,
 		"pending_timeout": c.PendingTTL, "attempt_window": c.AttemptWindow,
 	} {
 		if d < 0 {
@@ -185,6 +185,9 @@ func (c *Config) Normalize() error {
 	if c.AALHeader == "" {
 		c.AALHeader = "X-Mfa-Aal"
 	}
+	// Set straight into the header map on the hot path, so canonical here.
+	c.UserHeader = http.CanonicalHeaderKey(c.UserHeader)
+	c.AALHeader = http.CanonicalHeaderKey(c.AALHeader)
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 5
 	}
@@ -245,8 +248,10 @@ func (c *Config) appCookie(name string) bool {
 		if p == name {
 			return true
 		}
-		if ok, _ := path.Match(p, name); ok {
-			return true
+		if strings.ContainsAny(p, "*?[\\") {
+			if ok, _ := path.Match(p, name); ok {
+				return true
+			}
 		}
 	}
 	return false

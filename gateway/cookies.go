@@ -55,6 +55,11 @@ func (g *Gateway) rewriteCookies(r *http.Request, sess *session.Session) cookieS
 	gwName := g.gatewayCookieName(r)
 	forward := sess != nil && sess.State != session.Pending
 	var b strings.Builder
+	n := 0
+	for _, line := range lines {
+		n += len(line)
+	}
+	b.Grow(n)
 	changed := false
 	for _, line := range lines {
 		for part := range strings.SplitSeq(line, ";") {
@@ -101,7 +106,8 @@ func (g *Gateway) rewriteCookies(r *http.Request, sess *session.Session) cookieS
 	if b.Len() == 0 {
 		r.Header.Del("Cookie")
 	} else {
-		r.Header["Cookie"] = []string{b.String()}
+		lines[0] = b.String() // the request's own slice: no new one
+		r.Header["Cookie"] = lines[:1]
 	}
 	return sc
 }

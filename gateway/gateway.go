@@ -119,8 +119,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler
 	active := cur.sess != nil && cur.sess.State == session.Active
 	if active {
 		cur.sess.Touch(now)
-		r.Header[g.cfg.UserHeader] = []string{cur.sess.User}
-		r.Header[g.cfg.AALHeader] = []string{aalValue[cur.sess.AAL&3]}
+		v := []string{cur.sess.User, aalValue[cur.sess.AAL&3]} // one allocation for both
+		r.Header[g.cfg.UserHeader] = v[0:1:1]
+		r.Header[g.cfg.AALHeader] = v[1:2:2]
 	}
 	iw := &interceptWriter{g: g, w: w, r: r, cur: cur, scan: sc, signin: signin, now: now}
 	if active && signin == nil && g.cfg.SignOut != nil {
@@ -157,6 +158,34 @@ func headerKey(h string) string {
 	return strings.ReplaceAll(strings.ToLower(h), "_", "-")
 }
 
+// headerKeyIs reports headerKey(k) == t without allocating: this runs for
+// every header of every request. t is already in headerKey form.
+func headerKeyIs(k, t string) bool {
+	if len(k) != len(t) {
+		for i := 0; i < len(k); i++ {
+			if k[i] >= 0x80 {
+				return headerKey(k) == t
+			}
+		}
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 0x80:
+			return headerKey(k) == t // non-ASCII case folding can change lengths
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		if c != t[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // stripTrusted removes client-sent copies of the headers the gateway sets, in
 // every spelling.
 func (g *Gateway) stripTrusted(h http.Header) {
@@ -164,10 +193,10 @@ func (g *Gateway) stripTrusted(h http.Header) {
 		if len(k) < 2 {
 			continue
 		}
-		hk := headerKey(k)
 		for _, t := range g.trusted {
-			if hk == t {
+			if headerKeyIs(k, t) {
 				delete(h, k)
+				break
 			}
 		}
 	}
