@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -241,15 +242,14 @@ func parseMatcher(d *caddyfile.Dispenser) (caddy.ModuleMap, error) {
 	name := d.Val()
 	args := d.RemainingArgs()
 	if len(args) == 0 {
-		if d.NextBlock(1) {
-			d.Prev()
-			set, err := caddyhttp.ParseCaddyfileNestedMatcherSet(d)
-			if err != nil {
-				return nil, d.Errf("%s: %v", name, err)
-			}
-			return set, nil
+		set, err := caddyhttp.ParseCaddyfileNestedMatcherSet(d)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err) // err names the line already
 		}
-		return nil, d.Errf("%s: a path or a block of matchers is required", name)
+		if len(set) == 0 {
+			return nil, d.Errf("%s: a path or a block of matchers is required", name)
+		}
+		return set, nil
 	}
 	if len(args) > 2 {
 		return nil, d.ArgErr()

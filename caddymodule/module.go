@@ -107,20 +107,34 @@ func (m *Gateway) Provision(ctx caddy.Context) error {
 		return err
 	}
 	repl := caddy.NewReplacer()
-	m.dbPath = repl.ReplaceAll(m.DBPath, "")
-	if m.dbPath == "" {
-		m.dbPath = filepath.Join(caddy.AppDataDir(), "mfagate", "mfagate.db")
+	dbPath := repl.ReplaceAll(m.DBPath, "")
+	if dbPath == "" {
+		dbPath = filepath.Join(caddy.AppDataDir(), "mfagate", "mfagate.db")
 	}
-	if m.dbPath, err = filepath.Abs(m.dbPath); err != nil {
+	if dbPath, err = filepath.Abs(dbPath); err != nil {
 		return fmt.Errorf("db_path: %w", err)
 	}
-	val, _, err := pool.LoadOrNew(m.dbPath, func() (caddy.Destructor, error) {
-		return m.openRuntime(repl)
+	// Check the config before touching the disk.
+	if err := cfg.Normalize(); err != nil {
+		return err
+	}
+	key, err := m.loadKey(repl, dbPath)
+	if err != nil {
+		return err
+	}
+	val, _, err := pool.LoadOrNew(dbPath, func() (caddy.Destructor, error) {
+		return m.openRuntime(dbPath, key)
 	})
 	if err != nil {
 		return err
 	}
+	m.dbPath = dbPath // from here on Cleanup must release it
 	rt := val.(runtimeCloser).Runtime
+	if !rt.SameKey(key) {
+		_, _ = pool.Delete(m.dbPath)
+		m.dbPath = ""
+		return errors.New("encryption_key differs from the key the open database uses; restart Caddy to change keys")
+	}
 	if m.gw, err = gateway.New(cfg, rt, m.logger); err != nil {
 		_, _ = pool.Delete(m.dbPath)
 		m.dbPath = ""
@@ -165,12 +179,8 @@ func (m *Gateway) config(ctx caddy.Context) (gateway.Config, error) {
 }
 
 // openRuntime opens the database once per path; later configs share it.
-func (m *Gateway) openRuntime(repl *caddy.Replacer) (runtimeCloser, error) {
-	key, err := m.loadKey(repl)
-	if err != nil {
-		return runtimeCloser{}, err
-	}
-	store, err := storage.OpenBolt(m.dbPath, storage.BoltOptions{Timeout: time.Second})
+func (m *Gateway) openRuntime(dbPath string, key []byte) (runtimeCloser, error) {
+	store, err := storage.OpenBolt(dbPath, storage.BoltOptions{Timeout: time.Second})
 	if err != nil {
 		if errors.Is(err, storage.ErrLocked) {
 			return runtimeCloser{}, fmt.Errorf("%w (is another Caddy, or `caddy mfa`, using it?)", err)
@@ -182,11 +192,11 @@ func (m *Gateway) openRuntime(repl *caddy.Replacer) (runtimeCloser, error) {
 		_ = store.Close()
 		return runtimeCloser{}, err
 	}
-	m.logger.Info("database opened", zap.String("path", m.dbPath))
+	m.logger.Info("database opened", zap.String("path", dbPath))
 	return runtimeCloser{rt}, nil
 }
 
-func (m *Gateway) loadKey(repl *caddy.Replacer) ([]byte, error) {
+func (m *Gateway) loadKey(repl *caddy.Replacer, dbPath string) ([]byte, error) {
 	if m.EncryptionKey != "" {
 		v, err := repl.ReplaceOrErr(m.EncryptionKey, true, true)
 		if err != nil {
@@ -200,7 +210,7 @@ func (m *Gateway) loadKey(repl *caddy.Replacer) ([]byte, error) {
 	}
 	path := repl.ReplaceAll(m.KeyFile, "")
 	if path == "" {
-		path = filepath.Join(filepath.Dir(m.dbPath), "key")
+		path = filepath.Join(filepath.Dir(dbPath), "key")
 	}
 	key, err := seal.LoadOrCreateKeyFile(path, nil)
 	if err != nil {

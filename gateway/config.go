@@ -117,6 +117,7 @@ func (c *Config) Normalize() error {
 	if len(c.AppCookies) == 0 {
 		return errors.New("at least one app session cookie name is required")
 	}
+	c.AppCookies = append([]string(nil), c.AppCookies...) // the caller's slice stays as given
 	for i, n := range c.AppCookies {
 		if _, err := path.Match(n, ""); err != nil || n == "" || strings.ContainsAny(n, "=; \t") {
 			return fmt.Errorf("session cookie %q: not a cookie name or glob", n)
@@ -165,7 +166,7 @@ func (c *Config) Normalize() error {
 		return err
 	}
 	if c.MaxLifetime == 0 {
-		c.MaxLifetime = DefaultMaxLifetime
+		c.MaxLifetime = max(DefaultMaxLifetime, c.IdleTimeout)
 	}
 	if c.MaxLifetime < c.IdleTimeout {
 		return fmt.Errorf("max_lifetime %v is shorter than idle_timeout %v", c.MaxLifetime, c.IdleTimeout)

@@ -22,20 +22,26 @@ import (
 func (g *Gateway) decide(ctx context.Context, iw *interceptWriter, next Handler) error {
 	h := iw.w.Header()
 	set, values, deleted, lines := g.appSetCookies(h, iw.now)
+	cur := iw.cur.sess
+	active := cur != nil && cur.State == session.Active
 	if iw.signin != nil && !g.signInSucceeded(iw.status, h, len(set) > 0, len(iw.scan.forwarded) > 0) {
 		g.logDecision(iw.r, "sign-in not successful", zap.Int("status", iw.status))
-		g.bindAnonymous(ctx, iw, set)
+		g.bindOrFollow(ctx, iw, set, deleted)
 		return iw.release()
 	}
 	if len(set) == 0 && iw.signin == nil {
 		return iw.release() // only deletions: nothing to own
 	}
 	user, src := g.identify(ctx, iw, values, next)
-	if user == "" {
-		if iw.signin != nil {
-			g.logDecision(iw.r, "sign-in without identity", zap.Int("status", iw.status))
-		}
-		g.bindAnonymous(ctx, iw, set)
+	switch {
+	case user == "" && iw.signin != nil:
+		return g.refuseSignIn(ctx, iw, lines, "sign-in succeeded but no user source named the user")
+	case user == "" && g.carriesCredentials(iw.r):
+		return g.refuseSignIn(ctx, iw, lines, "credentials outside the sign-in and no user source named the user")
+	case user == "", active && user == cur.User && iw.signin == nil:
+		// An anonymous app session (a login form's), or the signed-in
+		// user's session refreshed by the app.
+		g.bindOrFollow(ctx, iw, set, deleted)
 		return iw.release()
 	}
 	rec, err := g.loadUser(ctx, user)
@@ -71,7 +77,7 @@ func (g *Gateway) decide(ctx context.Context, iw *interceptWriter, next Handler)
 			h.Set("X-Mfa-Location", g.cfg.Prefix+"challenge?next="+urlQuery(next0))
 			return iw.release()
 		}
-		return g.replaceResponse(iw, g.cfg.Prefix+"challenge?next="+urlQuery(next0), errMFARequired)
+		return g.replaceResponse(iw, g.cfg.Prefix+"challenge?next="+urlQuery(next0), errMFARequired, nil)
 	}
 	as := newSession(session.Active, iw.now.Add(g.cfg.MaxLifetime))
 	as.MustEnrol = g.cfg.Require2FA
@@ -83,12 +89,78 @@ func (g *Gateway) decide(ctx context.Context, iw *interceptWriter, next Handler)
 	if as.MustEnrol {
 		g.logDecision(iw.r, "enrolment required", fields...)
 		if !(iw.signin != nil && wantsJSON(iw.r)) {
-			return g.replaceResponse(iw, g.cfg.Prefix+"security?setup=1", errEnrolmentRequired)
+			// The app's cookies are bound already (the gateway blocks the app
+			// until setup is done), so they go to the browser now.
+			return g.replaceResponse(iw, g.cfg.Prefix+"security?setup=1", errEnrolmentRequired, lines)
 		}
 	} else {
 		g.logDecision(iw.r, "signed in without second factor", fields...)
 	}
 	return iw.release()
+}
+
+// bindOrFollow binds app cookies that carry no sign-in: to the active
+// session (the app refreshed its cookie) or to an anonymous one.
+func (g *Gateway) bindOrFollow(ctx context.Context, iw *interceptWriter, set []session.Binding, deleted []string) {
+	if s := iw.cur.sess; s != nil && s.State == session.Active {
+		if s.UpdateBindings(set, deleted) {
+			if err := g.rt.saveSession(ctx, s, nil); err != nil {
+				g.log.Error("save session bindings", zap.Error(err))
+			}
+		}
+		return
+	}
+	g.bindAnonymous(ctx, iw, set)
+}
+
+// refuseSignIn fails closed on a sign-in the gateway cannot attribute: the
+// app's new cookies are dropped, and cookies it may have authenticated in
+// place are unbound, so nothing of that session reaches the app again.
+func (g *Gateway) refuseSignIn(ctx context.Context, iw *interceptWriter, lines []string, why string) error {
+	g.log.Warn("sign-in refused", zap.String("reason", why), zap.String("path", iw.r.URL.Path),
+		zap.String("remote_ip", clientIP(iw.r)), zap.Int("app_status", iw.status))
+	if s := iw.cur.sess; s != nil && len(iw.scan.forwarded) > 0 {
+		var names []string
+		for _, c := range iw.scan.forwarded {
+			names = append(names, c.name)
+		}
+		if s.UpdateBindings(nil, names) && s.State != session.Anonymous {
+			if err := g.rt.saveSession(ctx, s, nil); err != nil {
+				g.log.Error("save session bindings", zap.Error(err))
+			}
+		}
+	}
+	h := iw.w.Header()
+	for k := range h {
+		delete(h, k)
+	}
+	return g.writeError(iw.w, iw.r, errSignInUnverified)
+}
+
+// carriesCredentials: the request brings a password or token of its own
+// (apps that sign a user in from any URL). Such a request setting the app's
+// session cookie is a sign-in, whatever its path.
+func (g *Gateway) carriesCredentials(r *http.Request) bool {
+	if r.Header.Get("Authorization") != "" {
+		return true
+	}
+	if r.URL.RawQuery == "" {
+		return false
+	}
+	for k := range r.URL.Query() {
+		lk := strings.ToLower(k)
+		for _, w := range []string{"pass", "pwd", "secret", "token", "auth"} {
+			if strings.Contains(lk, w) {
+				return true
+			}
+		}
+		for _, p := range g.cfg.StripParams {
+			if strings.EqualFold(p, k) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // signInSucceeded applies the operator's success criterion.
@@ -148,13 +220,13 @@ func (g *Gateway) bindAnonymous(ctx context.Context, iw *interceptWriter, set []
 
 // replaceResponse discards the app's captured response and sends the
 // browser elsewhere, keeping only the gateway's own cookie.
-func (g *Gateway) replaceResponse(iw *interceptWriter, loc string, e *apiError) error {
+func (g *Gateway) replaceResponse(iw *interceptWriter, loc string, e *apiError, appLines []string) error {
 	h := iw.w.Header()
 	keep := h["Set-Cookie"]
 	for k := range h {
 		delete(h, k)
 	}
-	var own []string
+	own := appLines
 	gw := g.gatewayCookieName(iw.r) + "="
 	for _, line := range keep {
 		if strings.HasPrefix(line, gw) {

@@ -35,6 +35,7 @@ var (
 	errWrongRecovery     = &apiError{Status: http.StatusUnauthorized, Code: "invalid_recovery_code", Message: "That recovery code is not valid or was already used."}
 	errMFARequired       = &apiError{Status: http.StatusUnauthorized, Code: "mfa_required", Message: "Finish two-factor sign-in first."}
 	errCSRF              = &apiError{Status: http.StatusForbidden, Code: "csrf_failed", Message: "The form expired or came from another site. Reload the page and try again."}
+	errSignInUnverified  = &apiError{Status: http.StatusForbidden, Code: "sign_in_unverified", Message: "The sign-in was stopped because the gateway could not tell who signed in. Use the app's sign-in form, or ask your administrator."}
 	errCrossOrigin       = &apiError{Status: http.StatusForbidden, Code: "cross_origin", Message: "Requests must come from this site."}
 	errAAL2Required      = &apiError{Status: http.StatusForbidden, Code: "aal2_required", Message: "Sign in again with your authenticator app to do this."}
 	errEnrolmentRequired = &apiError{Status: http.StatusForbidden, Code: "enrolment_required", Message: "Set up two-factor authentication to continue."}

@@ -62,14 +62,22 @@ func (iw *interceptWriter) WriteHeader(status int) {
 	iw.w.WriteHeader(status)
 }
 
-// mustCapture: the app sets its session cookie and no active session could
-// own it, so this may be a sign-in from any URL.
+// mustCapture: the app sets a new value of its session cookie, so this may
+// be a sign-in from any URL, or a switch to another user inside a session.
+// A value already bound (rolling refresh) or a deletion streams through.
 func (iw *interceptWriter) mustCapture() bool {
-	if s := iw.cur.sess; s != nil && s.State == session.Active {
+	lines := iw.w.Header()["Set-Cookie"]
+	if len(lines) == 0 {
 		return false
 	}
-	for _, line := range iw.w.Header()["Set-Cookie"] {
-		if c, err := http.ParseSetCookie(line); err == nil && iw.g.cfg.appCookie(c.Name) {
+	s := iw.cur.sess
+	active := s != nil && s.State == session.Active
+	for _, line := range lines {
+		c, err := http.ParseSetCookie(line)
+		if err != nil || !iw.g.cfg.appCookie(c.Name) || c.Value == "" || c.MaxAge < 0 {
+			continue
+		}
+		if !active || !s.Bound(c.Name, c.Value) {
 			return true
 		}
 	}

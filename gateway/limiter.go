@@ -15,6 +15,7 @@ type limiter struct {
 
 type window struct {
 	start time.Time
+	len   time.Duration
 	n     int
 }
 
@@ -37,7 +38,7 @@ func (l *limiter) fail(key string, win time.Duration, now time.Time) int {
 	defer l.mu.Unlock()
 	w := l.m[key]
 	if w == nil || now.Sub(w.start) >= win {
-		w = &window{start: now}
+		w = &window{start: now, len: win}
 		l.m[key] = w
 	}
 	w.n++
@@ -51,12 +52,12 @@ func (l *limiter) reset(key string) {
 	l.mu.Unlock()
 }
 
-// sweep drops windows older than a day (no window is configured that long).
+// sweep drops windows that have ended.
 func (l *limiter) sweep(now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for k, w := range l.m {
-		if now.Sub(w.start) > 24*time.Hour {
+		if now.Sub(w.start) > w.len {
 			delete(l.m, k)
 		}
 	}

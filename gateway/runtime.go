@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +37,7 @@ type Runtime struct {
 	now         func() time.Time
 	logger      *zap.Logger
 
+	keyID     [32]byte     // hash of the master key, to notice a changed key on reload
 	sweepIdle atomic.Int64 // the longest idle timeout of the configs using this runtime
 	stop      chan struct{}
 	done      chan struct{}
@@ -88,6 +91,7 @@ func OpenRuntime(opts RuntimeOptions) (*Runtime, error) {
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
 	}
+	rt.keyID = sha256.Sum256(opts.Key)
 	rt.sweepIdle.Store(int64(DefaultIdleTimeout))
 	if err := rt.load(); err != nil {
 		return nil, err
@@ -193,6 +197,14 @@ func (rt *Runtime) deleteSessions(ss []*session.Session) {
 	if err != nil {
 		rt.logger.Error("delete sessions", zap.Int("sessions", len(ss)), zap.Error(err))
 	}
+}
+
+// SameKey reports whether key is the key this runtime was opened with: a
+// config reload shares the open runtime, so a changed key must be noticed
+// rather than silently ignored.
+func (rt *Runtime) SameKey(key []byte) bool {
+	id := sha256.Sum256(key)
+	return subtle.ConstantTimeCompare(id[:], rt.keyID[:]) == 1
 }
 
 // useIdle records a config's idle timeout so sweeps never cut a session that
