@@ -256,6 +256,9 @@ func (g *Gateway) nextAfterSignIn(iw *interceptWriter) string {
 		}
 	}
 	if iw.r.Method == http.MethodGet && iw.signin == nil {
+		if g.carriesCredentials(iw.r) {
+			return safeNext(iw.r.URL.EscapedPath()) // never echo credentials into a URL
+		}
 		return safeNext(iw.r.URL.RequestURI())
 	}
 	return "/"
@@ -306,7 +309,19 @@ func (g *Gateway) identify(ctx context.Context, iw *interceptWriter, values []ap
 // whoami asks the app who the new session belongs to, through the same next
 // handler (so the same upstream), with only the session's cookies.
 func (g *Gateway) whoami(ctx context.Context, iw *interceptWriter, values []appCookie, src IdentitySource, next Handler) string {
-	cookies := append([]appCookie(nil), iw.scan.forwarded...)
+	// The app's new values replace what the browser sent under the same
+	// name: an app that reads the first cookie would otherwise answer for
+	// the previous user.
+	var cookies []appCookie
+	for _, f := range iw.scan.forwarded {
+		replaced := false
+		for _, v := range values {
+			replaced = replaced || v.name == f.name
+		}
+		if !replaced {
+			cookies = append(cookies, f)
+		}
+	}
 	cookies = append(cookies, values...)
 	if len(cookies) == 0 {
 		return ""

@@ -1,9 +1,13 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -113,7 +117,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler
 		}
 	}
 	if signin == nil {
-		g.stripCredentials(r)
+		if err := g.stripCredentials(r); err != nil {
+			return g.writeError(w, r, errTooLarge)
+		}
 	}
 	sc := g.rewriteCookies(r, cur.sess)
 	active := cur.sess != nil && cur.sess.State == session.Active
@@ -205,25 +211,52 @@ func (g *Gateway) stripTrusted(h http.Header) {
 // stripCredentials removes credential-bearing headers and query parameters
 // the operator named, outside the sign-in, for apps that sign a user in from
 // any URL.
-func (g *Gateway) stripCredentials(r *http.Request) {
+func (g *Gateway) stripCredentials(r *http.Request) error {
 	for _, h := range g.cfg.StripHeaders {
 		r.Header.Del(h)
 	}
-	if len(g.cfg.StripParams) == 0 || r.URL.RawQuery == "" {
-		return
+	if len(g.cfg.StripParams) == 0 {
+		return nil
 	}
-	q := r.URL.Query()
-	changed := false
-	for _, p := range g.cfg.StripParams {
-		if q.Has(p) {
-			q.Del(p)
-			changed = true
+	if r.URL.RawQuery != "" {
+		q := r.URL.Query()
+		if stripParams(q, g.cfg.StripParams) {
+			r.URL.RawQuery = q.Encode()
+			r.RequestURI = r.URL.RequestURI()
 		}
 	}
-	if changed {
-		r.URL.RawQuery = q.Encode()
-		r.RequestURI = r.URL.RequestURI()
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
 	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, g.cfg.MaxBodyBytes+1))
+	r.Body.Close()
+	if err != nil || int64(len(body)) > g.cfg.MaxBodyBytes {
+		return errBodyTooLarge
+	}
+	if form, err := url.ParseQuery(string(body)); err == nil && stripParams(form, g.cfg.StripParams) {
+		body = []byte(form.Encode())
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
+}
+
+// stripParams deletes the named parameters, reporting whether any was there.
+func stripParams(v url.Values, names []string) bool {
+	changed := false
+	for _, p := range names {
+		for k := range v {
+			if strings.EqualFold(k, p) {
+				delete(v, k)
+				changed = true
+			}
+		}
+	}
+	return changed
 }
 
 // sendToChallenge answers an app request made while the second factor is

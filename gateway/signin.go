@@ -10,28 +10,88 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 )
 
 // signinReq is a request that matched the sign-in, with the fields of its
 // body when the gateway needed to read them.
 type signinReq struct {
-	form url.Values
-	json map[string]json.RawMessage
+	form    url.Values
+	json    map[string]json.RawMessage
+	jsonDup map[string]bool // case-folded keys given more than once
 }
 
-// field returns a form or JSON field's value as text.
+// field returns a form or JSON field's value as text. A field given twice
+// (username=bob&username=alice, or "username" and "USERNAME" in JSON) is
+// ambiguous: apps disagree on which copy wins (first, last, case-folded),
+// so the gateway reads it as absent rather than guess.
 func (s *signinReq) field(kind, name string) (string, bool) {
 	switch kind {
 	case FromForm:
-		if vs, ok := s.form[name]; ok && len(vs) > 0 {
+		if vs, ok := s.form[name]; ok && len(vs) == 1 {
 			return vs[0], true
 		}
 	case FromJSON:
+		if s.jsonDup[strings.ToLower(name)] {
+			return "", false
+		}
 		if raw, ok := s.json[name]; ok {
 			return jsonScalar(raw)
 		}
 	}
 	return "", false
+}
+
+// hasField reports whether any copy of the field (form, JSON or query)
+// carries the value: an app may read any of them, so any one makes the
+// request a sign-in to watch.
+func (s *signinReq) hasField(r *http.Request, f Field) bool {
+	var vals []string
+	vals = append(vals, s.form[f.Name]...)
+	for k, raw := range s.json {
+		if strings.EqualFold(k, f.Name) {
+			if v, ok := jsonScalar(raw); ok {
+				vals = append(vals, v)
+			}
+		}
+	}
+	if r.URL.RawQuery != "" {
+		vals = append(vals, r.URL.Query()[f.Name]...)
+	}
+	for _, v := range vals {
+		if f.Value == "" || v == f.Value {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonDuplicates returns the top-level keys of an object, case-folded, that
+// appear more than once.
+func jsonDuplicates(body []byte) map[string]bool {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	seen := map[string]bool{}
+	dup := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return dup
+		}
+		k, _ := t.(string)
+		lk := strings.ToLower(k)
+		if seen[lk] {
+			dup[lk] = true
+		}
+		seen[lk] = true
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return dup
+		}
+	}
+	return dup
 }
 
 // jsonScalar renders a JSON string, number or boolean as text.
@@ -78,17 +138,8 @@ func (g *Gateway) matchSignIn(r *http.Request) (*signinReq, error) {
 			return nil, err
 		}
 	}
-	if f := g.cfg.SignInField; f != nil {
-		v, present := s.field(FromForm, f.Name)
-		if !present {
-			v, present = s.field(FromJSON, f.Name)
-		}
-		if !present {
-			v, present = r.URL.Query().Get(f.Name), r.URL.Query().Has(f.Name)
-		}
-		if !present || (f.Value != "" && v != f.Value) {
-			return nil, nil
-		}
+	if f := g.cfg.SignInField; f != nil && !s.hasField(r, *f) {
+		return nil, nil
 	}
 	return s, nil
 }
@@ -120,7 +171,9 @@ func (s *signinReq) readBody(r *http.Request, limit int64) error {
 		}
 		_ = params
 	case "application/json":
-		_ = json.Unmarshal(body, &s.json)
+		if json.Unmarshal(body, &s.json) == nil {
+			s.jsonDup = jsonDuplicates(body)
+		}
 	}
 	return nil
 }
