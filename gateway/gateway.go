@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -105,8 +106,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler
 	now := g.rt.now()
 	cur := g.lookup(r, now)
 	signin, err := g.matchSignIn(r)
+	if errors.Is(err, errBodyTooLarge) {
+		return g.writeError(w, r, errTooLarge)
+	}
 	if err != nil {
-		return g.writeError(w, r, errBadRequest.with(err.Error()))
+		return g.writeError(w, r, errBadRequest.with("The sign-in request could not be read."))
 	}
 	if s := cur.sess; s != nil && signin == nil {
 		switch {
