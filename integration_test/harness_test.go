@@ -74,6 +74,14 @@ func start(t *testing.T, opts demoapp.Options, block string) *env {
 // load (re)loads Caddy with block as the mfa_gateway body.
 func (e *env) load(block string) {
 	e.t.Helper()
+	if err := e.tryLoad(block); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// tryLoad is load without t.Fatal, so it can run in a goroutine (a reload
+// watched for deadlocks).
+func (e *env) tryLoad(block string) error {
 	e.gateway = block
 	if !strings.Contains(block, "db_path") {
 		block += "\n\t\tdb_path " + e.DBPath
@@ -100,15 +108,15 @@ http://127.0.0.1:%d {
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	cfg, warns, err := adapter.Adapt([]byte(cf), nil)
 	if err != nil {
-		e.t.Fatalf("adapt Caddyfile: %v\n%s", err, cf)
+		return fmt.Errorf("adapt Caddyfile: %v\n%s", err, cf)
 	}
 	for _, w := range warns {
 		e.t.Logf("caddyfile warning: %v", w)
 	}
 	if err := caddy.Load(cfg, true); err != nil {
-		e.t.Fatalf("load config: %v", err)
+		return fmt.Errorf("load config: %v", err)
 	}
-	waitListening(e.t, fmt.Sprintf("127.0.0.1:%d", e.port))
+	return dialWithin(fmt.Sprintf("127.0.0.1:%d", e.port), 5*time.Second)
 }
 
 // testKey is a fixed 32-byte key (base64) so restarts can read the store.
@@ -126,15 +134,21 @@ func freePort(t *testing.T) int {
 
 func waitListening(t *testing.T, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	if err := dialWithin(addr, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func dialWithin(addr string, d time.Duration) error {
+	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("nothing listening on %s", addr)
+	return fmt.Errorf("nothing listening on %s", addr)
 }
 
 // client is one browser: a cookie jar, redirects not followed so each hop

@@ -1,0 +1,223 @@
+package integration_test
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// These tests try to get an enrolled user's app session without their
+// second factor, knowing only the password. Each must end with no access.
+
+// TestUnidentifiedSignInFailsClosed: the app accepts a JSON sign-in the
+// gateway reads differently (a body it does not parse as JSON, a key in
+// another case, a duplicate key). When the gateway cannot tell who signed
+// in, or is told the wrong user, the app's new session must not work.
+func TestUnidentifiedSignInFailsClosed(t *testing.T) {
+	e := start(t, optsWith(manyUsers()), jsonBlock)
+	c0 := e.newClient()
+	if r := c0.postJSON("/api/login", map[string]string{"username": "alice", "password": "alice-password"}); r.StatusCode != 200 {
+		t.Fatalf("alice's JSON sign-in: %d %s", r.StatusCode, r.Body)
+	}
+	c0.enrol()
+
+	for _, tc := range []struct{ name, ct, body string }{
+		{"JSON sent as text/plain", "text/plain", `{"username":"alice","password":"alice-password"}`},
+		{"JSON without content type", "", `{"username":"alice","password":"alice-password"}`},
+		{"key in another case", "application/json", `{"Username":"alice","password":"alice-password"}`},
+		{"upper-case key", "application/json", `{"USERNAME":"alice","password":"alice-password"}`},
+		{"duplicate key names bob to the gateway", "application/json", `{"username":"bob","USERNAME":"alice","password":"alice-password"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e.newClient()
+			h := map[string]string{"X-Requested-With": "XMLHttpRequest"}
+			if tc.ct != "" {
+				h["Content-Type"] = tc.ct
+			}
+			r := c.req("POST", "/api/login", strings.NewReader(tc.body), h)
+			if r.StatusCode >= 500 {
+				t.Fatalf("sign-in: %d %s", r.StatusCode, r.Body)
+			}
+			if u := c.dashboardUser(); u == "alice" {
+				t.Errorf("password-only sign-in reached alice's dashboard (app cookie released: %v)", c.cookie("demo_session") != "")
+			}
+			notAlice(t, "then /api/data", c.get("/api/data"))
+		})
+	}
+}
+
+// TestLegacyCredentialsWithFormIdentity: with identity taken from the sign-in
+// form only, a legacy sign-in from any URL (Basic, auth_user) carries no
+// form the gateway can read. Not knowing who signed in must not mean "let
+// the app's session through".
+func TestLegacyCredentialsWithFormIdentity(t *testing.T) {
+	e := start(t, optsWith(manyUsers()), `
+		sign_in POST /login
+		sign_out /logout
+		session_cookie demo_session
+		user_from form username
+`)
+	_, _, _ = e.enrolled("alice")
+	for _, tc := range []struct {
+		name, path string
+		hdr        map[string]string
+	}{
+		{"Basic", "/api/data", map[string]string{"Authorization": basic("alice", "alice-password")}},
+		{"query", "/api/data?auth_user=alice&auth_pass=alice-password", nil},
+		{"Basic page", "/", map[string]string{"Authorization": basic("alice", "alice-password")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e.newClient()
+			notAlice(t, "legacy sign-in response", c.req("GET", tc.path, nil, tc.hdr))
+			notAlice(t, "next request", c.get("/api/data"))
+			if u := c.dashboardUser(); u == "alice" {
+				t.Fatal("reached alice's dashboard with her password only")
+			}
+		})
+	}
+}
+
+// TestCredentialsInsideAnotherSession: signed in as bob (no 2FA), a request
+// carrying alice's password in Basic/auth_user makes the app switch to
+// alice. The gateway must not bind alice's new app session to bob's gateway
+// session (nor pass alice's page through).
+func TestCredentialsInsideAnotherSession(t *testing.T) {
+	e := start(t, optsWith(manyUsers()), defaultGateway)
+	_, _, _ = e.enrolled("alice")
+	for _, tc := range []struct {
+		name, path string
+		hdr        map[string]string
+	}{
+		{"Basic", "/api/data", map[string]string{"Authorization": basic("alice", "alice-password")}},
+		{"query", "/api/data?auth_user=alice&auth_pass=alice-password", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e.newClient()
+			c.signIn("bob", "bob-password")
+			if u := c.dashboardUser(); u != "bob" {
+				t.Fatalf("bob's dashboard: %q", u)
+			}
+			r := c.req("GET", tc.path, nil, tc.hdr)
+			if r.StatusCode >= 500 {
+				t.Fatalf("%d %s", r.StatusCode, r.Body)
+			}
+			if strings.Contains(r.Body, `"user":"alice"`) {
+				t.Errorf("the response inside bob's session showed alice's data: %s", r.Body)
+			}
+			if u := c.dashboardUser(); u == "alice" {
+				t.Errorf("bob's gateway session now carries alice's app session (status %s)", c.api("status", nil).Body)
+			}
+		})
+	}
+}
+
+// TestSignInWhileSignedInAsSomeoneElse: a browser signed in as carol (with or
+// without 2FA) posts the sign-in form with alice's password. The gateway
+// must learn that alice signed in (whoami must ask about the new session,
+// not carol's) and challenge alice, not carol.
+func TestSignInWhileSignedInAsSomeoneElse(t *testing.T) {
+	e := start(t, optsWith(manyUsers()), defaultGateway)
+	aliceSecret, _, _ := e.enrolled("alice")
+	carolSecret, _, carolAAL2 := e.enrolled("carol")
+	_ = aliceSecret
+
+	check := func(t *testing.T, c *client, attackerSecret string) {
+		t.Helper()
+		r := c.postForm("/login", url.Values{"username": {"alice"}, "password": {"alice-password"}})
+		if r.StatusCode >= 500 {
+			t.Fatalf("sign-in: %d", r.StatusCode)
+		}
+		if u := c.dashboardUser(); u == "alice" {
+			t.Fatalf("alice's dashboard with her password only (sign-in answered %d %q)", r.StatusCode, r.Location())
+		}
+		st := c.api("status", nil)
+		if st.StatusCode == 200 && st.JSON(t)["user"] != "alice" {
+			t.Errorf("the gateway session after alice's sign-in belongs to %v", st.JSON(t)["user"])
+		}
+		if attackerSecret != "" && strings.HasPrefix(r.Location(), "/_mfa/challenge") {
+			// The attacker answers the challenge with their own authenticator.
+			c.api("challenge", map[string]string{"code": code(t, attackerSecret, 1)})
+			if u := c.dashboardUser(); u == "alice" {
+				t.Fatal("the attacker's own code released alice's app session")
+			}
+		}
+	}
+	t.Run("signed in without 2FA", func(t *testing.T) {
+		c := e.newClient()
+		c.signIn("bob", "bob-password")
+		check(t, c, "")
+	})
+	t.Run("signed in with 2FA", func(t *testing.T) {
+		check(t, carolAAL2, carolSecret)
+	})
+}
+
+// TestRequire2FAEnrolmentKeepsAppSession: with require_2fa, an unenrolled
+// user lands on setup; once set up they reach the app they signed in to,
+// without signing in again.
+func TestRequire2FAEnrolmentKeepsAppSession(t *testing.T) {
+	e := start(t, optsWith(manyUsers()), defaultGateway+"\n\t\trequire_2fa")
+	c := e.newClient()
+	r := c.signIn("bob", "bob-password")
+	if r.StatusCode != 303 || r.Location() != "/_mfa/security?setup=1" {
+		t.Fatalf("sign-in of an unenrolled user under require_2fa: %d %q", r.StatusCode, r.Location())
+	}
+	if r := c.get("/"); r.StatusCode != 303 || r.Location() != "/_mfa/security?setup=1" {
+		t.Fatalf("app before setup: %d %q", r.StatusCode, r.Location())
+	}
+	if st := c.status(); st["must_enrol"] != true || st["required"] != true {
+		t.Fatalf("status: %v", st)
+	}
+	r = c.api("totp/enroll", map[string]any{})
+	secret := r.JSON(t)["secret"].(string)
+	if r := c.api("totp/confirm", map[string]string{"code": code(t, secret, 0)}); r.StatusCode != 200 {
+		t.Fatalf("confirm: %d %s", r.StatusCode, r.Body)
+	}
+	if r := c.get("/"); r.StatusCode != 303 || r.Location() != "/_mfa/security?setup=1" {
+		t.Errorf("app before the codes are acknowledged: %d %q", r.StatusCode, r.Location())
+	}
+	r = c.api("recovery-codes/acknowledge", map[string]any{})
+	if r.StatusCode != 200 || r.JSON(t)["next"] != "/" {
+		t.Fatalf("acknowledge: %d %s", r.StatusCode, r.Body)
+	}
+	if u := c.dashboardUser(); u != "bob" {
+		t.Fatalf("after setup the app is not signed in (dashboard %q, app cookie %q): the app's session was dropped at the sign-in", u, c.cookie("demo_session"))
+	}
+}
+
+// TestWhoamiAsksAboutTheNewSession: an app that keeps the old session alive
+// when a new sign-in sets a new cookie (the echo app does). Signed in as
+// bob (no 2FA), the attacker signs in with alice's password. The whoami
+// call must be made with the new cookie only; with bob's old cookie first,
+// the app answers "bob" and alice's new session is bound without her factor.
+func TestWhoamiAsksAboutTheNewSession(t *testing.T) {
+	e := startWith(t, &echoApp{sessions: map[string]string{}}, `
+		sign_in POST /login
+		sign_out /logout
+		session_cookie echo_sess
+		user_from whoami /api/me user`)
+	login := func(c *client, user string) resp {
+		return c.postForm("/login", url.Values{"username": {user}, "password": {user + "-pw"}})
+	}
+	a := e.newClient()
+	if r := login(a, "alice"); r.StatusCode != 303 || r.Location() != "/" {
+		t.Fatalf("alice unenrolled: %d %q", r.StatusCode, r.Location())
+	}
+	a.enrol()
+	if r := login(e.newClient(), "alice"); !strings.HasPrefix(r.Location(), "/_mfa/challenge") {
+		t.Fatalf("premise: alice is challenged in a fresh browser: %d %q", r.StatusCode, r.Location())
+	}
+
+	c := e.newClient()
+	if r := login(c, "bob"); r.StatusCode != 303 || r.Location() != "/" {
+		t.Fatalf("bob: %d %q", r.StatusCode, r.Location())
+	}
+	r := login(c, "alice")
+	me := c.get("/api/me")
+	if strings.Contains(me.Body, `"alice"`) {
+		t.Fatalf("alice's app session with her password only (sign-in answered %d %q; status %s)", r.StatusCode, r.Location(), c.api("status", nil).Body)
+	}
+	if !strings.HasPrefix(r.Location(), "/_mfa/challenge") {
+		t.Errorf("alice's sign-in was not challenged: %d %q", r.StatusCode, r.Location())
+	}
+}
