@@ -269,8 +269,8 @@ func (f *benchFixture) typicalCookie() string {
 const wantForwarded = "_ga=GA1.1.123456789.1700000000; demo_session=" + benchAppValue + "; theme=dark"
 
 // serveOnce runs one request through the gateway and checks the outcome.
+// serveOnce is in the measured loop: no tb.Helper (it walks the stack).
 func serveOnce(tb testing.TB, f *benchFixture, br *benchRequest, w *discardWriter, app *appHandler) {
-	tb.Helper()
 	br.reset()
 	w.reset()
 	if err := f.gw.ServeHTTP(w, br.r, app); err != nil {

@@ -85,6 +85,8 @@ type Config struct {
 	AttemptWindow time.Duration // default 15m
 	MaxBodyBytes  int64         // sign-in request and response bodies read at most, default 1 MiB
 	TemplateDir   string
+
+	cookieGlob []bool // per AppCookies entry: a pattern, not a plain name
 }
 
 // Defaults.
@@ -123,6 +125,10 @@ func (c *Config) Normalize() error {
 			return fmt.Errorf("session cookie %q: not a cookie name or glob", n)
 		}
 		c.AppCookies[i] = cookieKey(n)
+	}
+	c.cookieGlob = make([]bool, len(c.AppCookies))
+	for i, p := range c.AppCookies {
+		c.cookieGlob[i] = strings.ContainsAny(p, "*?[\\")
 	}
 	if len(c.Identity) == 0 {
 		c.Identity = []IdentitySource{{Kind: FromForm, Name: "username"}}
@@ -231,7 +237,11 @@ func (s IdentitySource) validate() error {
 // "wp_logged_in". Matching on this form means no spelling of the app's
 // cookie slips past the binding check.
 func cookieKey(name string) string {
-	if !strings.ContainsAny(name, ". ") {
+	plain := true
+	for i := 0; i < len(name) && plain; i++ {
+		plain = name[i] != '.' && name[i] != ' '
+	}
+	if plain {
 		return name
 	}
 	return strings.Map(func(r rune) rune {
@@ -245,11 +255,11 @@ func cookieKey(name string) string {
 // appCookie reports whether name is one of the app's session cookies.
 func (c *Config) appCookie(name string) bool {
 	name = cookieKey(name)
-	for _, p := range c.AppCookies {
+	for i, p := range c.AppCookies {
 		if p == name {
 			return true
 		}
-		if strings.ContainsAny(p, "*?[\\") {
+		if c.cookieGlob[i] {
 			if ok, _ := path.Match(p, name); ok {
 				return true
 			}
