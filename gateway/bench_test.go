@@ -47,8 +47,6 @@ func (s *countingStore) Batch(ctx context.Context, fn func(storage.Tx) error) er
 	return s.Store.Batch(ctx, fn)
 }
 
-func (s *countingStore) total() int64 { return s.views.Load() + s.updates.Load() + s.batches.Load() }
-
 func (s *countingStore) reset() {
 	s.views.Store(0)
 	s.updates.Store(0)

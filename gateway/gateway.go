@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -320,12 +319,5 @@ func urlQuery(s string) string { return strings.ReplaceAll(urlEscape(s), "+", "%
 
 // newSessionID makes a fresh id and its key.
 func (g *Gateway) newSessionID() (session.ID, error) { return session.NewID(g.rt.rand) }
-
-func ctxOr(ctx context.Context) context.Context {
-	if ctx == nil {
-		return context.Background()
-	}
-	return ctx
-}
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -132,13 +132,6 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func waitListening(t *testing.T, addr string) {
-	t.Helper()
-	if err := dialWithin(addr, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func dialWithin(addr string, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
