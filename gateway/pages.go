@@ -76,7 +76,11 @@ func (g *Gateway) pageRedirectFor(c *call, e *apiError) error {
 }
 
 func (g *Gateway) base(c *call) challengeui.Base {
-	return challengeui.Base{CSRF: g.csrfToken(c.sess()), User: c.sess().User}
+	b := challengeui.Base{CSRF: g.csrfToken(c.sess())}
+	if c.sess().State == session.Active {
+		b.User = c.sess().User // not "signed in" before the second factor
+	}
+	return b
 }
 
 func (g *Gateway) render(c *call, status int, p challengeui.Page) error {
