@@ -55,6 +55,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_attempts <n>
 //	    attempt_window <duration>
 //	    template_dir <dir>
+//	    scope <name>
+//	    policy_cache <duration>
+//	    admins <user>...
 //	}
 func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -138,7 +141,13 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				return d.Errf("success %q: want default, cookie, redirect or status", m.Success)
 			}
-		case "prefix", "db_path", "encryption_key", "key_file", "cookie_name", "issuer", "user_header", "aal_header", "template_dir":
+		case "admins":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			m.Admins = append(m.Admins, args...)
+		case "prefix", "db_path", "encryption_key", "key_file", "cookie_name", "issuer", "user_header", "aal_header", "template_dir", "scope":
 			if err := once(name); err != nil {
 				return err
 			}
@@ -147,7 +156,7 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			*m.stringField(name) = v
-		case "idle_timeout", "max_lifetime", "pending_timeout", "attempt_window":
+		case "idle_timeout", "max_lifetime", "pending_timeout", "attempt_window", "policy_cache":
 			if err := once(name); err != nil {
 				return err
 			}
@@ -215,6 +224,7 @@ func (m *Gateway) stringField(name string) *string {
 		"prefix": &m.Prefix, "db_path": &m.DBPath, "encryption_key": &m.EncryptionKey,
 		"key_file": &m.KeyFile, "cookie_name": &m.CookieName, "issuer": &m.Issuer,
 		"user_header": &m.UserHeader, "aal_header": &m.AALHeader, "template_dir": &m.TemplateDir,
+		"scope": &m.Scope,
 	}[name]
 }
 
@@ -222,6 +232,7 @@ func (m *Gateway) durationField(name string) *caddy.Duration {
 	return map[string]*caddy.Duration{
 		"idle_timeout": &m.IdleTimeout, "max_lifetime": &m.MaxLifetime,
 		"pending_timeout": &m.PendingTimeout, "attempt_window": &m.AttemptWindow,
+		"policy_cache": &m.PolicyCache,
 	}[name]
 }
 

@@ -84,6 +84,13 @@ type Gateway struct {
 	AttemptWindow caddy.Duration `json:"attempt_window,omitempty"`
 	// Directory of templates overriding the embedded pages.
 	TemplateDir string `json:"template_dir,omitempty"`
+	// The population this block's team policy applies to (e.g. "agents" and
+	// "users" in two blocks). Default "default".
+	Scope string `json:"scope,omitempty"`
+	// How stale the policy read from the store may be. Default 5m.
+	PolicyCache caddy.Duration `json:"policy_cache,omitempty"`
+	// User ids allowed on the admin page and API (at AAL2).
+	Admins []string `json:"admins,omitempty"`
 
 	gw     *gateway.Gateway
 	dbPath string
@@ -152,6 +159,7 @@ func (m *Gateway) config(ctx caddy.Context) (gateway.Config, error) {
 		CookieName: m.CookieName, Issuer: m.Issuer, UserHeader: m.UserHeader, AALHeader: m.AALHeader,
 		StripHeaders: m.StripHeaders, StripParams: m.StripParams, MaxAttempts: m.MaxAttempts,
 		AttemptWindow: time.Duration(m.AttemptWindow), TemplateDir: m.TemplateDir,
+		Scope: m.Scope, PolicyMaxAge: time.Duration(m.PolicyCache), Admins: m.Admins,
 	}
 	if m.SignInRaw != nil {
 		mod, err := ctx.LoadModule(m, "SignInRaw")

@@ -439,7 +439,7 @@ func (g *Gateway) disable2FA(c *call) *apiError {
 		g.logDecision(c.r, "disable refused: aal2 required", zap.String("user", s.User))
 		return errAAL2Required
 	}
-	if g.cfg.Require2FA {
+	if g.require2FA() {
 		return errPolicyRequires
 	}
 	err := g.commit(c.ctx(), s.User, func(u *storage.User) error {
@@ -487,9 +487,9 @@ func (g *Gateway) statusOf(c *call) (status, *apiError) {
 	}
 	st := status{
 		User: s.User, AAL: int(s.AAL), State: s.State.String(), Enrolled: u.TOTPConfirmed,
-		Methods: []string{}, Required: g.cfg.Require2FA, MustEnrol: s.MustEnrol,
+		Methods: []string{}, Required: g.require2FA(), MustEnrol: s.MustEnrol,
 		RecoveryRemaining: len(u.RecoveryHashes), CodesPending: len(u.PendingCodes) > 0,
-		IdleDeadline: s.LastSeen().Add(g.cfg.IdleTimeout).UTC().Truncate(time.Second),
+		IdleDeadline: s.LastSeen().Add(g.idleTimeout()).UTC().Truncate(time.Second),
 		ExpiresAt:    s.ExpiresAt.UTC().Truncate(time.Second),
 	}
 	if u.TOTPConfirmed {

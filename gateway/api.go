@@ -29,6 +29,18 @@ func (g *Gateway) serveAPI(c *call, rel string) error {
 		"totp/disable":               {http.MethodPost, needActive, g.apiDisable},
 		"challenge":                  {http.MethodPost, needPending, g.apiChallenge},
 		"challenge/recovery":         {http.MethodPost, needPending, g.apiRecovery},
+		"sessions":                   {http.MethodGet, needActive, g.apiSessions},
+		"sessions/revoke":            {http.MethodPost, needActive, g.apiRevokeSession},
+		"sessions/revoke-others":     {http.MethodPost, needActive, g.apiRevokeOthers},
+		"admin/members":              {http.MethodGet, needAdmin, g.apiMembers},
+		"admin/reset":                {http.MethodPost, needAdmin, g.apiReset},
+		"admin/policy":               {http.MethodGet, needAdmin, g.apiPolicy},
+		"admin/timeout":              {http.MethodPost, needAdmin, g.apiTimeout},
+		"admin/sessions":             {http.MethodGet, needAdmin, g.apiAdminSessions},
+		"admin/sessions/revoke":      {http.MethodPost, needAdmin, g.apiAdminRevoke},
+	}
+	if rel == "admin/policy" && c.r.Method == http.MethodPost {
+		routes[rel] = route{http.MethodPost, needAdmin, g.apiPolicy}
 	}
 	rt, ok := routes[rel]
 	if !ok {

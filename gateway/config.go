@@ -85,6 +85,9 @@ type Config struct {
 	AttemptWindow time.Duration // default 15m
 	MaxBodyBytes  int64         // sign-in request and response bodies read at most, default 1 MiB
 	TemplateDir   string
+	Scope         string        // the population this block's policy applies to, default "default"
+	PolicyMaxAge  time.Duration // how stale a policy read from the store may be, default 5m
+	Admins        []string      // user ids allowed on the admin page (with AAL2)
 
 	cookieGlob []bool // per AppCookies entry: a pattern, not a plain name
 }
@@ -200,6 +203,12 @@ func (c *Config) Normalize() error {
 	}
 	if c.AttemptWindow == 0 {
 		c.AttemptWindow = 15 * time.Minute
+	}
+	if c.Scope == "" {
+		c.Scope = "default"
+	}
+	if c.PolicyMaxAge == 0 {
+		c.PolicyMaxAge = 5 * time.Minute
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 1 << 20

@@ -157,7 +157,7 @@ func removeSetCookies(h http.Header, drop []string) {
 func (g *Gateway) setGatewayCookie(h http.Header, r *http.Request, id session.ID, s *session.Session, now time.Time) {
 	value := g.rt.codec.Encode(session.Claims{
 		ID: id, AAL: s.AAL, User: s.User,
-		IdleDeadline: now.Add(g.cfg.IdleTimeout).Unix(),
+		IdleDeadline: now.Add(g.idleTimeout()).Unix(),
 	})
 	c := &http.Cookie{
 		Name: g.gatewayCookieName(r), Value: value, Path: "/",

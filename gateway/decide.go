@@ -80,7 +80,7 @@ func (g *Gateway) decide(ctx context.Context, iw *interceptWriter, next Handler)
 		return g.replaceResponse(iw, g.cfg.Prefix+"challenge?next="+urlQuery(next0), errMFARequired, nil)
 	}
 	as := newSession(session.Active, iw.now.Add(g.cfg.MaxLifetime))
-	as.MustEnrol = g.cfg.Require2FA
+	as.MustEnrol = g.require2FA()
 	as.SetBindings(append(carried, set...))
 	if err := g.startSession(ctx, iw, as); err != nil {
 		return err

@@ -40,6 +40,9 @@ var (
 	errAAL2Required      = &apiError{Status: http.StatusForbidden, Code: "aal2_required", Message: "Sign in again with your authenticator app to do this."}
 	errEnrolmentRequired = &apiError{Status: http.StatusForbidden, Code: "enrolment_required", Message: "Set up two-factor authentication to continue."}
 	errPolicyRequires    = &apiError{Status: http.StatusForbidden, Code: "policy_requires_2fa", Message: "Your team requires two-factor authentication, so it cannot be disabled."}
+	errNotAdmin          = &apiError{Status: http.StatusForbidden, Code: "not_admin", Message: "Only team admins can do this."}
+	errUnknownUser       = &apiError{Status: http.StatusNotFound, Code: "unknown_user", Message: "No such user."}
+	errUnknownSession    = &apiError{Status: http.StatusNotFound, Code: "unknown_session", Message: "No such session."}
 	errNotFound          = &apiError{Status: http.StatusNotFound, Code: "not_found", Message: "No such page."}
 	errMethod            = &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "Method not allowed."}
 	errAlreadyEnrolled   = &apiError{Status: http.StatusConflict, Code: "already_enrolled", Message: "Two-factor authentication is already on."}

@@ -24,6 +24,7 @@ import (
 type Gateway struct {
 	cfg            Config
 	rt             *Runtime
+	policy         *policyCache
 	ui             *challengeui.Renderer
 	log            *zap.Logger
 	hostCookieName string
@@ -43,8 +44,12 @@ func New(cfg Config, rt *Runtime, logger *zap.Logger) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: pages: %w", err)
 	}
 	rt.useIdle(cfg.IdleTimeout)
+	pc, err := rt.policyFor(cfg.Scope, Policy{Require2FA: cfg.Require2FA}, cfg.PolicyMaxAge)
+	if err != nil {
+		return nil, err
+	}
 	return &Gateway{
-		cfg: cfg, rt: rt, ui: ui, log: logger,
+		cfg: cfg, rt: rt, ui: ui, log: logger, policy: pc,
 		hostCookieName: "__Host-" + cfg.CookieName,
 		trusted:        []string{headerKey(cfg.UserHeader), headerKey(cfg.AALHeader)},
 	}, nil
@@ -76,7 +81,8 @@ func (g *Gateway) lookup(r *http.Request, now time.Time) current {
 		cur.reason = session.Revoked
 		return cur
 	}
-	idle := g.cfg.IdleTimeout
+	pol := g.policy.get(g.rt)
+	idle := pol.idle(g.cfg.IdleTimeout)
 	if s.State == session.Anonymous {
 		idle = anonymousIdle
 	}
@@ -90,7 +96,7 @@ func (g *Gateway) lookup(r *http.Request, now time.Time) current {
 	}
 	cur.sess, cur.id = s, cl.ID
 	// Re-stamp the cookie's deadline about once a minute, not per request.
-	cur.stale = s.State != session.Anonymous && cl.IdleDeadline < now.Add(g.cfg.IdleTimeout-time.Minute).Unix()
+	cur.stale = s.State != session.Anonymous && cl.IdleDeadline < now.Add(idle-time.Minute).Unix()
 	return cur
 }
 
@@ -166,6 +172,12 @@ func cleanPath(p string) string {
 func headerKey(h string) string {
 	return strings.ReplaceAll(strings.ToLower(h), "_", "-")
 }
+
+// idleTimeout is the idle timeout in force: the team's setting, else the Caddyfile's.
+func (g *Gateway) idleTimeout() time.Duration { return g.policy.get(g.rt).idle(g.cfg.IdleTimeout) }
+
+// require2FA reports whether users without 2FA must enrol before the app.
+func (g *Gateway) require2FA() bool { return g.policy.get(g.rt).Require2FA }
 
 // headerKeyIs reports headerKey(k) == t without allocating: this runs for
 // every header of every request. t is already in headerKey form.

@@ -78,6 +78,7 @@ const (
 	needPending requirement = iota // a sign-in waiting for its second factor
 	needActive                     // signed in (AAL1 or AAL2)
 	needAny                        // pending or active
+	needAdmin                      // an admin at AAL2
 )
 
 // require checks the session for an endpoint.
@@ -88,8 +89,13 @@ func (g *Gateway) require(c *call, need requirement) *apiError {
 		return errNoSession
 	case need == needPending && s.State != session.Pending:
 		return errNotPending
-	case need == needActive && s.State != session.Active:
+	case (need == needActive || need == needAdmin) && s.State != session.Active:
 		return errMFARequired
+	case need == needAdmin && !g.isAdmin(s):
+		g.logDecision(c.r, "admin refused", zap.String("user", s.User))
+		return errNotAdmin
+	case need == needAdmin && s.AAL < 2:
+		return errAAL2Required
 	}
 	return nil
 }

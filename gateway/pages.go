@@ -155,7 +155,7 @@ func (g *Gateway) securityPage(c *call, openSetup bool, setupErr, codesErr, page
 		return challengeui.SecurityPage{}, g.asAPIError(err, "security page")
 	}
 	p := challengeui.SecurityPage{
-		Base: g.base(c), Enrolled: u.TOTPConfirmed, Required: g.cfg.Require2FA, MustEnrol: s.MustEnrol,
+		Base: g.base(c), Enrolled: u.TOTPConfirmed, Required: g.require2FA(), MustEnrol: s.MustEnrol,
 		CanDisable: s.AAL >= 2, RecoveryRemaining: len(u.RecoveryHashes), Next: safeNext(s.Next),
 		Notice: notices[c.r.URL.Query().Get("done")], Error: pageErr, CodesError: codesErr,
 	}

@@ -37,6 +37,7 @@ type Runtime struct {
 	now         func() time.Time
 	logger      *zap.Logger
 
+	pol       policies
 	keyID     [32]byte     // hash of the master key, to notice a changed key on reload
 	sweepIdle atomic.Int64 // the longest idle timeout of the configs using this runtime
 	stop      chan struct{}

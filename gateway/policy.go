@@ -1,0 +1,148 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/storage"
+)
+
+// Policy is a team's security policy for one scope (a population such as
+// agents or end users), stored in the store so admins can change it at run
+// time and every instance sharing the store picks it up.
+type Policy struct {
+	Require2FA  bool      `json:"require_2fa"`
+	Since       time.Time `json:"since,omitzero"`         // when "require 2FA" was last switched on
+	IdleMinutes int       `json:"idle_minutes,omitempty"` // 0: the Caddyfile's idle_timeout
+}
+
+// idle returns the policy's idle timeout, or def.
+func (p Policy) idle(def time.Duration) time.Duration {
+	if p.IdleMinutes > 0 {
+		return time.Duration(p.IdleMinutes) * time.Minute
+	}
+	return def
+}
+
+func policyKey(scope string) string { return "policy/" + scope }
+
+// policyCache serves a scope's policy from memory. A change made on this
+// instance is seen at once; a change made elsewhere (a shared store) within
+// the cache age, refreshed in the background so no request waits on the store.
+type policyCache struct {
+	scope      string
+	maxAge     time.Duration
+	def        Policy // used until something is stored
+	cur        atomic.Pointer[cachedPolicy]
+	refreshing atomic.Bool
+}
+
+type cachedPolicy struct {
+	p      Policy
+	loaded time.Time
+}
+
+// policies holds the caches of one Runtime, by scope.
+type policies struct {
+	mu sync.Mutex
+	m  map[string]*policyCache
+}
+
+// policyFor returns the scope's cache, created (and loaded) on first use.
+// def is the Caddyfile's starting policy for a scope nothing was stored for.
+func (rt *Runtime) policyFor(scope string, def Policy, maxAge time.Duration) (*policyCache, error) {
+	rt.pol.mu.Lock()
+	defer rt.pol.mu.Unlock()
+	if rt.pol.m == nil {
+		rt.pol.m = map[string]*policyCache{}
+	}
+	if pc := rt.pol.m[scope]; pc != nil {
+		pc.maxAge = min(pc.maxAge, maxAge)
+		return pc, nil
+	}
+	pc := &policyCache{scope: scope, maxAge: maxAge, def: def}
+	p, err := rt.loadPolicy(context.Background(), scope, def)
+	if err != nil {
+		return nil, err
+	}
+	pc.cur.Store(&cachedPolicy{p: p, loaded: rt.now()})
+	rt.pol.m[scope] = pc
+	return pc, nil
+}
+
+func (rt *Runtime) loadPolicy(ctx context.Context, scope string, def Policy) (Policy, error) {
+	p := def
+	err := rt.Store.View(ctx, func(tx storage.Tx) error {
+		raw, err := tx.Setting(policyKey(scope))
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(raw, &p)
+	})
+	if err != nil {
+		return def, fmt.Errorf("load policy %q: %w", scope, err)
+	}
+	return p, nil
+}
+
+// get returns the cached policy; a stale entry is refreshed in the
+// background and served meanwhile.
+func (pc *policyCache) get(rt *Runtime) Policy {
+	c := pc.cur.Load()
+	if rt.now().Sub(c.loaded) > pc.maxAge && pc.refreshing.CompareAndSwap(false, true) {
+		go func() {
+			defer pc.refreshing.Store(false)
+			p, err := rt.loadPolicy(context.Background(), pc.scope, pc.def)
+			if err != nil {
+				rt.logger.Error("refresh policy", zap.String("scope", pc.scope), zap.Error(err))
+				return
+			}
+			pc.cur.Store(&cachedPolicy{p: p, loaded: rt.now()})
+		}()
+	}
+	return c.p
+}
+
+// update changes the stored policy and this instance's cache at once.
+func (pc *policyCache) update(ctx context.Context, rt *Runtime, fn func(*Policy) error) (Policy, error) {
+	var p Policy
+	err := rt.Store.Update(ctx, func(tx storage.Tx) error {
+		p = pc.def
+		raw, err := tx.Setting(policyKey(pc.scope))
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			if err := json.Unmarshal(raw, &p); err != nil {
+				return err
+			}
+		}
+		if err := fn(&p); err != nil {
+			return err
+		}
+		b, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		return tx.PutSetting(policyKey(pc.scope), b)
+	})
+	if err != nil {
+		return Policy{}, err
+	}
+	pc.cur.Store(&cachedPolicy{p: p, loaded: rt.now()})
+	if p.IdleMinutes > 0 {
+		rt.useIdle(time.Duration(p.IdleMinutes) * time.Minute)
+	}
+	return p, nil
+}
