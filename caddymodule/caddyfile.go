@@ -57,6 +57,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    template_dir <dir>
 //	    scope <name>
 //	    policy_cache <duration>
+//	    grace_period <duration>
 //	    admins <user>...
 //	}
 func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -156,7 +157,7 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			*m.stringField(name) = v
-		case "idle_timeout", "max_lifetime", "pending_timeout", "attempt_window", "policy_cache":
+		case "idle_timeout", "max_lifetime", "pending_timeout", "attempt_window", "policy_cache", "grace_period":
 			if err := once(name); err != nil {
 				return err
 			}
@@ -232,7 +233,7 @@ func (m *Gateway) durationField(name string) *caddy.Duration {
 	return map[string]*caddy.Duration{
 		"idle_timeout": &m.IdleTimeout, "max_lifetime": &m.MaxLifetime,
 		"pending_timeout": &m.PendingTimeout, "attempt_window": &m.AttemptWindow,
-		"policy_cache": &m.PolicyCache,
+		"policy_cache": &m.PolicyCache, "grace_period": &m.GracePeriod,
 	}[name]
 }
 

@@ -91,6 +91,9 @@ type Gateway struct {
 	PolicyCache caddy.Duration `json:"policy_cache,omitempty"`
 	// User ids allowed on the admin page and API (at AAL2).
 	Admins []string `json:"admins,omitempty"`
+	// After "require 2FA" is switched on, sessions of users still without it
+	// that started before the switch end after this. Default 7 days.
+	GracePeriod caddy.Duration `json:"grace_period,omitempty"`
 
 	gw     *gateway.Gateway
 	dbPath string
@@ -160,6 +163,7 @@ func (m *Gateway) config(ctx caddy.Context) (gateway.Config, error) {
 		StripHeaders: m.StripHeaders, StripParams: m.StripParams, MaxAttempts: m.MaxAttempts,
 		AttemptWindow: time.Duration(m.AttemptWindow), TemplateDir: m.TemplateDir,
 		Scope: m.Scope, PolicyMaxAge: time.Duration(m.PolicyCache), Admins: m.Admins,
+		GracePeriod: time.Duration(m.GracePeriod),
 	}
 	if m.SignInRaw != nil {
 		mod, err := ctx.LoadModule(m, "SignInRaw")

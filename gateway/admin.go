@@ -145,7 +145,7 @@ func (rt *Runtime) ResetUser(ctx context.Context, user string) (storage.User, in
 
 // Policy returns the scope's policy as this instance sees it.
 func (rt *Runtime) Policy(scope string) (Policy, error) {
-	pc, err := rt.policyFor(scope, Policy{}, 5*time.Minute)
+	pc, err := rt.policyFor(scope, Policy{}, 0, 0)
 	if err != nil {
 		return Policy{}, err
 	}
@@ -156,7 +156,7 @@ func (rt *Runtime) Policy(scope string) (Policy, error) {
 // on records when, so long-lived sessions can be logged out after the grace
 // period; current sessions are left alone.
 func (rt *Runtime) SetRequire2FA(ctx context.Context, scope string, on bool) (Policy, bool, error) {
-	pc, err := rt.policyFor(scope, Policy{}, 5*time.Minute)
+	pc, err := rt.policyFor(scope, Policy{}, 0, 0)
 	if err != nil {
 		return Policy{}, false, err
 	}
@@ -178,7 +178,7 @@ func (rt *Runtime) SetIdleMinutes(ctx context.Context, scope string, minutes int
 	if err := ValidateIdleTimeout(time.Duration(minutes) * time.Minute); err != nil {
 		return Policy{}, err
 	}
-	pc, err := rt.policyFor(scope, Policy{}, 5*time.Minute)
+	pc, err := rt.policyFor(scope, Policy{}, 0, 0)
 	if err != nil {
 		return Policy{}, err
 	}
@@ -186,6 +186,17 @@ func (rt *Runtime) SetIdleMinutes(ctx context.Context, scope string, minutes int
 		p.IdleMinutes = minutes
 		return nil
 	})
+}
+
+// user reads one user record (ErrNotFound passes through).
+func (rt *Runtime) user(ctx context.Context, id string) (storage.User, error) {
+	var u storage.User
+	err := rt.Store.View(ctx, func(tx storage.Tx) error {
+		var err error
+		u, err = tx.User(id)
+		return err
+	})
+	return u, err
 }
 
 // isAdmin: an active session whose user the operator named an admin.

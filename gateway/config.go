@@ -88,6 +88,7 @@ type Config struct {
 	Scope         string        // the population this block's policy applies to, default "default"
 	PolicyMaxAge  time.Duration // how stale a policy read from the store may be, default 5m
 	Admins        []string      // user ids allowed on the admin page (with AAL2)
+	GracePeriod   time.Duration // sessions from before "require 2FA" without it end after this, default 7 days
 
 	cookieGlob []bool // per AppCookies entry: a pattern, not a plain name
 }

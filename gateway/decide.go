@@ -56,7 +56,7 @@ func (g *Gateway) decide(ctx context.Context, iw *interceptWriter, next Handler)
 	next0 := g.nextAfterSignIn(iw)
 	newSession := func(st session.State, expires time.Time) *session.Session {
 		return &session.Session{
-			User: user, State: st, AAL: 1, CreatedAt: iw.now, AuthAt: iw.now, ExpiresAt: expires,
+			User: user, Scope: g.cfg.Scope, State: st, AAL: 1, CreatedAt: iw.now, AuthAt: iw.now, ExpiresAt: expires,
 			RemoteAddr: clientIP(iw.r), UserAgent: truncate(iw.r.UserAgent(), 256), Next: next0,
 		}
 	}
@@ -211,7 +211,7 @@ func (g *Gateway) bindAnonymous(ctx context.Context, iw *interceptWriter, set []
 		s.UpdateBindings(set, nil)
 		return
 	}
-	a := &session.Session{State: session.Anonymous, CreatedAt: iw.now, RemoteAddr: clientIP(iw.r)}
+	a := &session.Session{State: session.Anonymous, Scope: g.cfg.Scope, CreatedAt: iw.now, RemoteAddr: clientIP(iw.r)}
 	a.SetBindings(set)
 	if err := g.startSession(ctx, iw, a); err != nil {
 		g.log.Error("start anonymous session", zap.Error(err))

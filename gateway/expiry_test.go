@@ -50,7 +50,7 @@ func (m pathMatcher) MatchWithError(r *http.Request) (bool, error) {
 
 // expiryStack is the gateway (with a fake clock and a real bbolt file) in
 // front of the demo app, served on loopback.
-func expiryStack(t *testing.T, cfg Config) (*httptest.Server, *expiryClock, *demoapp.App) {
+func expiryStack(t *testing.T, cfg Config) (*httptest.Server, *expiryClock, *demoapp.App, *Gateway) {
 	t.Helper()
 	clock := &expiryClock{t: time.Now()}
 	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "mfa.db"), storage.BoltOptions{})
@@ -76,7 +76,7 @@ func expiryStack(t *testing.T, cfg Config) (*httptest.Server, *expiryClock, *dem
 		}
 	}))
 	t.Cleanup(srv.Close)
-	return srv, clock, app
+	return srv, clock, app, gw
 }
 
 func expiryClient(t *testing.T) *http.Client {
@@ -114,7 +114,7 @@ func TestIdleAndLifetimeExpiry(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, clock, app := expiryStack(t, tc.cfg)
+			srv, clock, app, _ := expiryStack(t, tc.cfg)
 			c := expiryClient(t)
 			if _, err := c.Get(srv.URL + "/login"); err != nil {
 				t.Fatal(err)
@@ -176,5 +176,41 @@ func TestIdleAndLifetimeExpiry(t *testing.T) {
 				t.Fatalf("bare app cookie reached the app: %d", res2.StatusCode)
 			}
 		})
+	}
+}
+
+// TestGraceLogout: switching "require 2FA" on leaves sessions alone; after
+// the grace period, sessions of users still without 2FA that predate the
+// switch end, while sessions made after it (held to setup) and enrolled
+// users' sessions stay.
+func TestGraceLogout(t *testing.T) {
+	srv, clock, _, gw := expiryStack(t, Config{IdleTimeout: 1440 * time.Minute, MaxLifetime: 30 * 24 * time.Hour, GracePeriod: 2 * time.Hour})
+	c := expiryClient(t)
+	if _, err := c.Get(srv.URL + "/login"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.PostForm(srv.URL+"/login", url.Values{"username": {"alice"}, "password": {"alice-password"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if _, user, _ := dashboard(t, c, srv.URL); user != "alice" {
+		t.Fatalf("not signed in: %q", user)
+	}
+	clock.advance(time.Minute)
+	if _, _, err := gw.rt.SetRequire2FA(t.Context(), "default", true); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []time.Duration{time.Hour, 50 * time.Minute} {
+		clock.advance(d)
+		gw.rt.sweep()
+		if _, user, _ := dashboard(t, c, srv.URL); user != "alice" {
+			t.Fatalf("session ended within the grace period (+%v)", d)
+		}
+	}
+	clock.advance(15 * time.Minute)
+	gw.rt.sweep()
+	if _, user, _ := dashboard(t, c, srv.URL); user != "" {
+		t.Fatalf("unenrolled session from before enforcement outlived the grace period")
 	}
 }

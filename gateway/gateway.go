@@ -44,7 +44,7 @@ func New(cfg Config, rt *Runtime, logger *zap.Logger) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: pages: %w", err)
 	}
 	rt.useIdle(cfg.IdleTimeout)
-	pc, err := rt.policyFor(cfg.Scope, Policy{Require2FA: cfg.Require2FA}, cfg.PolicyMaxAge)
+	pc, err := rt.policyFor(cfg.Scope, Policy{Require2FA: cfg.Require2FA}, cfg.PolicyMaxAge, cfg.GracePeriod)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,8 @@ func (g *Gateway) lookup(r *http.Request, now time.Time) current {
 		cur.reason = reason
 		return cur
 	}
-	if s.AAL != cl.AAL {
+	if s.AAL != cl.AAL || (s.Scope != "" && s.Scope != g.cfg.Scope) {
+		// Another scope's session (agents vs end users) is no session here.
 		cur.reason = session.Revoked
 		return cur
 	}

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mfagate/mfagate/session"
 	"github.com/mfagate/mfagate/storage"
 )
 
@@ -38,6 +39,7 @@ func policyKey(scope string) string { return "policy/" + scope }
 // the cache age, refreshed in the background so no request waits on the store.
 type policyCache struct {
 	scope      string
+	grace      time.Duration // unenrolled sessions from before enforcement end after this
 	maxAge     time.Duration
 	def        Policy // used until something is stored
 	cur        atomic.Pointer[cachedPolicy]
@@ -57,17 +59,28 @@ type policies struct {
 
 // policyFor returns the scope's cache, created (and loaded) on first use.
 // def is the Caddyfile's starting policy for a scope nothing was stored for.
-func (rt *Runtime) policyFor(scope string, def Policy, maxAge time.Duration) (*policyCache, error) {
+func (rt *Runtime) policyFor(scope string, def Policy, maxAge, grace time.Duration) (*policyCache, error) {
 	rt.pol.mu.Lock()
 	defer rt.pol.mu.Unlock()
 	if rt.pol.m == nil {
 		rt.pol.m = map[string]*policyCache{}
 	}
 	if pc := rt.pol.m[scope]; pc != nil {
-		pc.maxAge = min(pc.maxAge, maxAge)
+		if maxAge > 0 {
+			pc.maxAge = min(pc.maxAge, maxAge)
+		}
+		if grace > 0 {
+			pc.grace = grace
+		}
 		return pc, nil
 	}
-	pc := &policyCache{scope: scope, maxAge: maxAge, def: def}
+	if maxAge <= 0 {
+		maxAge = 5 * time.Minute
+	}
+	if grace <= 0 {
+		grace = DefaultGracePeriod
+	}
+	pc := &policyCache{scope: scope, maxAge: maxAge, grace: grace, def: def}
 	p, err := rt.loadPolicy(context.Background(), scope, def)
 	if err != nil {
 		return nil, err
@@ -145,4 +158,42 @@ func (pc *policyCache) update(ctx context.Context, rt *Runtime, fn func(*Policy)
 		rt.useIdle(time.Duration(p.IdleMinutes) * time.Minute)
 	}
 	return p, nil
+}
+
+// DefaultGracePeriod is how long sessions that predate "require 2FA" may go
+// on without it, as HappyFox users know it: 7 days.
+const DefaultGracePeriod = 7 * 24 * time.Hour
+
+// enforceGrace ends sessions of users without a second factor that started
+// before "require 2FA" was switched on, once the grace period has passed.
+// Sessions made after the switch are held to it at sign-in instead.
+func (rt *Runtime) enforceGrace(ctx context.Context, now time.Time) []*session.Session {
+	rt.pol.mu.Lock()
+	var due []*policyCache
+	for _, pc := range rt.pol.m {
+		p := pc.cur.Load().p
+		if p.Require2FA && !p.Since.IsZero() && now.After(p.Since.Add(pc.grace)) {
+			due = append(due, pc)
+		}
+	}
+	rt.pol.mu.Unlock()
+	var ended []*session.Session
+	for _, pc := range due {
+		since := pc.cur.Load().p.Since
+		cands := rt.Sessions.Snapshot(func(s *session.Session) bool {
+			return signedIn(s) && (s.Scope == pc.scope || s.Scope == "") && s.CreatedAt.Before(since)
+		})
+		for _, s := range cands {
+			u, err := rt.user(ctx, s.User)
+			if err != nil || hasFactor(u) {
+				continue
+			}
+			rt.Sessions.Remove(s.Key)
+			ended = append(ended, s)
+		}
+	}
+	if len(ended) > 0 {
+		rt.deleteSessions(ended)
+	}
+	return ended
 }

@@ -177,6 +177,9 @@ func (rt *Runtime) sweep() {
 	if len(gone) > 0 {
 		rt.deleteSessions(gone)
 	}
+	for _, s := range rt.enforceGrace(context.Background(), now) {
+		rt.logger.Info("forced logout: 2fa required and grace period over", zap.String("user", s.User), zap.String("scope", s.Scope))
+	}
 	rt.attempts.sweep(now)
 }
 

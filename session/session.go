@@ -86,6 +86,7 @@ func HashValue(v string) [32]byte { return sha256.Sum256([]byte(v)) }
 type Session struct {
 	Key        Key
 	User       string
+	Scope      string // the policy population the session was made for
 	State      State
 	AAL        uint8
 	MustEnrol  bool // blocked from the app until an authenticator is set up
@@ -227,7 +228,7 @@ func (s *Session) Check(now time.Time, idle time.Duration) Reason {
 // id is rotated whenever the session's privilege changes.
 func (s *Session) Clone(k Key) *Session {
 	c := &Session{
-		Key: k, User: s.User, State: s.State, AAL: s.AAL, MustEnrol: s.MustEnrol,
+		Key: k, User: s.User, Scope: s.Scope, State: s.State, AAL: s.AAL, MustEnrol: s.MustEnrol,
 		CreatedAt: s.CreatedAt, AuthAt: s.AuthAt, ExpiresAt: s.ExpiresAt,
 		RemoteAddr: s.RemoteAddr, UserAgent: s.UserAgent, Next: s.Next,
 		Held: append([]string(nil), s.Held...),
