@@ -4,18 +4,20 @@ import (
 	"encoding/base64"
 	"html/template"
 	"net/http"
+	"time"
 )
 
 // Page is one renderable page. It is implemented only by the page structs of
-// this package (ChallengePage, RecoveryPage, SecurityPage, ErrorPage), by value
-// or by pointer.
+// this package (ChallengePage, RecoveryPage, SecurityPage, AdminPage,
+// ErrorPage), by value or by pointer.
 type Page interface{ pageName() string }
 
 // Base holds the fields every page shares.
 type Base struct {
-	CSRF  string // token for the hidden csrf field of every form
-	User  string // signed-in app user id ("" when unknown)
-	Title string // optional override of the page's default title
+	CSRF    string // token for the hidden csrf field of every form
+	User    string // signed-in app user id ("" when unknown)
+	Title   string // optional override of the page's default title
+	IsAdmin bool   // the user is a team admin: the header links to the admin page
 }
 
 func (b Base) base() Base { return b }
@@ -50,7 +52,21 @@ type SecurityPage struct {
 	Setup             *SetupView
 	Codes             []string
 	CodesError        string
-	DownloadHref      template.URL // data: URI built with DownloadURL
+	DownloadHref      template.URL  // data: URI built with DownloadURL
+	Sessions          []SessionView // the user's active sessions; none hides the card
+}
+
+// SessionView is one active gateway session, on the security page (the user's
+// own) and on the admin page (everyone's).
+type SessionView struct {
+	ID         string    // opaque handle for the revoke forms; never the session token
+	User       string    // app user id the session belongs to
+	Device     string    // summarised user agent, e.g. "Chrome on Linux"; see DeviceName
+	Address    string    // client address the session was last seen from
+	Started    time.Time // sign-in time
+	LastActive time.Time
+	AAL        int  // 2: the second factor was passed in this sign-in; else password only
+	Current    bool // the session this page is rendered for; it has no Sign out button
 }
 
 // SetupView is the content of the setup dialog.
@@ -74,6 +90,7 @@ type ErrorPage struct {
 func (ChallengePage) pageName() string { return "challenge" }
 func (RecoveryPage) pageName() string  { return "recovery" }
 func (SecurityPage) pageName() string  { return "security" }
+func (AdminPage) pageName() string     { return "admin" }
 func (ErrorPage) pageName() string     { return "error" }
 
 // DownloadURL returns a base64 data URI of a UTF-8 text file, for the
@@ -92,6 +109,8 @@ func defaultTitle(p Page) string {
 		return "Use a recovery code"
 	case SecurityPage, *SecurityPage:
 		return "Security"
+	case AdminPage, *AdminPage:
+		return "Team security"
 	case ErrorPage:
 		return errorTitle(v.Status)
 	case *ErrorPage:

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestWritePreview writes every page, as HTML, plus the assets into
@@ -48,6 +49,13 @@ func TestWritePreview(t *testing.T) {
 	setup.QRDataURI = fakeQR(t)
 	setupErr := *setup
 	setupErr.Error = "That code didn't match. Check that the time on your phone is correct and try again."
+	admin := sampleAdminPage(base)
+	adminNewSecret := admin
+	adminNewSecret.Notice = ""
+	id := *admin.Identity
+	id.NewSecret, id.PrevUntil = "ha_secret_Zq8vN3xK1mW7pR5tY2uB9cE4dF6gH0jLq2w3e4r5t6y7", t0.Add(24*time.Hour)
+	id.Health, id.Failures, id.TopCauseWords, id.EnforceAllowed = "healthy", nil, "", true
+	adminNewSecret.Identity = &id
 	pages := []struct {
 		file string
 		page Page
@@ -68,6 +76,16 @@ func TestWritePreview(t *testing.T) {
 			Notice: "Two-factor authentication is on. You'll be asked for a code each time you sign in."}},
 		{"security-on-aal1", SecurityPage{Base: base, Enrolled: true, RecoveryRemaining: 2, Next: "/dashboard",
 			Error: "That action needs a fresh sign-in with your authenticator."}},
+		{"security-sessions", SecurityPage{Base: Base{CSRF: base.CSRF, User: base.User, IsAdmin: true}, Enrolled: true, CanDisable: true,
+			RecoveryRemaining: 8, Next: "/dashboard", Sessions: sampleSessions(base.User)}},
+		{"admin", admin},
+		{"admin-new-secret", adminNewSecret},
+		{"admin-empty", AdminPage{Base: Base{CSRF: base.CSRF, User: base.User, IsAdmin: true},
+			Policy: PolicyView{GraceDays: 7, IdleMinutes: 240, Error: "The timeout must be between 5 and 1440 minutes."},
+			Audit:  AuditView{Types: []string{"enrol", "challenge_failed"}},
+			Identity: &IdentityView{Mode: "off", Health: "none", WidgetKey: "ab_live_7Qm2xV9kLp3RzT",
+				GateError:     "Enforce needs at least one verified request in the last 24 hours and no failures.",
+				EnforceReason: "No verified request in the last 24 hours yet."}}},
 		{"error", ErrorPage{Base: base, Status: 403, Message: "Your sign-in expired. Sign in again to continue.", Href: "/login", LinkText: "Back to sign in"}},
 	}
 	var index bytes.Buffer
@@ -80,6 +98,12 @@ func TestWritePreview(t *testing.T) {
 		html := strings.ReplaceAll(rec.Body.String(), prefix+"assets/", "assets/")
 		writeFile(t, filepath.Join(dir, p.file+".html"), html)
 		fmt.Fprintf(&index, "<li><a href=%q>%s</a></li>\n", p.file+".html", p.file)
+		if p.file == "admin" {
+			// The reset confirmation as it looks after a click on "Reset 2FA".
+			open := strings.Replace(html, `<details class="confirm">`, `<details class="confirm" open>`, 1)
+			writeFile(t, filepath.Join(dir, "admin-confirm.html"), open)
+			fmt.Fprintf(&index, "<li><a href=%q>%s</a></li>\n", "admin-confirm.html", "admin-confirm")
+		}
 	}
 	index.WriteString("</ul>\n")
 	writeFile(t, filepath.Join(dir, "index.html"), index.String())

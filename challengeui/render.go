@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 )
 
 // files holds the default templates and the static assets. It is the only
@@ -48,7 +50,7 @@ type Renderer struct {
 func baseTemplates() []string { return []string{"layout.html", "partials.html"} }
 
 func pageTemplates() []string {
-	return []string{"challenge.html", "recovery.html", "security.html", "error.html"}
+	return []string{"challenge.html", "recovery.html", "security.html", "admin.html", "error.html"}
 }
 
 // New parses the templates once and loads the assets. A template that fails to
@@ -129,7 +131,45 @@ func (r *Renderer) funcs() template.FuncMap {
 		},
 		"withNext":    withNext,
 		"groupSecret": groupSecret,
+		// olderURL is the audit log's "Older events" href, filters kept.
+		"olderURL":   func(a AuditView) string { return olderURL(r.prefix, a) },
+		"humanTime":  humanTime,
+		"isoTime":    isoTime,
+		"deviceName": DeviceName,
+		"clip":       clip,
+		"plural":     plural,
 	}
+}
+
+// humanTime formats t for people, in UTC so that every admin reads the same
+// clock: "26 Nov 2026, 14:05 UTC". The spaces inside the date and inside the
+// clock are no-break spaces, so a narrow table cell wraps only after the
+// comma. The "time" partial pairs it with a machine-readable <time datetime>;
+// the zero time is shown as "—".
+func humanTime(t time.Time) string {
+	return t.UTC().Format("2\u00a0Jan\u00a02006, 15:04\u00a0UTC")
+}
+
+// isoTime is the datetime attribute of a <time> element.
+func isoTime(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// clip shortens s to at most n runes, marking the cut with "…".
+func clip(n int, s string) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	rs := []rune(s)
+	return string(rs[:max(n-1, 0)]) + "…"
+}
+
+// plural picks the word for a count: plural 1 "day" "days" -> "day". The
+// count may be any of the integer types the view models use.
+func plural(n any, one, many string) string {
+	switch n {
+	case 1, int64(1), uint64(1):
+		return one
+	}
+	return many
 }
 
 // withNext appends ?next=… to u when next is set. next was validated by the
@@ -157,14 +197,15 @@ func groupSecret(s string) string {
 
 // view is what the templates see: the page plus the values derived from it.
 type view struct {
-	Name   string
-	Title  string
-	Issuer string
-	User   string
-	CSRF   string
-	Next   string
-	Modal  bool // a dialog is open; the rest of the page is inert
-	Page   Page // the concrete page, always a value, never a pointer
+	Name    string
+	Title   string
+	Issuer  string
+	User    string
+	CSRF    string
+	Next    string
+	IsAdmin bool // the header links to the admin page
+	Modal   bool // a dialog is open; the rest of the page is inert
+	Page    Page // the concrete page, always a value, never a pointer
 }
 
 func (r *Renderer) view(p Page) (*view, error) {
@@ -194,6 +235,13 @@ func (r *Renderer) view(p Page) (*view, error) {
 		}
 		b, v.Next, v.Page = pg.base(), pg.Next, *pg
 		v.Modal = pg.Setup != nil || len(pg.Codes) > 0
+	case AdminPage:
+		b, v.Page = pg.base(), pg
+	case *AdminPage:
+		if pg == nil {
+			return nil, errors.New("nil page")
+		}
+		b, v.Page = pg.base(), *pg
 	case ErrorPage:
 		b, v.Page = pg.base(), pg
 	case *ErrorPage:
@@ -205,7 +253,7 @@ func (r *Renderer) view(p Page) (*view, error) {
 		return nil, fmt.Errorf("unknown page type %T", p)
 	}
 	v.Name = v.Page.pageName()
-	v.User, v.CSRF, v.Title = b.User, b.CSRF, b.Title
+	v.User, v.CSRF, v.Title, v.IsAdmin = b.User, b.CSRF, b.Title, b.IsAdmin
 	if v.Title == "" {
 		v.Title = defaultTitle(v.Page)
 	}

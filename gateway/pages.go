@@ -21,14 +21,21 @@ func (g *Gateway) servePage(c *call, rel string) error {
 		fn     func(*call) error
 	}
 	routes := map[string]route{
-		"challenge":            {http.MethodGet, needPending, g.pageChallenge},
-		"challenge/recovery":   {http.MethodGet, needPending, g.pageRecovery},
-		"security":             {http.MethodGet, needActive, g.pageSecurity},
-		"security/enroll":      {http.MethodPost, needActive, g.postEnroll},
-		"security/confirm":     {http.MethodPost, needActive, g.postConfirm},
-		"security/acknowledge": {http.MethodPost, needActive, g.postAcknowledge},
-		"security/regenerate":  {http.MethodPost, needActive, g.postRegenerate},
-		"security/disable":     {http.MethodPost, needActive, g.postDisable},
+		"challenge":                       {http.MethodGet, needPending, g.pageChallenge},
+		"challenge/recovery":              {http.MethodGet, needPending, g.pageRecovery},
+		"security":                        {http.MethodGet, needActive, g.pageSecurity},
+		"security/enroll":                 {http.MethodPost, needActive, g.postEnroll},
+		"security/confirm":                {http.MethodPost, needActive, g.postConfirm},
+		"security/acknowledge":            {http.MethodPost, needActive, g.postAcknowledge},
+		"security/regenerate":             {http.MethodPost, needActive, g.postRegenerate},
+		"security/disable":                {http.MethodPost, needActive, g.postDisable},
+		"security/sessions/revoke":        {http.MethodPost, needActive, g.postRevokeOwn},
+		"security/sessions/revoke-others": {http.MethodPost, needActive, g.postRevokeOthers},
+		"admin":                           {http.MethodGet, needAdmin, g.pageAdmin},
+		"admin/policy":                    {http.MethodPost, needAdmin, g.postAdminPolicy},
+		"admin/timeout":                   {http.MethodPost, needAdmin, g.postAdminTimeout},
+		"admin/reset":                     {http.MethodPost, needAdmin, g.postAdminReset},
+		"admin/sessions/revoke":           {http.MethodPost, needAdmin, g.postAdminRevoke},
 	}
 	rt, ok := routes[rel]
 	if !ok {
@@ -79,6 +86,7 @@ func (g *Gateway) base(c *call) challengeui.Base {
 	b := challengeui.Base{CSRF: g.csrfToken(c.sess())}
 	if c.sess().State == session.Active {
 		b.User = c.sess().User // not "signed in" before the second factor
+		b.IsAdmin = g.isAdmin(c.sess()) && c.sess().AAL >= 2
 	}
 	return b
 }
@@ -144,6 +152,7 @@ var notices = map[string]string{
 	"enabled":     "Two-factor authentication is on.",
 	"disabled":    "Two-factor authentication is off. Your authenticator and recovery codes were deleted.",
 	"regenerated": "New recovery codes are active. The old ones no longer work.",
+	"revoked":     "The session was signed out.",
 }
 
 // securityPage builds the security page for the current state; setupErr and
@@ -158,6 +167,7 @@ func (g *Gateway) securityPage(c *call, openSetup bool, setupErr, codesErr, page
 		Base: g.base(c), Enrolled: u.TOTPConfirmed, Required: g.require2FA(), MustEnrol: s.MustEnrol,
 		CanDisable: s.AAL >= 2, RecoveryRemaining: len(u.RecoveryHashes), Next: safeNext(s.Next),
 		Notice: notices[c.r.URL.Query().Get("done")], Error: pageErr, CodesError: codesErr,
+		Sessions: sessionViews(c, g.rt.SessionList(s.User)),
 	}
 	if codes := g.pendingCodes(u); len(codes) > 0 {
 		p.Codes = codes
