@@ -30,6 +30,7 @@ import (
 
 // env is one running stack: demo app, Caddy with mfa_gateway, a bbolt file.
 type env struct {
+	Admin    string // admin endpoint address; "" = admin off
 	t        *testing.T
 	App      *demoapp.App
 	AppURL   string
@@ -90,7 +91,7 @@ func (e *env) tryLoad(block string) error {
 		block += "\n\t\tencryption_key " + testKey
 	}
 	cf := fmt.Sprintf(`{
-	admin off
+	admin %s
 	auto_https off
 	persist_config off
 	storage file_system %s
@@ -104,7 +105,7 @@ http://127.0.0.1:%d {
 	}
 	reverse_proxy %s
 }
-`, filepath.Join(filepath.Dir(e.DBPath), "caddy-storage"), e.port, block, e.upstream)
+`, adminDirective(e.Admin), filepath.Join(filepath.Dir(e.DBPath), "caddy-storage"), e.port, block, e.upstream)
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	cfg, warns, err := adapter.Adapt([]byte(cf), nil)
 	if err != nil {
@@ -291,4 +292,11 @@ func (c *client) dashboardUser() string {
 	}
 	user, _, _ := strings.Cut(after, "<")
 	return user
+}
+
+func adminDirective(addr string) string {
+	if addr == "" {
+		return "off"
+	}
+	return addr
 }

@@ -1,0 +1,108 @@
+package mail
+
+import (
+	"strings"
+)
+
+// The notices the gateway sends. They are plain and short, hold no link
+// unless the operator configured one, and never a secret: no code, no
+// recovery code, no reset token. Each names the account (issuer and user)
+// so the reader can tell which of their accounts it is about. To is left
+// empty for the caller (see Address).
+
+// EnforcementNotice tells user that an administrator now requires 2FA.
+// securityURL, if not empty, is where to set it up.
+func EnforcementNotice(issuer, user, securityURL string) Message {
+	issuer, user, securityURL = clean(issuer), clean(user), clean(securityURL)
+	var b strings.Builder
+	b.WriteString(greeting(user))
+	b.WriteString("Your administrator now requires two-factor authentication for " + account(issuer) + ".\n\n")
+	b.WriteString("Nothing changes for the session you have open now. The next time you sign in, you will be asked to set up an authenticator app: scan a QR code and type the code it shows. It takes about a minute.\n\n")
+	if securityURL != "" {
+		b.WriteString("You can also set it up now, while signed in:\n" + securityURL + "\n\n")
+	}
+	b.WriteString("Sessions that still have no two-factor authentication will be signed out after a grace period, so it is best to set it up soon.\n\n")
+	b.WriteString(closing(issuer))
+	return Message{
+		Subject: "Two-factor authentication is now required" + forIssuer(issuer),
+		Text:    b.String(),
+	}
+}
+
+// ResetNotice tells user that an administrator (by, if known) reset their
+// 2FA.
+func ResetNotice(issuer, user, by string) Message {
+	issuer, user, by = clean(issuer), clean(user), clean(by)
+	who := "an administrator"
+	if by != "" {
+		who = "an administrator (" + by + ")"
+	}
+	var b strings.Builder
+	b.WriteString(greeting(user))
+	b.WriteString("Your two-factor authentication for " + account(issuer) + " was reset by " + who + ".\n\n")
+	b.WriteString("This means your authenticator app and your recovery codes no longer work for this account, and you have been signed out everywhere. ")
+	b.WriteString("The next time you sign in, you will be asked to set up two-factor authentication again. You can remove the old entry from your authenticator app.\n\n")
+	b.WriteString("If you did not ask for this, contact your administrator right away: someone may be trying to get into your account.\n\n")
+	b.WriteString(closing(issuer))
+	return Message{
+		Subject: "Your two-factor authentication was reset by an administrator",
+		Text:    b.String(),
+	}
+}
+
+// ForcedLogoutNotice tells user their sessions were ended because 2FA is
+// required and the grace period has passed.
+func ForcedLogoutNotice(issuer, user string) Message {
+	issuer, user = clean(issuer), clean(user)
+	var b strings.Builder
+	b.WriteString(greeting(user))
+	b.WriteString("Your administrator requires two-factor authentication for " + account(issuer) + ", and the grace period for setting it up has passed, so you have been signed out on all your devices.\n\n")
+	b.WriteString("Sign in again and you will be asked to set up an authenticator app before you continue. Nothing else about your account has changed.\n\n")
+	b.WriteString("If you have questions, contact your administrator.\n\n")
+	b.WriteString(closing(issuer))
+	return Message{
+		Subject: "You have been signed out: two-factor authentication is required" + forIssuer(issuer),
+		Text:    b.String(),
+	}
+}
+
+func greeting(user string) string {
+	if user == "" {
+		return "Hello,\n\n"
+	}
+	return "Hello " + user + ",\n\n"
+}
+
+func account(issuer string) string {
+	if issuer == "" {
+		return "your account"
+	}
+	return "your " + issuer + " account"
+}
+
+func forIssuer(issuer string) string {
+	if issuer == "" {
+		return ""
+	}
+	return " for " + issuer
+}
+
+func closing(issuer string) string {
+	if issuer == "" {
+		return "This is an automatic message; replies are not read.\n"
+	}
+	return "This is an automatic message from " + issuer + "; replies are not read.\n"
+}
+
+// clean makes a value safe to place in a subject or a line of text:
+// control characters (CR and LF above all, which would otherwise break the
+// subject header) become spaces, and runs of space collapse.
+func clean(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}
