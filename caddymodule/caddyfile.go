@@ -58,6 +58,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    scope <name>
 //	    policy_cache <duration>
 //	    grace_period <duration>
+//	    email_from form|json|header <name> | whoami <path> <json_field>
+//	    email_template <template with {user}>
+//	    smtp {
+//	        host <host>
+//	        port <port>
+//	        security starttls|tls|none
+//	        username <user>
+//	        password <password>     # e.g. {env.SMTP_PASSWORD}
+//	        from <address>
+//	    }
 //	    admins <user>...
 //	}
 func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -109,12 +119,28 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			m.SessionCookies = append(m.SessionCookies, args...)
-		case "user_from":
+		case "user_from", "email_from":
 			src, err := parseUserFrom(d)
 			if err != nil {
 				return err
 			}
-			m.UserFrom = append(m.UserFrom, src)
+			if name == "user_from" {
+				m.UserFrom = append(m.UserFrom, src)
+			} else {
+				m.EmailFrom = append(m.EmailFrom, src)
+			}
+		case "smtp":
+			if err := once(name); err != nil {
+				return err
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			s, err := parseSMTP(d)
+			if err != nil {
+				return err
+			}
+			m.SMTP = s
 		case "success":
 			if err := once(name); err != nil {
 				return err
@@ -148,7 +174,7 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			m.Admins = append(m.Admins, args...)
-		case "prefix", "db_path", "encryption_key", "key_file", "cookie_name", "issuer", "user_header", "aal_header", "template_dir", "scope":
+		case "prefix", "db_path", "encryption_key", "key_file", "cookie_name", "issuer", "user_header", "aal_header", "template_dir", "scope", "email_template":
 			if err := once(name); err != nil {
 				return err
 			}
@@ -225,7 +251,7 @@ func (m *Gateway) stringField(name string) *string {
 		"prefix": &m.Prefix, "db_path": &m.DBPath, "encryption_key": &m.EncryptionKey,
 		"key_file": &m.KeyFile, "cookie_name": &m.CookieName, "issuer": &m.Issuer,
 		"user_header": &m.UserHeader, "aal_header": &m.AALHeader, "template_dir": &m.TemplateDir,
-		"scope": &m.Scope,
+		"scope": &m.Scope, "email_template": &m.EmailTemplate,
 	}[name]
 }
 
@@ -309,3 +335,41 @@ func parseUserFrom(d *caddyfile.Dispenser) (gateway.IdentitySource, error) {
 var _ caddyfile.Unmarshaler = (*Gateway)(nil)
 
 func caddyconfigJSON(v any) []byte { return caddyconfig.JSON(v, nil) }
+
+func parseSMTP(d *caddyfile.Dispenser) (*SMTPConfig, error) {
+	s := &SMTPConfig{}
+	for d.NextBlock(1) {
+		opt := d.Val()
+		v, err := oneArg(d)
+		if err != nil {
+			return nil, err
+		}
+		switch opt {
+		case "host":
+			s.Host = v
+		case "port":
+			p, err := strconv.Atoi(v)
+			if err != nil || p < 1 || p > 65535 {
+				return nil, d.Errf("smtp port %q: want 1 to 65535", v)
+			}
+			s.Port = p
+		case "security":
+			if v != "starttls" && v != "tls" && v != "none" {
+				return nil, d.Errf("smtp security %q: want starttls, tls or none", v)
+			}
+			s.Security = v
+		case "username":
+			s.Username = v
+		case "password":
+			s.Password = v
+		case "from":
+			s.From = v
+		default:
+			return nil, d.Errf("unrecognized smtp option '%s'", opt)
+		}
+	}
+	if s.Host == "" || s.From == "" {
+		return nil, d.Err("smtp: host and from are required")
+	}
+	return s, nil
+}

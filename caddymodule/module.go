@@ -4,6 +4,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mfagate/mfagate/gateway"
+	"github.com/mfagate/mfagate/mail"
 	"github.com/mfagate/mfagate/seal"
 	"github.com/mfagate/mfagate/storage"
 )
@@ -91,11 +93,20 @@ type Gateway struct {
 	PolicyCache caddy.Duration `json:"policy_cache,omitempty"`
 	// User ids allowed on the admin page and API (at AAL2).
 	Admins []string `json:"admins,omitempty"`
+	// Outgoing mail for notices (2FA now required, admin reset). Without it
+	// the features that email say so on the admin page.
+	SMTP *SMTPConfig `json:"smtp,omitempty"`
+	// Where users' email addresses come from, tried in order (form, json,
+	// header or whoami sources, as for user_from).
+	EmailFrom []gateway.IdentitySource `json:"email_from,omitempty"`
+	// Or an address made from the user id, e.g. "{user}@example.com".
+	EmailTemplate string `json:"email_template,omitempty"`
 	// After "require 2FA" is switched on, sessions of users still without it
 	// that started before the switch end after this. Default 7 days.
 	GracePeriod caddy.Duration `json:"grace_period,omitempty"`
 
 	gw     *gateway.Gateway
+	outbox *mail.Outbox
 	dbPath string
 	logger *zap.Logger
 }
@@ -127,6 +138,18 @@ func (m *Gateway) Provision(ctx caddy.Context) error {
 	// Check the config before touching the disk.
 	if err := cfg.Normalize(); err != nil {
 		return err
+	}
+	if m.SMTP != nil {
+		mc := m.SMTP.mailConfig(repl)
+		if err := mc.Validate(); err != nil {
+			return fmt.Errorf("smtp: %w", err)
+		}
+		sender, err := mail.NewSMTP(mc)
+		if err != nil {
+			return fmt.Errorf("smtp: %w", err)
+		}
+		m.outbox = mail.NewOutbox(sender, m.logger.Named("mail"), 1000)
+		cfg.Mailer = m.outbox
 	}
 	key, err := m.loadKey(repl, dbPath)
 	if err != nil {
@@ -164,6 +187,7 @@ func (m *Gateway) config(ctx caddy.Context) (gateway.Config, error) {
 		AttemptWindow: time.Duration(m.AttemptWindow), TemplateDir: m.TemplateDir,
 		Scope: m.Scope, PolicyMaxAge: time.Duration(m.PolicyCache), Admins: m.Admins,
 		GracePeriod: time.Duration(m.GracePeriod),
+		EmailFrom:   m.EmailFrom, EmailTemplate: m.EmailTemplate,
 	}
 	if m.SignInRaw != nil {
 		mod, err := ctx.LoadModule(m, "SignInRaw")
@@ -249,6 +273,11 @@ func (m *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // Cleanup releases this config's hold on the shared database; the last user
 // closes it.
 func (m *Gateway) Cleanup() error {
+	if m.outbox != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = m.outbox.Close(ctx) // queued notices get a few seconds to go out
+		cancel()
+	}
 	if m.dbPath == "" {
 		return nil
 	}
@@ -260,6 +289,25 @@ func (m *Gateway) Cleanup() error {
 // provisions the new config before it cleans up the old one, and a second
 // bbolt open of the same file would wait on its lock.
 var pool = caddy.NewUsagePool()
+
+// SMTPConfig is the outgoing mail server. The password is usually
+// "{env.SMTP_PASSWORD}", resolved at provision.
+type SMTPConfig struct {
+	Host     string `json:"host,omitempty"`
+	Port     int    `json:"port,omitempty"`
+	Security string `json:"security,omitempty"` // starttls (default), tls or none (loopback only)
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	From     string `json:"from,omitempty"`
+}
+
+func (s *SMTPConfig) mailConfig(repl *caddy.Replacer) mail.Config {
+	return mail.Config{
+		Host: repl.ReplaceAll(s.Host, ""), Port: s.Port, Security: s.Security,
+		Username: repl.ReplaceAll(s.Username, ""), Password: repl.ReplaceAll(s.Password, ""),
+		From: repl.ReplaceAll(s.From, ""),
+	}
+}
 
 // anyMatch adapts matcher sets (OR of ANDs) to the core's Matcher.
 type anyMatch caddyhttp.MatcherSets

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mfagate/mfagate/mail"
 	"github.com/mfagate/mfagate/session"
 	"github.com/mfagate/mfagate/storage"
 )
@@ -228,6 +229,9 @@ func (g *Gateway) adminReset(c *call, user string) *apiError {
 		return g.asAPIError(err, "admin reset")
 	}
 	g.logDecision(c.r, "2fa reset by admin", zap.String("user", user), zap.String("admin", c.sess().User), zap.Int("sessions_ended", ended))
+	if u, err := g.rt.user(c.ctx(), user); err == nil {
+		g.notify(u, mail.ResetNotice(g.cfg.Issuer, user, c.sess().User))
+	}
 	return nil
 }
 
@@ -238,6 +242,9 @@ func (g *Gateway) setPolicy(c *call, on bool) (Policy, *apiError) {
 	}
 	if changed {
 		g.logDecision(c.r, "policy changed", zap.String("scope", g.cfg.Scope), zap.Bool("require_2fa", on), zap.String("admin", c.sess().User))
+		if on {
+			g.noticeUnenrolled(c)
+		}
 	}
 	return p, nil
 }
@@ -256,4 +263,42 @@ func (g *Gateway) setTimeout(c *call, minutes int) (Policy, *apiError) {
 	}
 	g.logDecision(c.r, "timeout changed", zap.String("scope", g.cfg.Scope), zap.Int("minutes", minutes), zap.String("admin", c.sess().User))
 	return p, nil
+}
+
+// notify emails u when email is configured and an address is known (or
+// can be made from the template). It never blocks.
+func (g *Gateway) notify(u storage.User, m mail.Message) bool {
+	if g.cfg.Mailer == nil {
+		return false
+	}
+	addr, ok := mail.Address(u.Email, g.cfg.EmailTemplate, u.ID)
+	if !ok {
+		g.log.Info("no email address for notice", zap.String("user", u.ID), zap.String("subject", m.Subject))
+		return false
+	}
+	m.To = addr
+	return g.cfg.Mailer.Queue(m)
+}
+
+// noticeUnenrolled tells every member without 2FA that it is now required,
+// as HappyFox does when an admin switches enforcement on.
+func (g *Gateway) noticeUnenrolled(c *call) {
+	scheme := "http"
+	if c.r.TLS != nil {
+		scheme = "https"
+	}
+	securityURL := scheme + "://" + c.r.Host + g.cfg.Prefix + "security?setup=1"
+	sent := 0
+	err := g.rt.Store.View(c.ctx(), func(tx storage.Tx) error {
+		return tx.ForEachUser(func(u storage.User) error {
+			if !hasFactor(u) && g.notify(u, mail.EnforcementNotice(g.cfg.Issuer, u.ID, securityURL)) {
+				sent++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		g.log.Error("enforcement notices", zap.Error(err))
+	}
+	g.logDecision(c.r, "enforcement notices queued", zap.Int("count", sent))
 }

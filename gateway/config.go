@@ -12,7 +12,14 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/mfagate/mfagate/mail"
 )
+
+// Mailer queues an email without blocking (mail.Outbox).
+type Mailer interface {
+	Queue(mail.Message) bool
+}
 
 // Handler is the next handler in the chain (caddyhttp.Handler has this shape).
 type Handler interface {
@@ -70,6 +77,9 @@ type Config struct {
 	SignOut       Matcher          // the app's sign-out; ends the gateway session too
 	AppCookies    []string         // the app's session cookie names or globs (required)
 	Identity      []IdentitySource // tried in order; default: form field "username"
+	EmailFrom     []IdentitySource // where the user's email address comes from, tried in order
+	EmailTemplate string           // or an address made from the user id, e.g. "{user}@example.com"
+	Mailer        Mailer           // sends notices; nil: no email configured
 	Success       Success
 	IdleTimeout   time.Duration // default 240m, 5m..1440m
 	MaxLifetime   time.Duration // default 12h: the second factor is asked again after it
@@ -140,6 +150,11 @@ func (c *Config) Normalize() error {
 	for i, s := range c.Identity {
 		if err := s.validate(); err != nil {
 			return fmt.Errorf("user source %d: %w", i+1, err)
+		}
+	}
+	for i, s := range c.EmailFrom {
+		if err := s.validate(); err != nil {
+			return fmt.Errorf("email source %d: %w", i+1, err)
 		}
 	}
 	switch c.Success.Kind {

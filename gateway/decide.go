@@ -61,8 +61,12 @@ func (g *Gateway) decide(ctx context.Context, iw *interceptWriter, next Handler)
 		}
 	}
 	enrolled := hasFactor(rec)
+	email := g.emailOf(ctx, iw, values, next)
 	fields := []zap.Field{zap.String("user", user), zap.String("identity_source", src), zap.Bool("enrolled", enrolled), zap.Bool("matched_sign_in", iw.signin != nil)}
 	if enrolled {
+		if rec.CreatedAt.IsZero() || (email != "" && email != rec.Email) {
+			g.touchSignIn(ctx, user, email, iw.now, false)
+		}
 		ps := newSession(session.Pending, iw.now.Add(g.cfg.PendingTTL))
 		ps.Held = lines
 		ps.SetBindings(carried)
@@ -85,7 +89,7 @@ func (g *Gateway) decide(ctx context.Context, iw *interceptWriter, next Handler)
 	if err := g.startSession(ctx, iw, as); err != nil {
 		return err
 	}
-	g.touchSignIn(ctx, user, iw.now)
+	g.touchSignIn(ctx, user, email, iw.now, true)
 	if as.MustEnrol {
 		g.logDecision(iw.r, "enrolment required", fields...)
 		if !(iw.signin != nil && wantsJSON(iw.r)) {
@@ -284,31 +288,60 @@ func carriedBindings(forwarded []appCookie, set []session.Binding, deleted []str
 // identify learns who signed in from the operator's sources, in order.
 func (g *Gateway) identify(ctx context.Context, iw *interceptWriter, values []appCookie, next Handler) (string, string) {
 	for _, src := range g.cfg.Identity {
-		var v string
-		switch src.Kind {
-		case FromForm, FromJSON:
-			if iw.signin != nil {
-				v, _ = iw.signin.field(src.Kind, src.Name)
-			}
-		case FromQuery:
-			v = iw.r.URL.Query().Get(src.Name)
-		case FromBasic:
-			v, _, _ = iw.r.BasicAuth()
-		case FromHeader:
-			v = iw.w.Header().Get(src.Name)
-		case FromWhoami:
-			v = g.whoami(ctx, iw, values, src, next)
-		}
-		if v = strings.TrimSpace(v); v != "" && len(v) <= 256 {
+		if v := strings.TrimSpace(g.attr(ctx, iw, values, src, next)); v != "" && len(v) <= 256 {
 			return v, src.Kind
 		}
 	}
 	return "", ""
 }
 
+// emailOf learns the user's email address from the operator's sources, if any.
+func (g *Gateway) emailOf(ctx context.Context, iw *interceptWriter, values []appCookie, next Handler) string {
+	for _, src := range g.cfg.EmailFrom {
+		if v := strings.TrimSpace(g.attr(ctx, iw, values, src, next)); v != "" && len(v) <= 254 && strings.Contains(v, "@") {
+			return v
+		}
+	}
+	return ""
+}
+
+// attr reads one value from a source: the sign-in request, the app's
+// response, or the app's whoami answer for the new session.
+func (g *Gateway) attr(ctx context.Context, iw *interceptWriter, values []appCookie, src IdentitySource, next Handler) string {
+	var v string
+	switch src.Kind {
+	case FromForm, FromJSON:
+		if iw.signin != nil {
+			v, _ = iw.signin.field(src.Kind, src.Name)
+		}
+	case FromQuery:
+		v = iw.r.URL.Query().Get(src.Name)
+	case FromBasic:
+		v, _, _ = iw.r.BasicAuth()
+	case FromHeader:
+		v = iw.w.Header().Get(src.Name)
+	case FromWhoami:
+		v, _ = jsonScalar(g.whoami(ctx, iw, values, src.Path, next)[src.Field])
+	}
+	return v
+}
+
 // whoami asks the app who the new session belongs to, through the same next
-// handler (so the same upstream), with only the session's cookies.
-func (g *Gateway) whoami(ctx context.Context, iw *interceptWriter, values []appCookie, src IdentitySource, next Handler) string {
+// handler (so the same upstream), with only the session's cookies. The
+// answer is kept for the request, so user and email cost one call.
+func (g *Gateway) whoami(ctx context.Context, iw *interceptWriter, values []appCookie, path string, next Handler) map[string]json.RawMessage {
+	if doc, ok := iw.whoami[path]; ok {
+		return doc
+	}
+	if iw.whoami == nil {
+		iw.whoami = map[string]map[string]json.RawMessage{}
+	}
+	doc := g.askWhoami(ctx, iw, values, path, next)
+	iw.whoami[path] = doc
+	return doc
+}
+
+func (g *Gateway) askWhoami(ctx context.Context, iw *interceptWriter, values []appCookie, path string, next Handler) map[string]json.RawMessage {
 	// The app's new values replace what the browser sent under the same
 	// name: an app that reads the first cookie would otherwise answer for
 	// the previous user.
@@ -324,12 +357,12 @@ func (g *Gateway) whoami(ctx context.Context, iw *interceptWriter, values []appC
 	}
 	cookies = append(cookies, values...)
 	if len(cookies) == 0 {
-		return ""
+		return nil
 	}
 	sub := iw.r.Clone(ctx)
 	sub.Method = http.MethodGet
-	sub.URL = &url.URL{Path: src.Path}
-	sub.RequestURI = src.Path
+	sub.URL = &url.URL{Path: path}
+	sub.RequestURI = path
 	sub.Body, sub.ContentLength = http.NoBody, 0
 	sub.Header = http.Header{"Accept": {"application/json"}, "User-Agent": {iw.r.UserAgent()}}
 	var b strings.Builder
@@ -342,14 +375,13 @@ func (g *Gateway) whoami(ctx context.Context, iw *interceptWriter, values []appC
 	sub.Header.Set("Cookie", b.String())
 	rec := &recorder{header: http.Header{}, limit: 64 << 10}
 	if err := next.ServeHTTP(rec, sub); err != nil || rec.status != http.StatusOK {
-		return ""
+		return nil
 	}
 	var doc map[string]json.RawMessage
 	if json.Unmarshal([]byte(rec.body.String()), &doc) != nil {
-		return ""
+		return nil
 	}
-	v, _ := jsonScalar(doc[src.Field])
-	return v
+	return doc
 }
 
 // recorder is a bounded in-memory response for the whoami call.
@@ -389,8 +421,10 @@ func (g *Gateway) loadUser(ctx context.Context, id string) (storage.User, error)
 	return u, err
 }
 
-// touchSignIn records the user as seen by the gateway (issue: admins list them).
-func (g *Gateway) touchSignIn(ctx context.Context, id string, now time.Time) {
+// touchSignIn records the user as seen by the gateway, so admins see them
+// in the member list: with their email address when a source gave one, and
+// the sign-in time when the sign-in is complete.
+func (g *Gateway) touchSignIn(ctx context.Context, id, email string, now time.Time, complete bool) {
 	err := g.rt.Store.Batch(ctx, func(tx storage.Tx) error {
 		u, err := tx.User(id)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -398,7 +432,12 @@ func (g *Gateway) touchSignIn(ctx context.Context, id string, now time.Time) {
 		} else if err != nil {
 			return err
 		}
-		u.LastSignInAt = now
+		if complete {
+			u.LastSignInAt = now
+		}
+		if email != "" {
+			u.Email = email
+		}
 		return tx.PutUser(u)
 	})
 	if err != nil {

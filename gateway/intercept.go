@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"time"
 
@@ -30,6 +31,7 @@ type interceptWriter struct {
 	status      int
 	body        bytes.Buffer
 	overflow    bool
+	whoami      map[string]map[string]json.RawMessage // the app's whoami answers, by path
 }
 
 func (iw *interceptWriter) Header() http.Header { return iw.w.Header() }

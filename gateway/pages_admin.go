@@ -43,7 +43,8 @@ func (g *Gateway) adminPage(c *call, notice, pageErr, policyErr string) (challen
 			GraceDays: int(g.policy.grace / (24 * time.Hour)), IdleMinutes: int(g.idleTimeout() / time.Minute),
 			Unenrolled: unenrolled(ms), Error: policyErr,
 		},
-		Sessions: sessionViews(c, g.rt.SessionList("")),
+		Sessions:        sessionViews(c, g.rt.SessionList("")),
+		EmailConfigured: g.cfg.Mailer != nil,
 	}
 	if pol.Require2FA && !pol.Since.IsZero() {
 		p.Policy.GraceEnds = pol.Since.Add(g.policy.grace)
