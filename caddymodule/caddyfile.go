@@ -69,6 +69,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        from <address>
 //	    }
 //	    admins <user>...
+//	    role_from header <name> | whoami <path> <json_field>
+//	    admin_roles <role>...
 //	}
 func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -119,15 +121,18 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			m.SessionCookies = append(m.SessionCookies, args...)
-		case "user_from", "email_from":
+		case "user_from", "email_from", "role_from":
 			src, err := parseUserFrom(d)
 			if err != nil {
 				return err
 			}
-			if name == "user_from" {
+			switch name {
+			case "user_from":
 				m.UserFrom = append(m.UserFrom, src)
-			} else {
+			case "email_from":
 				m.EmailFrom = append(m.EmailFrom, src)
+			default:
+				m.RoleFrom = append(m.RoleFrom, src)
 			}
 		case "smtp":
 			if err := once(name); err != nil {
@@ -168,12 +173,16 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				return d.Errf("success %q: want default, cookie, redirect or status", m.Success)
 			}
-		case "admins":
+		case "admins", "admin_roles":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
-			m.Admins = append(m.Admins, args...)
+			if name == "admins" {
+				m.Admins = append(m.Admins, args...)
+			} else {
+				m.AdminRoles = append(m.AdminRoles, args...)
+			}
 		case "prefix", "db_path", "encryption_key", "key_file", "cookie_name", "issuer", "user_header", "aal_header", "template_dir", "scope", "email_template":
 			if err := once(name); err != nil {
 				return err
@@ -305,6 +314,7 @@ func parseMatcher(d *caddyfile.Dispenser) (caddy.ModuleMap, error) {
 }
 
 func parseUserFrom(d *caddyfile.Dispenser) (gateway.IdentitySource, error) {
+	directive := d.Val()
 	args := d.RemainingArgs()
 	if len(args) == 0 {
 		return gateway.IdentitySource{}, d.ArgErr()
@@ -313,7 +323,7 @@ func parseUserFrom(d *caddyfile.Dispenser) (gateway.IdentitySource, error) {
 	switch src.Kind {
 	case gateway.FromForm, gateway.FromJSON, gateway.FromQuery, gateway.FromHeader:
 		if len(args) != 2 {
-			return src, d.Errf("user_from %s: want exactly one field or header name", src.Kind)
+			return src, d.Errf("%s %s: want exactly one field or header name", directive, src.Kind)
 		}
 		src.Name = args[1]
 	case gateway.FromBasic:
@@ -322,11 +332,11 @@ func parseUserFrom(d *caddyfile.Dispenser) (gateway.IdentitySource, error) {
 		}
 	case gateway.FromWhoami:
 		if len(args) != 3 || !strings.HasPrefix(args[1], "/") {
-			return src, d.Err("user_from whoami: want <path starting with /> <json field>")
+			return src, d.Errf("%s whoami: want <path starting with /> <json field>", directive)
 		}
 		src.Path, src.Field = args[1], args[2]
 	default:
-		return src, d.Errf("user_from %q: want form, json, query, header, basic or whoami", src.Kind)
+		return src, d.Errf("%s %q: want form, json, query, header, basic or whoami", directive, src.Kind)
 	}
 	return src, nil
 }

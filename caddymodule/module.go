@@ -93,6 +93,10 @@ type Gateway struct {
 	PolicyCache caddy.Duration `json:"policy_cache,omitempty"`
 	// User ids allowed on the admin page and API (at AAL2).
 	Admins []string `json:"admins,omitempty"`
+	// Where the user's role comes from (whoami field or response header),
+	// and the roles that make a user an admin.
+	RoleFrom   []gateway.IdentitySource `json:"role_from,omitempty"`
+	AdminRoles []string                 `json:"admin_roles,omitempty"`
 	// Outgoing mail for notices (2FA now required, admin reset). Without it
 	// the features that email say so on the admin page.
 	SMTP *SMTPConfig `json:"smtp,omitempty"`
@@ -188,6 +192,7 @@ func (m *Gateway) config(ctx caddy.Context) (gateway.Config, error) {
 		Scope: m.Scope, PolicyMaxAge: time.Duration(m.PolicyCache), Admins: m.Admins,
 		GracePeriod: time.Duration(m.GracePeriod),
 		EmailFrom:   m.EmailFrom, EmailTemplate: m.EmailTemplate,
+		RoleFrom: m.RoleFrom, AdminRoles: m.AdminRoles,
 	}
 	if m.SignInRaw != nil {
 		mod, err := ctx.LoadModule(m, "SignInRaw")

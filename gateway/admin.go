@@ -200,9 +200,13 @@ func (rt *Runtime) user(ctx context.Context, id string) (storage.User, error) {
 	return u, err
 }
 
-// isAdmin: an active session whose user the operator named an admin.
+// isAdmin: an active session whose user the operator named an admin, or
+// whose role (as the app reported it at sign-in) is an admin role.
 func (g *Gateway) isAdmin(s *session.Session) bool {
-	return s != nil && s.State == session.Active && slices.Contains(g.cfg.Admins, s.User)
+	if s == nil || s.State != session.Active {
+		return false
+	}
+	return slices.Contains(g.cfg.Admins, s.User) || (s.Role != "" && slices.Contains(g.cfg.AdminRoles, s.Role))
 }
 
 // unenrolled counts members without a second factor.

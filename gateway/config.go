@@ -79,6 +79,8 @@ type Config struct {
 	Identity      []IdentitySource // tried in order; default: form field "username"
 	EmailFrom     []IdentitySource // where the user's email address comes from, tried in order
 	EmailTemplate string           // or an address made from the user id, e.g. "{user}@example.com"
+	RoleFrom      []IdentitySource // where the user's role (group) comes from, for AdminRoles
+	AdminRoles    []string         // roles that make a user an admin
 	Mailer        Mailer           // sends notices; nil: no email configured
 	Success       Success
 	IdleTimeout   time.Duration // default 240m, 5m..1440m
@@ -150,6 +152,11 @@ func (c *Config) Normalize() error {
 	for i, s := range c.Identity {
 		if err := s.validate(); err != nil {
 			return fmt.Errorf("user source %d: %w", i+1, err)
+		}
+	}
+	for i, s := range c.RoleFrom {
+		if err := s.validate(); err != nil {
+			return fmt.Errorf("role source %d: %w", i+1, err)
 		}
 	}
 	for i, s := range c.EmailFrom {

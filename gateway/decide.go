@@ -54,9 +54,10 @@ func (g *Gateway) decide(ctx context.Context, iw *interceptWriter, next Handler)
 	// app that does not rotate its session has just authenticated in place.
 	carried := carriedBindings(iw.scan.forwarded, set, deleted)
 	next0 := g.nextAfterSignIn(iw)
+	role := g.roleOf(ctx, iw, values, next)
 	newSession := func(st session.State, expires time.Time) *session.Session {
 		return &session.Session{
-			User: user, Scope: g.cfg.Scope, State: st, AAL: 1, CreatedAt: iw.now, AuthAt: iw.now, ExpiresAt: expires,
+			User: user, Role: role, Scope: g.cfg.Scope, State: st, AAL: 1, CreatedAt: iw.now, AuthAt: iw.now, ExpiresAt: expires,
 			RemoteAddr: clientIP(iw.r), UserAgent: truncate(iw.r.UserAgent(), 256), Next: next0,
 		}
 	}
@@ -299,6 +300,16 @@ func (g *Gateway) identify(ctx context.Context, iw *interceptWriter, values []ap
 func (g *Gateway) emailOf(ctx context.Context, iw *interceptWriter, values []appCookie, next Handler) string {
 	for _, src := range g.cfg.EmailFrom {
 		if v := strings.TrimSpace(g.attr(ctx, iw, values, src, next)); v != "" && len(v) <= 254 && strings.Contains(v, "@") {
+			return v
+		}
+	}
+	return ""
+}
+
+// roleOf learns the user's role (group) from the operator's sources, if any.
+func (g *Gateway) roleOf(ctx context.Context, iw *interceptWriter, values []appCookie, next Handler) string {
+	for _, src := range g.cfg.RoleFrom {
+		if v := strings.TrimSpace(g.attr(ctx, iw, values, src, next)); v != "" && len(v) <= 128 {
 			return v
 		}
 	}

@@ -240,6 +240,7 @@ func heldAAD(k session.Key) []byte { return append([]byte("held:"), k[:]...) }
 func (rt *Runtime) toRecord(s *session.Session) (storage.Session, error) {
 	rec := storage.Session{
 		ID: s.Key.String(), User: s.User, State: uint8(s.State), AAL: s.AAL, MustEnrol: s.MustEnrol,
+		Scope: s.Scope, Role: s.Role,
 		Next: s.Next, CreatedAt: s.CreatedAt, AuthAt: s.AuthAt, LastSeen: s.LastSeen(),
 		ExpiresAt: s.ExpiresAt, RemoteAddr: s.RemoteAddr, UserAgent: s.UserAgent,
 	}
@@ -265,6 +266,7 @@ func (rt *Runtime) fromRecord(rec storage.Session) (*session.Session, error) {
 	}
 	s := &session.Session{
 		Key: k, User: rec.User, State: session.State(rec.State), AAL: rec.AAL, MustEnrol: rec.MustEnrol,
+		Scope: rec.Scope, Role: rec.Role,
 		Next: rec.Next, CreatedAt: rec.CreatedAt, AuthAt: rec.AuthAt, ExpiresAt: rec.ExpiresAt,
 		RemoteAddr: rec.RemoteAddr, UserAgent: rec.UserAgent,
 	}

@@ -180,3 +180,24 @@ func TestRevokeFromAnotherSession(t *testing.T) {
 		t.Fatalf("admin-revoked session still works: %q", u)
 	}
 }
+
+// TestAdminByRole: the app's whoami reports a role; admin_roles names the
+// roles that may administer.
+func TestAdminByRole(t *testing.T) {
+	e := start(t, optsWith(manyUsers()), defaultGateway+`
+		role_from whoami /api/me role
+		admin_roles admin
+`)
+	_, _, admin := e.enrolled("admin") // the demo app reports role "admin" for admin
+	if r := admin.api("admin/members", nil); r.StatusCode != 200 {
+		t.Fatalf("role admin refused: %d %s", r.StatusCode, r.Body)
+	}
+	_, _, carol := e.enrolled("carol") // role "member"
+	apiErr(t, carol.api("admin/members", nil), 403, "not_admin")
+	// The role survives a restart with the session.
+	stopCaddy(t)
+	e.load(e.gateway)
+	if r := admin.api("admin/members", nil); r.StatusCode != 200 {
+		t.Fatalf("role lost across restart: %d %s", r.StatusCode, r.Body)
+	}
+}

@@ -87,6 +87,7 @@ type Session struct {
 	Key        Key
 	User       string
 	Scope      string // the policy population the session was made for
+	Role       string // the role the app reported at sign-in
 	State      State
 	AAL        uint8
 	MustEnrol  bool // blocked from the app until an authenticator is set up
@@ -228,7 +229,7 @@ func (s *Session) Check(now time.Time, idle time.Duration) Reason {
 // id is rotated whenever the session's privilege changes.
 func (s *Session) Clone(k Key) *Session {
 	c := &Session{
-		Key: k, User: s.User, Scope: s.Scope, State: s.State, AAL: s.AAL, MustEnrol: s.MustEnrol,
+		Key: k, User: s.User, Scope: s.Scope, Role: s.Role, State: s.State, AAL: s.AAL, MustEnrol: s.MustEnrol,
 		CreatedAt: s.CreatedAt, AuthAt: s.AuthAt, ExpiresAt: s.ExpiresAt,
 		RemoteAddr: s.RemoteAddr, UserAgent: s.UserAgent, Next: s.Next,
 		Held: append([]string(nil), s.Held...),

@@ -20,6 +20,7 @@ const (
 	bucketSessions = "sessions"
 	bucketSettings = "settings"
 	bucketMeta     = "meta"
+	bucketAudit    = "audit" // added in schema version 2
 
 	keySchema = "schema"
 )
@@ -28,7 +29,16 @@ const (
 // bucket so that a future layout change can migrate old files, and so that
 // an older binary refuses a file written by a newer one instead of
 // misreading it.
-const schemaVersion = 1
+//
+// History:
+//
+//	1: users, sessions, settings, meta.
+//	2: adds the audit bucket. A version 1 file is upgraded on open, which
+//	   only creates the bucket. After that a version 1 build refuses the
+//	   file, as it does any newer one: rolling back to it means setting
+//	   meta/schema back to 1 (harmless for this change, which it would
+//	   simply ignore), a deliberate step rather than a silent one.
+const schemaVersion = 2
 
 // defaultLockTimeout bounds the wait for bbolt's file lock. bbolt waits
 // forever by default, which would hang a second Caddy process (or a reload
@@ -86,10 +96,11 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 }
 
 // initSchema creates every bucket in one transaction, so later transactions
-// can assume they exist (and read-only ones need not create them), and
-// checks the schema version.
+// can assume they exist (and read-only ones need not create them), checks
+// the schema version and upgrades an older file in the same transaction, so
+// a failed upgrade leaves the file as it was.
 func initSchema(tx *bolt.Tx) error {
-	for _, name := range []string{bucketUsers, bucketSessions, bucketSettings, bucketMeta} {
+	for _, name := range []string{bucketUsers, bucketSessions, bucketSettings, bucketMeta, bucketAudit} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %q: %w", name, err)
 		}
@@ -100,11 +111,16 @@ func initSchema(tx *bolt.Tx) error {
 		return meta.Put([]byte(keySchema), []byte(strconv.Itoa(schemaVersion)))
 	}
 	v, err := strconv.Atoi(string(raw))
-	if err != nil {
+	if err != nil || v < 1 {
 		return fmt.Errorf("bad schema version %q in bucket %q", raw, bucketMeta)
 	}
 	if v > schemaVersion {
 		return fmt.Errorf("schema version %d is newer than this build supports (%d)", v, schemaVersion)
+	}
+	if v < schemaVersion {
+		// 1 -> 2 only added the audit bucket, created above; no record
+		// moves. A later layout change adds its step here.
+		return meta.Put([]byte(keySchema), []byte(strconv.Itoa(schemaVersion)))
 	}
 	return nil
 }

@@ -258,3 +258,119 @@ func TestBoltClosed(t *testing.T) {
 		t.Fatal("View on a closed store succeeded")
 	}
 }
+
+// TestBoltUpgradeV1 opens a file as schema version 1 wrote it (no audit
+// bucket): its records stay readable, the audit log works, and the file is
+// marked version 2 so that an older build no longer opens it.
+func TestBoltUpgradeV1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mfa.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, kv := range []struct{ bucket, key, val string }{
+			{"users", "alice", `{"id":"alice","totp_secret":"AQI=","totp_confirmed":true}`},
+			{"sessions", "s1", `{"id":"s1","user":"alice","state":2,"aal":2,"created_at":"2025-01-01T00:00:00Z","last_seen":"2025-01-01T00:00:00Z","expires_at":"2025-01-02T00:00:00Z"}`},
+			{"settings", "k", "v"},
+			{"meta", "schema", "1"},
+		} {
+			b, err := tx.CreateBucketIfNotExists([]byte(kv.bucket))
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(kv.key), []byte(kv.val)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	_ = db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b := openBolt(t, path)
+	ctx := context.Background()
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := b.Update(ctx, func(tx storage.Tx) error { return tx.AppendAudit(at, []byte(`{"type":"x"}`)) }); err != nil {
+		t.Fatalf("AppendAudit on an upgraded file: %v", err)
+	}
+	err = b.View(ctx, func(tx storage.Tx) error {
+		if u, err := tx.User("alice"); err != nil || !u.TOTPConfirmed || string(u.TOTPSecret) != "\x01\x02" {
+			t.Errorf("user after upgrade: %+v, %v", u, err)
+		}
+		if s, err := tx.Session("s1"); err != nil || s.User != "alice" {
+			t.Errorf("session after upgrade: %+v, %v", s, err)
+		}
+		if v, err := tx.Setting("k"); err != nil || string(v) != "v" {
+			t.Errorf("setting after upgrade: %q, %v", v, err)
+		}
+		n := 0
+		err := tx.ScanAudit("", func(_ string, got time.Time, data []byte) (bool, error) {
+			n++
+			if !got.Equal(at) || string(data) != `{"type":"x"}` {
+				t.Errorf("audit record after upgrade: %v %q", got, data)
+			}
+			return true, nil
+		})
+		if err != nil || n != 1 {
+			t.Errorf("ScanAudit after upgrade: %d records, %v", n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
+
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_ = db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket([]byte("meta")).Get([]byte("schema")); string(v) != "2" {
+			t.Errorf("schema after upgrade = %q, want 2", v)
+		}
+		return nil
+	})
+}
+
+func TestBoltBadSchemaVersion(t *testing.T) {
+	for _, v := range []string{"0", "-1", "two", ""} {
+		t.Run(v, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "mfa.db")
+			rawUpdate(t, path, func(tx *bolt.Tx) error {
+				b, err := tx.CreateBucket([]byte("meta"))
+				if err != nil {
+					return err
+				}
+				return b.Put([]byte("schema"), []byte(v))
+			})
+			if b, err := storage.OpenBolt(path, storage.BoltOptions{}); err == nil {
+				_ = b.Close()
+				t.Fatalf("opened a file with schema version %q", v)
+			}
+		})
+	}
+}
+
+func TestBoltCorruptAuditKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mfa.db")
+	b, err := storage.OpenBolt(path, storage.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
+	rawUpdate(t, path, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("audit")).Put([]byte("short"), []byte("{}"))
+	})
+	b = openBolt(t, path)
+	err = b.View(context.Background(), func(tx storage.Tx) error {
+		return tx.ScanAudit("", func(string, time.Time, []byte) (bool, error) { return true, nil })
+	})
+	if err == nil || !strings.Contains(err.Error(), "audit") || !strings.Contains(err.Error(), "73686f7274") {
+		t.Fatalf("scan over a corrupt key: err = %v; want it to name the bucket and key", err)
+	}
+}

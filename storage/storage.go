@@ -24,6 +24,11 @@ var (
 	// ErrLocked is returned (wrapped) when the database is held by another
 	// process, such as a second Caddy started on the same data directory.
 	ErrLocked = errors.New("storage: database is locked by another process")
+
+	// ErrBadCursor is returned (wrapped) by ScanAudit for a cursor it did
+	// not issue. Cursors come from clients (an admin page's "older" link),
+	// so a caller can map this to a 400 rather than a server error.
+	ErrBadCursor = errors.New("storage: malformed audit cursor")
 )
 
 // User is one user's second-factor state. The ID is the app's user name or
@@ -57,6 +62,8 @@ type Session struct {
 	State       uint8     `json:"state"` // owned by the core (anonymous/pending/active); opaque here
 	AAL         uint8     `json:"aal"`
 	MustEnrol   bool      `json:"must_enrol,omitempty"`
+	Scope       string    `json:"scope,omitempty"` // the policy population the session belongs to
+	Role        string    `json:"role,omitempty"`  // the role the app reported at sign-in (admin checks)
 	Bindings    []Binding `json:"bindings,omitempty"`
 	HeldCookies []byte    `json:"held_cookies,omitempty"` // sealed Set-Cookie lines held until the challenge is passed
 	Next        string    `json:"next,omitempty"`
@@ -113,6 +120,25 @@ type Tx interface {
 
 	Setting(key string) ([]byte, error) // ErrNotFound
 	PutSetting(key string, value []byte) error
+
+	// AppendAudit stores one audit record at time t. Records are opaque
+	// bytes (package audit stores JSON) kept in time order; records with
+	// the same t are kept in the order they were appended and never
+	// collide. t must lie between the Unix epoch and the year 2262 (the
+	// range of int64 Unix nanoseconds).
+	AppendAudit(t time.Time, data []byte) error
+	// ScanAudit calls fn for audit records newest first, starting strictly
+	// before the record named by before ("" = start at the newest), until
+	// fn returns false or an error (which ScanAudit returns). cursor names
+	// the record passed to fn: opaque text that a later ScanAudit, even in
+	// another transaction, can start from, so a reader can page; it stays
+	// valid after the record is pruned. A cursor this store did not issue
+	// fails with an error wrapping ErrBadCursor. data is the caller's copy.
+	// fn must not write audit records (append or prune) during the scan.
+	ScanAudit(before string, fn func(cursor string, t time.Time, data []byte) (bool, error)) error
+	// PruneAudit deletes the audit records older than t (strictly) and
+	// returns how many.
+	PruneAudit(t time.Time) (int, error)
 }
 
 // SweepSessions deletes sessions whose ExpiresAt is before now (including

@@ -32,6 +32,15 @@ func RunConformance(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"CanceledContext", testCanceledContext},
 		{"Batch", testBatch},
 		{"SweepSessions", testSweepSessions},
+		{"AuditOrder", testAuditOrder},
+		{"AuditPaging", testAuditPaging},
+		{"AuditCursorAfterPrune", testAuditCursorAfterPrune},
+		{"AuditBadCursor", testAuditBadCursor},
+		{"AuditStop", testAuditStop},
+		{"AuditPrune", testAuditPrune},
+		{"AuditCopies", testAuditCopies},
+		{"AuditTransactions", testAuditTransactions},
+		{"AuditTimeRange", testAuditTimeRange},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
