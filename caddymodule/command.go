@@ -27,7 +27,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mfa",
-		Usage: "users | reset <user> | policy [flags] | sessions [--user U] | revoke <session-id>",
+		Usage: "users | reset <user> | policy [flags] | sessions [--user U] | revoke <session-id> | audit [flags]",
 		Short: "Operator commands for mfa_gateway (lock-outs, policy, sessions)",
 		Long: `
 Manages mfa_gateway's users, team policy and sessions.
@@ -54,6 +54,11 @@ or the MFA_KEY environment variable).`,
 					c.Flags().String("user", "", "only this user's sessions")
 				}, cmdSessions),
 				mfaCommand("revoke <session-id>", "End a session", cobra.ExactArgs(1), nil, cmdRevoke),
+				mfaCommand("audit", "Export the audit log (newest first)", cobra.NoArgs, func(c *cobra.Command) {
+					c.Flags().String("format", "jsonl", "jsonl or csv")
+					c.Flags().String("user", "", "only events by or about this user")
+					c.Flags().String("type", "", "only events of this type")
+				}, cmdAudit),
 			)
 		},
 	})
@@ -115,6 +120,26 @@ func connect(cmd *cobra.Command) (caller, func(), error) {
 // offline opens the database directly; a running Caddy holds its lock, and
 // then the command says so instead of waiting.
 func offline(cmd *cobra.Command, db string) (caller, func(), error) {
+	h, done, err := offlineHandler(cmd, db)
+	if err != nil {
+		return nil, nil, err
+	}
+	return func(method, path string, body any) (map[string]any, error) {
+		var rd io.Reader = http.NoBody
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req := httptest.NewRequest(method, "/"+path, rd)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return decodeOps(rec.Code, rec.Body)
+	}, done, nil
+}
+
+// offlineHandler opens the database file and serves the operator API on it
+// in-process.
+func offlineHandler(cmd *cobra.Command, db string) (http.Handler, func(), error) {
 	store, err := storage.OpenBolt(db, storage.BoltOptions{Timeout: time.Second})
 	if errors.Is(err, storage.ErrLocked) {
 		return nil, nil, fmt.Errorf("%w: Caddy is probably running; drop --db to go through its admin endpoint", err)
@@ -132,18 +157,7 @@ func offline(cmd *cobra.Command, db string) (caller, func(), error) {
 		store.Close()
 		return nil, nil, err
 	}
-	h := gateway.OpsHandler(rt)
-	return func(method, path string, body any) (map[string]any, error) {
-		var rd io.Reader = http.NoBody
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-		req := httptest.NewRequest(method, "/"+path, rd)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		return decodeOps(rec.Code, rec.Body)
-	}, func() { rt.Close() }, nil
+	return gateway.OpsHandler(rt), func() { rt.Close() }, nil
 }
 
 func offlineKey(cmd *cobra.Command, db string) ([]byte, error) {
@@ -301,4 +315,49 @@ func cmdRevoke(cmd *cobra.Command, args []string, call caller) error {
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "session of %s ended\n", str(m, "user"))
 	return nil
+}
+
+// cmdAudit streams the export as it comes: it is text, not a JSON answer.
+func cmdAudit(cmd *cobra.Command, _ []string, _ caller) error {
+	q := url.Values{}
+	for _, f := range []string{"format", "user", "type"} {
+		if v, _ := cmd.Flags().GetString(f); v != "" {
+			q.Set(f, v)
+		}
+	}
+	body, done, err := rawOps(cmd, "audit?"+q.Encode())
+	if err != nil {
+		return err
+	}
+	defer done()
+	_, err = io.Copy(cmd.OutOrStdout(), body)
+	return err
+}
+
+// rawOps fetches an operator path whose answer is a stream, live or offline.
+func rawOps(cmd *cobra.Command, path string) (io.Reader, func(), error) {
+	if db, _ := cmd.Flags().GetString("db"); db != "" {
+		h, done, err := offlineHandler(cmd, db)
+		if err != nil {
+			return nil, nil, err
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/"+path, nil))
+		if rec.Code >= 300 {
+			done()
+			_, err := decodeOps(rec.Code, rec.Body)
+			return nil, nil, err
+		}
+		return rec.Body, done, nil
+	}
+	addr, _ := cmd.Flags().GetString("address")
+	addr, err := caddycmd.DetermineAdminAPIAddress(addr, nil, "", "")
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, adminBase+path, nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return res.Body, func() { res.Body.Close() }, nil
 }

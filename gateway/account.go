@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mfagate/mfagate/audit"
 	"github.com/mfagate/mfagate/recovery"
 	"github.com/mfagate/mfagate/session"
 	"github.com/mfagate/mfagate/storage"
@@ -117,6 +118,7 @@ func (g *Gateway) checkLimits(c *call, user string) *apiError {
 	e := *errRateLimited
 	e.RetryAfter = ra
 	g.logDecision(c.r, "code refused: locked out", zap.String("user", user), zap.Duration("retry_after", ra))
+	g.audit(c.r, audit.TypeLockout, user, user, map[string]string{"retry_after": ra.Round(time.Second).String()})
 	return &e
 }
 
@@ -124,6 +126,11 @@ func (g *Gateway) checkLimits(c *call, user string) *apiError {
 func (g *Gateway) countFailure(c *call, user, kind string, reason error) {
 	n := g.rt.attempts.fail("u:"+user, g.cfg.AttemptWindow, c.now)
 	g.rt.attempts.fail("a:"+clientIP(c.r), g.cfg.AttemptWindow, c.now)
+	typ := audit.TypeChallengeFailed
+	if kind == "recovery" {
+		typ = audit.TypeRecoveryFailed
+	}
+	g.audit(c.r, typ, user, user, map[string]string{"kind": kind, "failures": itoa(n)})
 	g.logDecision(c.r, "wrong code", zap.String("user", user), zap.String("kind", kind),
 		zap.NamedError("reason", reason), zap.Int("failures", n))
 	if n == g.cfg.MaxAttempts {
@@ -236,6 +243,7 @@ func (g *Gateway) setupFor(c *call, user string, create bool) (*setup, *apiError
 			return nil, g.asAPIError(err, "store secret")
 		}
 		g.logDecision(c.r, "enrolment started", zap.String("user", user))
+		g.audit(c.r, audit.TypeEnrolStarted, user, user, nil)
 	}
 	uri := totp.KeyURI(g.cfg.Issuer, user, secret)
 	qr, err := totp.QRCodeDataURI(uri, 240)
@@ -281,6 +289,7 @@ func (g *Gateway) confirmSetup(c *call, code string) ([]string, *apiError) {
 	g.setGatewayCookie(c.w.Header(), c.r, id, ns, c.now)
 	c.cur.sess, c.cur.id = ns, id
 	g.logDecision(c.r, "2fa enabled", zap.String("user", s.User))
+	g.audit(c.r, audit.Type2FAEnabled, s.User, s.User, map[string]string{"method": "totp"})
 	return codes, nil
 }
 
@@ -313,6 +322,7 @@ func (g *Gateway) acknowledgeCodes(c *call, saved bool) *apiError {
 		c.cur.sess = ns
 	}
 	g.logDecision(c.r, "recovery codes saved", zap.String("user", s.User))
+	g.audit(c.r, audit.TypeCodesAcknowledged, s.User, s.User, nil)
 	return nil
 }
 
@@ -343,6 +353,7 @@ func (g *Gateway) passChallenge(c *call, code string) (string, *apiError) {
 	g.rt.attempts.reset("u:" + s.User)
 	g.release(c, s, ns, id)
 	g.logDecision(c.r, "challenge passed", zap.String("user", s.User), zap.String("method", "totp"))
+	g.audit(c.r, audit.TypeChallengePassed, s.User, s.User, map[string]string{"method": "totp"})
 	return ns.Next, nil
 }
 
@@ -379,6 +390,7 @@ func (g *Gateway) useRecoveryCode(c *call, input string) (string, *apiError) {
 	g.rt.attempts.reset("u:" + s.User)
 	g.release(c, s, ns, id)
 	g.logDecision(c.r, "recovery code used", zap.String("user", s.User))
+	g.audit(c.r, audit.TypeRecoveryUsed, s.User, s.User, map[string]string{"authenticator": "removed"})
 	return g.cfg.Prefix + "security?setup=1", nil
 }
 
@@ -428,6 +440,7 @@ func (g *Gateway) regenerateCodes(c *call) ([]string, *apiError) {
 		return nil, g.asAPIError(err, "regenerate codes")
 	}
 	g.logDecision(c.r, "recovery codes regenerated", zap.String("user", s.User))
+	g.audit(c.r, audit.TypeCodesRegenerated, s.User, s.User, nil)
 	return codes, nil
 }
 
@@ -453,6 +466,7 @@ func (g *Gateway) disable2FA(c *call) *apiError {
 		return g.asAPIError(err, "disable")
 	}
 	g.logDecision(c.r, "2fa disabled", zap.String("user", s.User))
+	g.audit(c.r, audit.Type2FADisabled, s.User, s.User, nil)
 	return nil
 }
 

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/mfagate/mfagate/audit"
 	"github.com/mfagate/mfagate/mail"
 	"github.com/mfagate/mfagate/session"
 	"github.com/mfagate/mfagate/storage"
@@ -233,6 +235,7 @@ func (g *Gateway) adminReset(c *call, user string) *apiError {
 		return g.asAPIError(err, "admin reset")
 	}
 	g.logDecision(c.r, "2fa reset by admin", zap.String("user", user), zap.String("admin", c.sess().User), zap.Int("sessions_ended", ended))
+	g.audit(c.r, audit.TypeAdminReset, c.sess().User, user, map[string]string{"sessions_ended": itoa(ended)})
 	if u, err := g.rt.user(c.ctx(), user); err == nil {
 		g.notify(u, mail.ResetNotice(g.cfg.Issuer, user, c.sess().User))
 	}
@@ -246,6 +249,7 @@ func (g *Gateway) setPolicy(c *call, on bool) (Policy, *apiError) {
 	}
 	if changed {
 		g.logDecision(c.r, "policy changed", zap.String("scope", g.cfg.Scope), zap.Bool("require_2fa", on), zap.String("admin", c.sess().User))
+		g.audit(c.r, audit.TypePolicyChanged, c.sess().User, "", map[string]string{"scope": g.cfg.Scope, "require_2fa": strconv.FormatBool(on)})
 		if on {
 			g.noticeUnenrolled(c)
 		}
@@ -266,6 +270,7 @@ func (g *Gateway) setTimeout(c *call, minutes int) (Policy, *apiError) {
 		return p, g.asAPIError(err, "set timeout")
 	}
 	g.logDecision(c.r, "timeout changed", zap.String("scope", g.cfg.Scope), zap.Int("minutes", minutes), zap.String("admin", c.sess().User))
+	g.audit(c.r, audit.TypeTimeoutChanged, c.sess().User, "", map[string]string{"scope": g.cfg.Scope, "minutes": itoa(minutes)})
 	return p, nil
 }
 
@@ -297,6 +302,7 @@ func (g *Gateway) noticeUnenrolled(c *call) {
 		return tx.ForEachUser(func(u storage.User) error {
 			if !hasFactor(u) && g.notify(u, mail.EnforcementNotice(g.cfg.Issuer, u.ID, securityURL)) {
 				sent++
+				g.audit(c.r, audit.TypeEnforcementNoticeSent, audit.ActorSystem, u.ID, nil)
 			}
 			return nil
 		})

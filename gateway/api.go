@@ -10,6 +10,8 @@ import (
 
 type templateURLType = template.URL
 
+type jsonRaw = json.RawMessage
+
 const maxJSONBytes = 16 << 10
 
 // serveAPI answers the JSON API under prefix + "api/v1/": it mirrors every
@@ -38,6 +40,8 @@ func (g *Gateway) serveAPI(c *call, rel string) error {
 		"admin/timeout":              {http.MethodPost, needAdmin, g.apiTimeout},
 		"admin/sessions":             {http.MethodGet, needAdmin, g.apiAdminSessions},
 		"admin/sessions/revoke":      {http.MethodPost, needAdmin, g.apiAdminRevoke},
+		"admin/audit":                {http.MethodGet, needAdmin, g.apiAudit},
+		"admin/audit/export":         {http.MethodGet, needAdmin, g.apiAuditExport},
 	}
 	if rel == "admin/policy" && c.r.Method == http.MethodPost {
 		routes[rel] = route{http.MethodPost, needAdmin, g.apiPolicy}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/audit"
 )
 
 // JSON API for sessions (each user's own) and team administration.
@@ -42,6 +44,7 @@ func (g *Gateway) revokeOwn(c *call, id string) *apiError {
 		return errUnknownSession
 	}
 	g.logDecision(c.r, "session revoked", zap.String("user", c.sess().User), zap.String("subject", info.User))
+	g.audit(c.r, audit.TypeSessionRevoked, c.sess().User, info.User, map[string]string{"by": "user"})
 	return nil
 }
 
@@ -60,6 +63,7 @@ func (g *Gateway) apiRevokeSession(c *call, body map[string]json.RawMessage) err
 func (g *Gateway) apiRevokeOthers(c *call, _ map[string]json.RawMessage) error {
 	n := g.rt.EndUserSessions(c.sess().User, c.sess())
 	g.logDecision(c.r, "other sessions revoked", zap.String("user", c.sess().User), zap.Int("count", n))
+	g.audit(c.r, audit.TypeSessionRevoked, c.sess().User, c.sess().User, map[string]string{"by": "user", "count": itoa(n)})
 	writeJSON(c.w, http.StatusOK, map[string]int{"revoked": n})
 	return nil
 }
@@ -143,6 +147,7 @@ func (g *Gateway) apiAdminRevoke(c *call, body map[string]json.RawMessage) error
 		return g.writeJSONError(c.w, errUnknownSession)
 	}
 	g.logDecision(c.r, "session revoked", zap.String("user", c.sess().User), zap.String("subject", info.User))
+	g.audit(c.r, audit.TypeSessionRevoked, c.sess().User, info.User, map[string]string{"by": "admin"})
 	writeJSON(c.w, http.StatusOK, map[string]bool{"ok": true})
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mfagate/mfagate/audit"
 	"github.com/mfagate/mfagate/session"
 	"github.com/mfagate/mfagate/storage"
 )
@@ -76,6 +77,7 @@ func (g *Gateway) decide(ctx context.Context, iw *interceptWriter, next Handler)
 		}
 		removeSetCookies(h, lines)
 		g.logDecision(iw.r, "second factor required", fields...)
+		g.audit(iw.r, audit.TypeSignIn, user, user, map[string]string{"second_factor": "required"})
 		if iw.signin != nil && wantsJSON(iw.r) {
 			// An XHR sign-in gets the app's answer without its cookies; the
 			// next page load lands on the challenge.
@@ -93,6 +95,7 @@ func (g *Gateway) decide(ctx context.Context, iw *interceptWriter, next Handler)
 	g.touchSignIn(ctx, user, email, iw.now, true)
 	if as.MustEnrol {
 		g.logDecision(iw.r, "enrolment required", fields...)
+		g.audit(iw.r, audit.TypeSignIn, user, user, map[string]string{"second_factor": "enrolment required"})
 		if !(iw.signin != nil && wantsJSON(iw.r)) {
 			// The app's cookies are bound already (the gateway blocks the app
 			// until setup is done), so they go to the browser now.
@@ -100,6 +103,7 @@ func (g *Gateway) decide(ctx context.Context, iw *interceptWriter, next Handler)
 		}
 	} else {
 		g.logDecision(iw.r, "signed in without second factor", fields...)
+		g.audit(iw.r, audit.TypeSignIn, user, user, map[string]string{"second_factor": "none"})
 	}
 	return iw.release()
 }
@@ -122,6 +126,7 @@ func (g *Gateway) bindOrFollow(ctx context.Context, iw *interceptWriter, set []s
 // app's new cookies are dropped, and cookies it may have authenticated in
 // place are unbound, so nothing of that session reaches the app again.
 func (g *Gateway) refuseSignIn(ctx context.Context, iw *interceptWriter, lines []string, why string) error {
+	g.audit(iw.r, audit.TypeSignInRefused, "", "", map[string]string{"reason": why, "path": truncate(iw.r.URL.Path, 128)})
 	g.log.Warn("sign-in refused", zap.String("reason", why), zap.String("path", iw.r.URL.Path),
 		zap.String("remote_ip", clientIP(iw.r)), zap.Int("app_status", iw.status))
 	if s := iw.cur.sess; s != nil && len(iw.scan.forwarded) > 0 {

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/mfagate/mfagate/audit"
 	"github.com/mfagate/mfagate/challengeui"
 	"github.com/mfagate/mfagate/session"
 )
@@ -311,6 +312,12 @@ func wantsJSON(r *http.Request) bool {
 	}
 	accept := r.Header.Get("Accept")
 	return strings.Contains(accept, "json") && !strings.Contains(accept, "text/html")
+}
+
+// audit records a security event with the request's address and agent.
+// detail must never carry a secret, code or cookie.
+func (g *Gateway) audit(r *http.Request, typ, actor, subject string, detail map[string]string) {
+	g.rt.Audit.Record(audit.Event{Type: typ, Actor: actor, Subject: subject, Remote: clientIP(r), UserAgent: r.UserAgent(), Detail: detail})
 }
 
 func (g *Gateway) logDecision(r *http.Request, msg string, fields ...zap.Field) {

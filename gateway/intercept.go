@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mfagate/mfagate/audit"
 	"github.com/mfagate/mfagate/session"
 )
 
@@ -115,6 +116,7 @@ func (g *Gateway) passThrough(iw *interceptWriter) {
 		g.endSession(iw.r.Context(), cur.sess, "sign-out")
 		g.clearCookies(h, iw.r, nil)
 		g.logDecision(iw.r, "signed out", zap.String("user", cur.sess.User))
+		g.audit(iw.r, audit.TypeSignOut, cur.sess.User, cur.sess.User, nil)
 		return
 	case cur.sess == nil && cur.reason != session.Valid:
 		g.clearCookies(h, iw.r, iw.scan.stripped)

@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/audit"
 )
 
 // OpsHandler serves the operator's API on one database: what `caddy mfa`
@@ -19,6 +22,7 @@ import (
 //	POST policy        {"scope", "require_2fa", "idle_minutes"}
 //	GET  sessions?user=             live sessions
 //	POST sessions/revoke {"session"}
+//	GET  audit?format=jsonl|csv&user=&type=   the audit log, newest first
 //
 // There is no session or CSRF here: Caddy's admin endpoint (or local file
 // access) is the operator's authority.
@@ -61,6 +65,7 @@ func OpsHandler(rt *Runtime) http.Handler {
 				return
 			}
 			rt.logger.Info("2fa reset by operator", zap.String("user", user))
+			rt.Audit.Record(audit.Event{Type: audit.TypeAdminReset, Actor: audit.ActorCLI, Subject: user, Detail: map[string]string{"sessions_ended": strconv.Itoa(ended)}})
 			writeJSON(w, http.StatusOK, map[string]any{"ok": true, "sessions_ended": ended})
 		case "GET policy", "POST policy":
 			scope := r.URL.Query().Get("scope")
@@ -81,6 +86,7 @@ func OpsHandler(rt *Runtime) http.Handler {
 					return
 				}
 				rt.logger.Info("policy changed by operator", zap.String("scope", scope), zap.Bool("require_2fa", on))
+				rt.Audit.Record(audit.Event{Type: audit.TypePolicyChanged, Actor: audit.ActorCLI, Detail: map[string]string{"scope": scope, "require_2fa": strconv.FormatBool(on)}})
 			}
 			if raw, ok := body["idle_minutes"]; ok {
 				var n int
@@ -93,6 +99,7 @@ func OpsHandler(rt *Runtime) http.Handler {
 					return
 				}
 				rt.logger.Info("timeout changed by operator", zap.String("scope", scope), zap.Int("minutes", n))
+				rt.Audit.Record(audit.Event{Type: audit.TypeTimeoutChanged, Actor: audit.ActorCLI, Detail: map[string]string{"scope": scope, "minutes": strconv.Itoa(n)}})
 			}
 			p, err := rt.Policy(scope)
 			if err != nil {
@@ -113,7 +120,19 @@ func OpsHandler(rt *Runtime) http.Handler {
 				return
 			}
 			rt.logger.Info("session revoked by operator", zap.String("user", info.User))
+			rt.Audit.Record(audit.Event{Type: audit.TypeSessionRevoked, Actor: audit.ActorCLI, Subject: info.User, Detail: map[string]string{"by": "operator"}})
 			writeJSON(w, http.StatusOK, map[string]any{"ok": true, "user": info.User})
+		case "GET audit":
+			format := r.URL.Query().Get("format")
+			if format != audit.FormatJSONL && format != audit.FormatCSV {
+				opsError(w, http.StatusBadRequest, "bad_request", "format must be jsonl or csv")
+				return
+			}
+			_ = rt.Audit.Flush(r.Context())
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			if err := rt.Audit.Export(r.Context(), w, auditFilter(r.URL.Query()), format); err != nil {
+				rt.logger.Error("audit export", zap.Error(err))
+			}
 		default:
 			opsError(w, http.StatusNotFound, "not_found", "no such operation: "+r.Method+" "+path)
 		}

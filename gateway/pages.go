@@ -36,6 +36,8 @@ func (g *Gateway) servePage(c *call, rel string) error {
 		"admin/timeout":                   {http.MethodPost, needAdmin, g.postAdminTimeout},
 		"admin/reset":                     {http.MethodPost, needAdmin, g.postAdminReset},
 		"admin/sessions/revoke":           {http.MethodPost, needAdmin, g.postAdminRevoke},
+		"admin/audit.jsonl":               {http.MethodGet, needAdmin, g.pageAuditJSONL},
+		"admin/audit.csv":                 {http.MethodGet, needAdmin, g.pageAuditCSV},
 	}
 	rt, ok := routes[rel]
 	if !ok {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mfagate/mfagate/audit"
 	"github.com/mfagate/mfagate/challengeui"
 )
 
@@ -36,6 +37,7 @@ func (g *Gateway) adminPage(c *call, notice, pageErr, policyErr string) (challen
 		return challengeui.AdminPage{}, g.asAPIError(err, "members")
 	}
 	pol := g.policy.get(g.rt)
+	var err2 *apiError
 	p := challengeui.AdminPage{
 		Base: g.base(c), Notice: notice, Error: pageErr,
 		Policy: challengeui.PolicyView{
@@ -45,6 +47,9 @@ func (g *Gateway) adminPage(c *call, notice, pageErr, policyErr string) (challen
 		},
 		Sessions:        sessionViews(c, g.rt.SessionList("")),
 		EmailConfigured: g.cfg.Mailer != nil,
+	}
+	if p.Audit, err2 = g.auditView(c); err2 != nil {
+		return p, err2
 	}
 	if pol.Require2FA && !pol.Since.IsZero() {
 		p.Policy.GraceEnds = pol.Since.Add(g.policy.grace)
@@ -109,9 +114,11 @@ func (g *Gateway) postAdminReset(c *call) error {
 }
 
 func (g *Gateway) postAdminRevoke(c *call) error {
-	if _, err := g.rt.RevokeSession(c.ctx(), c.r.PostForm.Get("session"), ""); errors.Is(err, ErrUnknownSession) {
+	info, err := g.rt.RevokeSession(c.ctx(), c.r.PostForm.Get("session"), "")
+	if errors.Is(err, ErrUnknownSession) {
 		return g.showAdmin(c, http.StatusNotFound, "", errUnknownSession.Message, "")
 	}
+	g.audit(c.r, audit.TypeSessionRevoked, c.sess().User, info.User, map[string]string{"by": "admin"})
 	return g.adminDone(c, "revoked", "sessions")
 }
 
@@ -124,7 +131,8 @@ func (g *Gateway) postRevokeOwn(c *call) error {
 }
 
 func (g *Gateway) postRevokeOthers(c *call) error {
-	g.rt.EndUserSessions(c.sess().User, c.sess())
+	n := g.rt.EndUserSessions(c.sess().User, c.sess())
+	g.audit(c.r, audit.TypeSessionRevoked, c.sess().User, c.sess().User, map[string]string{"by": "user", "count": itoa(n)})
 	http.Redirect(c.w, c.r, g.cfg.Prefix+"security?done=revoked", http.StatusSeeOther)
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mfagate/mfagate/audit"
 	"github.com/mfagate/mfagate/seal"
 	"github.com/mfagate/mfagate/session"
 	"github.com/mfagate/mfagate/storage"
@@ -37,7 +38,9 @@ type Runtime struct {
 	now         func() time.Time
 	logger      *zap.Logger
 
-	pol       policies
+	pol policies
+	// Audit records every security event; writes are batched off the request path.
+	Audit     *audit.Log
 	keyID     [32]byte     // hash of the master key, to notice a changed key on reload
 	sweepIdle atomic.Int64 // the longest idle timeout of the configs using this runtime
 	stop      chan struct{}
@@ -47,12 +50,13 @@ type Runtime struct {
 
 // RuntimeOptions configures OpenRuntime.
 type RuntimeOptions struct {
-	Store         storage.Store
-	Key           []byte // 32-byte master key; subkeys are derived from it
-	Logger        *zap.Logger
-	Now           func() time.Time
-	Rand          io.Reader
-	FlushInterval time.Duration // how often activity is written, default 5s
+	Store          storage.Store
+	Key            []byte // 32-byte master key; subkeys are derived from it
+	Logger         *zap.Logger
+	Now            func() time.Time
+	Rand           io.Reader
+	FlushInterval  time.Duration // how often activity is written, default 5s
+	AuditRetention time.Duration // how long audit events are kept, default 90 days
 }
 
 // OpenRuntime loads live sessions from the store and starts the background
@@ -93,6 +97,7 @@ func OpenRuntime(opts RuntimeOptions) (*Runtime, error) {
 		done:        make(chan struct{}),
 	}
 	rt.keyID = sha256.Sum256(opts.Key)
+	rt.Audit = audit.New(opts.Store, audit.Options{Retention: opts.AuditRetention, Now: opts.Now, Logger: opts.Logger.Named("audit")})
 	rt.sweepIdle.Store(int64(DefaultIdleTimeout))
 	if err := rt.load(); err != nil {
 		return nil, err
@@ -179,6 +184,8 @@ func (rt *Runtime) sweep() {
 	}
 	for _, s := range rt.enforceGrace(context.Background(), now) {
 		rt.logger.Info("forced logout: 2fa required and grace period over", zap.String("user", s.User), zap.String("scope", s.Scope))
+		rt.Audit.Record(audit.Event{Type: audit.TypeForcedLogout, Actor: audit.ActorSystem, Subject: s.User,
+			Remote: s.RemoteAddr, UserAgent: s.UserAgent, Detail: map[string]string{"scope": s.Scope, "reason": "grace period over"}})
 	}
 	rt.attempts.sweep(now)
 }
@@ -228,6 +235,9 @@ func (rt *Runtime) Close() error {
 	rt.closeOnce.Do(func() {
 		close(rt.stop)
 		<-rt.done
+		if aerr := rt.Audit.Close(); aerr != nil {
+			rt.logger.Error("close audit log", zap.Error(aerr))
+		}
 		err = rt.Store.Close()
 	})
 	return err

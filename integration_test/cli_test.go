@@ -74,6 +74,9 @@ func TestCLIAgainstRunningCaddy(t *testing.T) {
 	if out, err := runCLI(t, bin, "reset", addr, "nobody"); err == nil || !strings.Contains(out, "no such user") {
 		t.Fatalf("reset of an unknown user: %v\n%s", err, out)
 	}
+	if out, err := runCLI(t, bin, "audit", addr, "--format", "csv", "--type", "admin_reset"); err != nil || !strings.Contains(out, "admin_reset") || !strings.Contains(out, "cli") {
+		t.Fatalf("audit export: %v\n%s", err, out)
+	}
 	// While Caddy runs, --db refuses quickly instead of waiting on the lock.
 	if out, err := runCLI(t, bin, "users", "--db", e.DBPath); err == nil || !strings.Contains(out, "locked") {
 		t.Fatalf("offline open while running: %v\n%s", err, out)
