@@ -60,6 +60,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    grace_period <duration>
 //	    email_from form|json|header <name> | whoami <path> <json_field>
 //	    email_template <template with {user}>
+//	    widget {
+//	        match <path> | { <matchers> }      # required; repeatable
+//	        user_header <name>                 # default X-Widget-User-Id
+//	        user_query <param>
+//	        user_json <field>
+//	        token_header <name>                # default Authorization (Bearer)
+//	        token_query <param>
+//	        verdict_header <name>              # default X-Widget-Identity
+//	    }
+//	    identity_overlap <duration>
+//	    identity_leeway <duration>
+//	    audit_retention <duration>
 //	    smtp {
 //	        host <host>
 //	        port <port>
@@ -134,6 +146,18 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				m.RoleFrom = append(m.RoleFrom, src)
 			}
+		case "widget":
+			if err := once(name); err != nil {
+				return err
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			w, err := parseWidget(d)
+			if err != nil {
+				return err
+			}
+			m.Widget = w
 		case "smtp":
 			if err := once(name); err != nil {
 				return err
@@ -192,7 +216,7 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			*m.stringField(name) = v
-		case "idle_timeout", "max_lifetime", "pending_timeout", "attempt_window", "policy_cache", "grace_period":
+		case "idle_timeout", "max_lifetime", "pending_timeout", "attempt_window", "policy_cache", "grace_period", "identity_overlap", "identity_leeway", "audit_retention":
 			if err := once(name); err != nil {
 				return err
 			}
@@ -269,6 +293,7 @@ func (m *Gateway) durationField(name string) *caddy.Duration {
 		"idle_timeout": &m.IdleTimeout, "max_lifetime": &m.MaxLifetime,
 		"pending_timeout": &m.PendingTimeout, "attempt_window": &m.AttemptWindow,
 		"policy_cache": &m.PolicyCache, "grace_period": &m.GracePeriod,
+		"identity_overlap": &m.IdentityOverlap, "identity_leeway": &m.IdentityLeeway, "audit_retention": &m.AuditRetention,
 	}[name]
 }
 
@@ -382,4 +407,43 @@ func parseSMTP(d *caddyfile.Dispenser) (*SMTPConfig, error) {
 		return nil, d.Err("smtp: host and from are required")
 	}
 	return s, nil
+}
+
+func parseWidget(d *caddyfile.Dispenser) (*WidgetConfig, error) {
+	w := &WidgetConfig{}
+	for d.NextBlock(1) {
+		opt := d.Val()
+		if opt == "match" {
+			set, err := parseMatcher(d)
+			if err != nil {
+				return nil, err
+			}
+			w.MatchRaw = append(w.MatchRaw, set)
+			continue
+		}
+		v, err := oneArg(d)
+		if err != nil {
+			return nil, err
+		}
+		switch opt {
+		case "user_header":
+			w.UserHeader = v
+		case "user_query":
+			w.UserQuery = v
+		case "user_json":
+			w.UserJSON = v
+		case "token_header":
+			w.TokenHeader = v
+		case "token_query":
+			w.TokenQuery = v
+		case "verdict_header":
+			w.VerdictHeader = v
+		default:
+			return nil, d.Errf("unrecognized widget option '%s'", opt)
+		}
+	}
+	if len(w.MatchRaw) == 0 {
+		return nil, d.Err("widget: a match for the widget requests is required")
+	}
+	return w, nil
 }

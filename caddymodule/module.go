@@ -105,6 +105,15 @@ type Gateway struct {
 	EmailFrom []gateway.IdentitySource `json:"email_from,omitempty"`
 	// Or an address made from the user id, e.g. "{user}@example.com".
 	EmailTemplate string `json:"email_template,omitempty"`
+	// Widget identity verification: which requests are widget traffic and
+	// where their claimed user id and token are.
+	Widget *WidgetConfig `json:"widget,omitempty"`
+	// How long a rotated identity secret keeps working. Default 24h.
+	IdentityOverlap caddy.Duration `json:"identity_overlap,omitempty"`
+	// Clock leeway for widget JWTs. Default 30s.
+	IdentityLeeway caddy.Duration `json:"identity_leeway,omitempty"`
+	// How long audit events are kept. Default 90 days.
+	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
 	// After "require 2FA" is switched on, sessions of users still without it
 	// that started before the switch end after this. Default 7 days.
 	GracePeriod caddy.Duration `json:"grace_period,omitempty"`
@@ -205,6 +214,24 @@ func (m *Gateway) config(ctx caddy.Context) (gateway.Config, error) {
 		}
 		cfg.SignIn = anyMatch(sets)
 	}
+	if m.Widget != nil {
+		wc := &gateway.WidgetConfig{
+			UserHeader: m.Widget.UserHeader, UserQuery: m.Widget.UserQuery, UserJSON: m.Widget.UserJSON,
+			TokenHeader: m.Widget.TokenHeader, TokenQuery: m.Widget.TokenQuery, VerdictHeader: m.Widget.VerdictHeader,
+		}
+		if m.Widget.MatchRaw != nil {
+			mod, err := ctx.LoadModule(m.Widget, "MatchRaw")
+			if err != nil {
+				return cfg, fmt.Errorf("loading widget matchers: %w", err)
+			}
+			var sets caddyhttp.MatcherSets
+			if err := sets.FromInterface(mod); err != nil {
+				return cfg, fmt.Errorf("widget matchers: %w", err)
+			}
+			wc.Match = anyMatch(sets)
+		}
+		cfg.Widget = wc
+	}
 	if m.SignOutRaw != nil {
 		mod, err := ctx.LoadModule(m, "SignOutRaw")
 		if err != nil {
@@ -228,7 +255,10 @@ func (m *Gateway) openRuntime(dbPath string, key []byte) (runtimeCloser, error) 
 		}
 		return runtimeCloser{}, err
 	}
-	rt, err := gateway.OpenRuntime(gateway.RuntimeOptions{Store: store, Key: key, Logger: m.logger})
+	rt, err := gateway.OpenRuntime(gateway.RuntimeOptions{
+		Store: store, Key: key, Logger: m.logger, AuditRetention: time.Duration(m.AuditRetention),
+		IdentityOverlap: time.Duration(m.IdentityOverlap), IdentityLeeway: time.Duration(m.IdentityLeeway),
+	})
 	if err != nil {
 		_ = store.Close()
 		return runtimeCloser{}, err
@@ -294,6 +324,19 @@ func (m *Gateway) Cleanup() error {
 // provisions the new config before it cleans up the old one, and a second
 // bbolt open of the same file would wait on its lock.
 var pool = caddy.NewUsagePool()
+
+// WidgetConfig names the widget traffic. The defaults: the claimed user id
+// in X-Widget-User-Id, the token in Authorization: Bearer, the verdict to
+// the upstream in X-Widget-Identity.
+type WidgetConfig struct {
+	MatchRaw      caddyhttp.RawMatcherSets `json:"match,omitempty" caddy:"namespace=http.matchers"`
+	UserHeader    string                   `json:"user_header,omitempty"`
+	UserQuery     string                   `json:"user_query,omitempty"`
+	UserJSON      string                   `json:"user_json,omitempty"`
+	TokenHeader   string                   `json:"token_header,omitempty"`
+	TokenQuery    string                   `json:"token_query,omitempty"`
+	VerdictHeader string                   `json:"verdict_header,omitempty"`
+}
 
 // SMTPConfig is the outgoing mail server. The password is usually
 // "{env.SMTP_PASSWORD}", resolved at provision.

@@ -42,6 +42,9 @@ func (g *Gateway) serveAPI(c *call, rel string) error {
 		"admin/sessions/revoke":      {http.MethodPost, needAdmin, g.apiAdminRevoke},
 		"admin/audit":                {http.MethodGet, needAdmin, g.apiAudit},
 		"admin/audit/export":         {http.MethodGet, needAdmin, g.apiAuditExport},
+		"admin/identity":             {http.MethodGet, needAdmin, g.apiIdentity},
+		"admin/identity/secret":      {http.MethodPost, needAdmin, g.apiIdentity},
+		"admin/identity/mode":        {http.MethodPost, needAdmin, g.apiIdentity},
 	}
 	if rel == "admin/policy" && c.r.Method == http.MethodPost {
 		routes[rel] = route{http.MethodPost, needAdmin, g.apiPolicy}

@@ -81,6 +81,7 @@ type Config struct {
 	EmailTemplate string           // or an address made from the user id, e.g. "{user}@example.com"
 	RoleFrom      []IdentitySource // where the user's role (group) comes from, for AdminRoles
 	AdminRoles    []string         // roles that make a user an admin
+	Widget        *WidgetConfig    // widget identity verification; nil: none
 	Mailer        Mailer           // sends notices; nil: no email configured
 	Success       Success
 	IdleTimeout   time.Duration // default 240m, 5m..1440m
@@ -226,6 +227,12 @@ func (c *Config) Normalize() error {
 	}
 	if c.AttemptWindow == 0 {
 		c.AttemptWindow = 15 * time.Minute
+	}
+	if c.Widget != nil {
+		if c.Widget.Match == nil {
+			return errors.New("widget: a matcher for the widget requests is required")
+		}
+		c.Widget.normalize()
 	}
 	if c.Scope == "" {
 		c.Scope = "default"

@@ -104,7 +104,7 @@ func TestNormalize(t *testing.T) {
 		{name: "idle 1440m alone stretches the default lifetime", mod: func(c *Config) { c.IdleTimeout = 1440 * time.Minute }, check: lifetime, want: 24 * time.Hour},
 
 		// Identity sources.
-		{name: "user_from form", mod: withIdentity(IdentitySource{Kind: FromForm, Name: "login"}), check: identity, want: []IdentitySource{{Kind: FromForm, Name: "login"}}},
+		{name: "user_from form", mod: withIdentity(IdentitySource{Kind: FromForm, Name: "login"}), check: identitySources, want: []IdentitySource{{Kind: FromForm, Name: "login"}}},
 		{name: "user_from all valid kinds", mod: withIdentity(
 			IdentitySource{Kind: FromJSON, Name: "email"}, IdentitySource{Kind: FromQuery, Name: "u"},
 			IdentitySource{Kind: FromHeader, Name: "X-User"}, IdentitySource{Kind: FromBasic},
@@ -219,12 +219,12 @@ func TestValidateIdleTimeout(t *testing.T) {
 	}
 }
 
-func prefix(c *Config) any   { return c.Prefix }
-func cookies(c *Config) any  { return c.AppCookies }
-func idle(c *Config) any     { return c.IdleTimeout }
-func lifetime(c *Config) any { return c.MaxLifetime }
-func identity(c *Config) any { return c.Identity }
-func success(c *Config) any  { return c.Success }
+func prefix(c *Config) any          { return c.Prefix }
+func cookies(c *Config) any         { return c.AppCookies }
+func idle(c *Config) any            { return c.IdleTimeout }
+func lifetime(c *Config) any        { return c.MaxLifetime }
+func identitySources(c *Config) any { return c.Identity }
+func success(c *Config) any         { return c.Success }
 
 func withIdentity(s ...IdentitySource) func(*Config) {
 	return func(c *Config) { c.Identity = s }

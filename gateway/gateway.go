@@ -52,7 +52,7 @@ func New(cfg Config, rt *Runtime, logger *zap.Logger) (*Gateway, error) {
 	return &Gateway{
 		cfg: cfg, rt: rt, ui: ui, log: logger, policy: pc,
 		hostCookieName: "__Host-" + cfg.CookieName,
-		trusted:        []string{headerKey(cfg.UserHeader), headerKey(cfg.AALHeader)},
+		trusted:        trustedHeaders(cfg),
 	}, nil
 }
 
@@ -109,6 +109,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler
 	if strings.HasPrefix(clean+"/", g.cfg.Prefix) {
 		rel := strings.TrimPrefix(strings.TrimPrefix(clean+"/", g.cfg.Prefix), "/")
 		return g.serveOwn(w, r, strings.TrimSuffix(rel, "/"))
+	}
+	if wc := g.cfg.Widget; wc != nil {
+		if ok, err := wc.Match.MatchWithError(r); err != nil {
+			return g.writeError(w, r, errBadRequest.with("The request could not be matched."))
+		} else if ok {
+			if done, err := g.checkWidget(w, r); done {
+				return err
+			}
+		}
 	}
 	now := g.rt.now()
 	cur := g.lookup(r, now)
@@ -173,6 +182,15 @@ func cleanPath(p string) string {
 // do not matter (CGI, PHP and many frameworks fold them together).
 func headerKey(h string) string {
 	return strings.ReplaceAll(strings.ToLower(h), "_", "-")
+}
+
+// trustedHeaders are the headers only the gateway sets for the upstream.
+func trustedHeaders(cfg Config) []string {
+	t := []string{headerKey(cfg.UserHeader), headerKey(cfg.AALHeader)}
+	if cfg.Widget != nil {
+		t = append(t, headerKey(cfg.Widget.VerdictHeader))
+	}
+	return t
 }
 
 // idleTimeout is the idle timeout in force: the team's setting, else the Caddyfile's.

@@ -38,6 +38,8 @@ func (g *Gateway) servePage(c *call, rel string) error {
 		"admin/sessions/revoke":           {http.MethodPost, needAdmin, g.postAdminRevoke},
 		"admin/audit.jsonl":               {http.MethodGet, needAdmin, g.pageAuditJSONL},
 		"admin/audit.csv":                 {http.MethodGet, needAdmin, g.pageAuditCSV},
+		"admin/identity/secret":           {http.MethodPost, needAdmin, g.postIdentitySecret},
+		"admin/identity/mode":             {http.MethodPost, needAdmin, g.postIdentityMode},
 	}
 	rt, ok := routes[rel]
 	if !ok {

@@ -48,6 +48,7 @@ func (g *Gateway) adminPage(c *call, notice, pageErr, policyErr string) (challen
 		Sessions:        sessionViews(c, g.rt.SessionList("")),
 		EmailConfigured: g.cfg.Mailer != nil,
 	}
+	p.Identity = g.identityView("", "")
 	if p.Audit, err2 = g.auditView(c); err2 != nil {
 		return p, err2
 	}
@@ -76,10 +77,11 @@ func (g *Gateway) pageAdmin(c *call) error {
 }
 
 var adminNotices = map[string]string{
-	"policy":  "Policy saved.",
-	"timeout": "Session timeout saved.",
-	"reset":   "Two-factor authentication was reset.",
-	"revoked": "Session signed out.",
+	"policy":   "Policy saved.",
+	"timeout":  "Session timeout saved.",
+	"reset":    "Two-factor authentication was reset.",
+	"revoked":  "Session signed out.",
+	"identity": "Identity verification mode saved.",
 }
 
 // adminDone redirects back to the admin page (post/redirect/get).

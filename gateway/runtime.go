@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mfagate/mfagate/audit"
+	"github.com/mfagate/mfagate/identity"
 	"github.com/mfagate/mfagate/seal"
 	"github.com/mfagate/mfagate/session"
 	"github.com/mfagate/mfagate/storage"
@@ -40,7 +41,9 @@ type Runtime struct {
 
 	pol policies
 	// Audit records every security event; writes are batched off the request path.
-	Audit     *audit.Log
+	Audit *audit.Log
+	// Identity is widget identity verification: mode, secrets, health.
+	Identity  *identity.Service
 	keyID     [32]byte     // hash of the master key, to notice a changed key on reload
 	sweepIdle atomic.Int64 // the longest idle timeout of the configs using this runtime
 	stop      chan struct{}
@@ -50,13 +53,15 @@ type Runtime struct {
 
 // RuntimeOptions configures OpenRuntime.
 type RuntimeOptions struct {
-	Store          storage.Store
-	Key            []byte // 32-byte master key; subkeys are derived from it
-	Logger         *zap.Logger
-	Now            func() time.Time
-	Rand           io.Reader
-	FlushInterval  time.Duration // how often activity is written, default 5s
-	AuditRetention time.Duration // how long audit events are kept, default 90 days
+	Store           storage.Store
+	Key             []byte // 32-byte master key; subkeys are derived from it
+	Logger          *zap.Logger
+	Now             func() time.Time
+	Rand            io.Reader
+	FlushInterval   time.Duration // how often activity is written, default 5s
+	AuditRetention  time.Duration // how long audit events are kept, default 90 days
+	IdentityOverlap time.Duration // how long a rotated identity secret stays valid, default 24h
+	IdentityLeeway  time.Duration // clock leeway for widget JWTs, default 30s
 }
 
 // OpenRuntime loads live sessions from the store and starts the background
@@ -101,6 +106,14 @@ func OpenRuntime(opts RuntimeOptions) (*Runtime, error) {
 	rt.sweepIdle.Store(int64(DefaultIdleTimeout))
 	if err := rt.load(); err != nil {
 		return nil, err
+	}
+	rt.Identity, err = identity.OpenService(identity.ServiceOptions{
+		Store: opts.Store, Box: box, Now: opts.Now, Rand: opts.Rand,
+		Overlap: opts.IdentityOverlap, Leeway: opts.IdentityLeeway, Logger: opts.Logger.Named("identity"),
+	})
+	if err != nil {
+		rt.Audit.Close()
+		return nil, fmt.Errorf("gateway: identity verification: %w", err)
 	}
 	go rt.loop(opts.FlushInterval)
 	return rt, nil
@@ -235,6 +248,9 @@ func (rt *Runtime) Close() error {
 	rt.closeOnce.Do(func() {
 		close(rt.stop)
 		<-rt.done
+		if ierr := rt.Identity.Close(); ierr != nil {
+			rt.logger.Error("close identity verification", zap.Error(ierr))
+		}
 		if aerr := rt.Audit.Close(); aerr != nil {
 			rt.logger.Error("close audit log", zap.Error(aerr))
 		}
