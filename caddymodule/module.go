@@ -203,16 +203,11 @@ func (m *Gateway) config(ctx caddy.Context) (gateway.Config, error) {
 		EmailFrom:   m.EmailFrom, EmailTemplate: m.EmailTemplate,
 		RoleFrom: m.RoleFrom, AdminRoles: m.AdminRoles,
 	}
+	var err error
 	if m.SignInRaw != nil {
-		mod, err := ctx.LoadModule(m, "SignInRaw")
-		if err != nil {
-			return cfg, fmt.Errorf("loading sign_in matchers: %w", err)
+		if cfg.SignIn, err = loadMatchers(ctx, m, "SignInRaw", "sign_in"); err != nil {
+			return cfg, err
 		}
-		var sets caddyhttp.MatcherSets
-		if err := sets.FromInterface(mod); err != nil {
-			return cfg, fmt.Errorf("sign_in matchers: %w", err)
-		}
-		cfg.SignIn = anyMatch(sets)
 	}
 	if m.Widget != nil {
 		wc := &gateway.WidgetConfig{
@@ -220,28 +215,16 @@ func (m *Gateway) config(ctx caddy.Context) (gateway.Config, error) {
 			TokenHeader: m.Widget.TokenHeader, TokenQuery: m.Widget.TokenQuery, VerdictHeader: m.Widget.VerdictHeader,
 		}
 		if m.Widget.MatchRaw != nil {
-			mod, err := ctx.LoadModule(m.Widget, "MatchRaw")
-			if err != nil {
-				return cfg, fmt.Errorf("loading widget matchers: %w", err)
+			if wc.Match, err = loadMatchers(ctx, m.Widget, "MatchRaw", "widget match"); err != nil {
+				return cfg, err
 			}
-			var sets caddyhttp.MatcherSets
-			if err := sets.FromInterface(mod); err != nil {
-				return cfg, fmt.Errorf("widget matchers: %w", err)
-			}
-			wc.Match = anyMatch(sets)
 		}
 		cfg.Widget = wc
 	}
 	if m.SignOutRaw != nil {
-		mod, err := ctx.LoadModule(m, "SignOutRaw")
-		if err != nil {
-			return cfg, fmt.Errorf("loading sign_out matchers: %w", err)
+		if cfg.SignOut, err = loadMatchers(ctx, m, "SignOutRaw", "sign_out"); err != nil {
+			return cfg, err
 		}
-		var sets caddyhttp.MatcherSets
-		if err := sets.FromInterface(mod); err != nil {
-			return cfg, fmt.Errorf("sign_out matchers: %w", err)
-		}
-		cfg.SignOut = anyMatch(sets)
 	}
 	return cfg, nil
 }
@@ -355,6 +338,20 @@ func (s *SMTPConfig) mailConfig(repl *caddy.Replacer) mail.Config {
 		Username: repl.ReplaceAll(s.Username, ""), Password: repl.ReplaceAll(s.Password, ""),
 		From: repl.ReplaceAll(s.From, ""),
 	}
+}
+
+// loadMatchers loads the matcher sets in field of structPtr (a
+// caddyhttp.RawMatcherSets tagged with the http.matchers namespace).
+func loadMatchers(ctx caddy.Context, structPtr any, field, what string) (gateway.Matcher, error) {
+	mod, err := ctx.LoadModule(structPtr, field)
+	if err != nil {
+		return nil, fmt.Errorf("loading %s matchers: %w", what, err)
+	}
+	var sets caddyhttp.MatcherSets
+	if err := sets.FromInterface(mod); err != nil {
+		return nil, fmt.Errorf("%s matchers: %w", what, err)
+	}
+	return anyMatch(sets), nil
 }
 
 // anyMatch adapts matcher sets (OR of ANDs) to the core's Matcher.
