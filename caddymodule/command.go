@@ -152,7 +152,8 @@ func offlineHandler(cmd *cobra.Command, db string) (http.Handler, func(), error)
 		store.Close()
 		return nil, nil, err
 	}
-	rt, err := gateway.OpenRuntime(gateway.RuntimeOptions{Store: store, Key: key})
+	// Offline, the Caddyfile's audit_retention is unknown: prune nothing.
+	rt, err := gateway.OpenRuntime(gateway.RuntimeOptions{Store: store, Key: key, AuditRetention: 100 * 365 * 24 * time.Hour})
 	if err != nil {
 		store.Close()
 		return nil, nil, err

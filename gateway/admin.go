@@ -164,12 +164,15 @@ func (rt *Runtime) SetRequire2FA(ctx context.Context, scope string, on bool) (Po
 		return Policy{}, false, err
 	}
 	changed := false
+	was := pc.get(rt).Require2FA
 	p, err := pc.update(ctx, rt, func(p *Policy) error {
-		changed = p.Require2FA != on
+		changed = was != on
 		if changed && on {
 			p.Since = rt.now()
+		} else if !changed && on && p.Since.IsZero() {
+			p.Since = pc.get(rt).Since
 		}
-		p.Require2FA = on
+		p.RequireSet, p.Require2FA = true, on
 		return nil
 	})
 	return p, changed, err

@@ -18,7 +18,9 @@ import (
 
 	"github.com/mfagate/mfagate/audit"
 	"github.com/mfagate/mfagate/challengeui"
+	"github.com/mfagate/mfagate/mail"
 	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/storage"
 )
 
 // Gateway serves one configuration. Many may share a Runtime.
@@ -49,11 +51,16 @@ func New(cfg Config, rt *Runtime, logger *zap.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Gateway{
+	g := &Gateway{
 		cfg: cfg, rt: rt, ui: ui, log: logger, policy: pc,
 		hostCookieName: "__Host-" + cfg.CookieName,
 		trusted:        trustedHeaders(cfg),
-	}, nil
+	}
+	if cfg.Mailer != nil {
+		notify := func(u storage.User) { g.notify(u, mail.ForcedLogoutNotice(g.cfg.Issuer, u.ID)) }
+		rt.onForcedLogout.Store(&notify)
+	}
+	return g, nil
 }
 
 // current is the gateway session a request came with.

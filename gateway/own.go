@@ -95,7 +95,7 @@ func (g *Gateway) require(c *call, need requirement) *apiError {
 		g.logDecision(c.r, "admin refused", zap.String("user", s.User))
 		return errNotAdmin
 	case need == needAdmin && s.AAL < 2:
-		return errAAL2Required
+		return errAAL2Required.with("Team security needs two-factor authentication in this sign-in: set up an authenticator on your security page, or sign in again with your authenticator app.")
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 // agents or end users), stored in the store so admins can change it at run
 // time and every instance sharing the store picks it up.
 type Policy struct {
+	RequireSet  bool      `json:"require_set,omitempty"` // Require2FA was set at run time (else the Caddyfile's counts)
 	Require2FA  bool      `json:"require_2fa"`
 	Since       time.Time `json:"since,omitzero"`         // when "require 2FA" was last switched on
 	IdleMinutes int       `json:"idle_minutes,omitempty"` // 0: the Caddyfile's idle_timeout
@@ -91,21 +92,43 @@ func (rt *Runtime) policyFor(scope string, def Policy, maxAge, grace time.Durati
 }
 
 func (rt *Runtime) loadPolicy(ctx context.Context, scope string, def Policy) (Policy, error) {
-	p := def
+	var stored Policy
 	err := rt.Store.View(ctx, func(tx storage.Tx) error {
-		raw, err := tx.Setting(policyKey(scope))
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(raw, &p)
+		var err error
+		stored, err = readPolicy(tx, scope)
+		return err
 	})
 	if err != nil {
 		return def, fmt.Errorf("load policy %q: %w", scope, err)
 	}
-	return p, nil
+	return merge(def, stored), nil
+}
+
+// readPolicy reads what was set at run time (zero if nothing).
+func readPolicy(tx storage.Tx, scope string) (Policy, error) {
+	var p Policy
+	raw, err := tx.Setting(policyKey(scope))
+	if errors.Is(err, storage.ErrNotFound) {
+		return p, nil
+	}
+	if err != nil {
+		return p, err
+	}
+	return p, json.Unmarshal(raw, &p)
+}
+
+// merge lays what was set at run time over the Caddyfile's starting values,
+// field by field: setting the timeout from the command line does not turn
+// off a require_2fa the Caddyfile switched on.
+func merge(def, stored Policy) Policy {
+	p := def
+	if stored.RequireSet {
+		p.RequireSet, p.Require2FA, p.Since = true, stored.Require2FA, stored.Since
+	}
+	if stored.IdleMinutes > 0 {
+		p.IdleMinutes = stored.IdleMinutes
+	}
+	return p
 }
 
 // get returns the cached policy; a stale entry is refreshed in the
@@ -130,24 +153,18 @@ func (pc *policyCache) get(rt *Runtime) Policy {
 func (pc *policyCache) update(ctx context.Context, rt *Runtime, fn func(*Policy) error) (Policy, error) {
 	var p Policy
 	err := rt.Store.Update(ctx, func(tx storage.Tx) error {
-		p = pc.def
-		raw, err := tx.Setting(policyKey(pc.scope))
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-		case err != nil:
-			return err
-		default:
-			if err := json.Unmarshal(raw, &p); err != nil {
-				return err
-			}
-		}
-		if err := fn(&p); err != nil {
-			return err
-		}
-		b, err := json.Marshal(p)
+		stored, err := readPolicy(tx, pc.scope)
 		if err != nil {
 			return err
 		}
+		if err := fn(&stored); err != nil {
+			return err
+		}
+		b, err := json.Marshal(stored)
+		if err != nil {
+			return err
+		}
+		p = merge(pc.def, stored)
 		return tx.PutSetting(policyKey(pc.scope), b)
 	})
 	if err != nil {

@@ -43,12 +43,13 @@ type Runtime struct {
 	// Audit records every security event; writes are batched off the request path.
 	Audit *audit.Log
 	// Identity is widget identity verification: mode, secrets, health.
-	Identity  *identity.Service
-	keyID     [32]byte     // hash of the master key, to notice a changed key on reload
-	sweepIdle atomic.Int64 // the longest idle timeout of the configs using this runtime
-	stop      chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
+	Identity       *identity.Service
+	keyID          [32]byte                           // hash of the master key, to notice a changed key on reload
+	onForcedLogout atomic.Pointer[func(storage.User)] // emails the user; set by a config with email
+	sweepIdle      atomic.Int64                       // the longest idle timeout of the configs using this runtime
+	stop           chan struct{}
+	done           chan struct{}
+	closeOnce      sync.Once
 }
 
 // RuntimeOptions configures OpenRuntime.
@@ -195,10 +196,21 @@ func (rt *Runtime) sweep() {
 	if len(gone) > 0 {
 		rt.deleteSessions(gone)
 	}
+	for _, s := range gone {
+		if s.State != session.Anonymous && !s.Revoked() {
+			rt.Audit.Record(audit.Event{Type: audit.TypeSessionExpired, Actor: audit.ActorSystem, Subject: s.User,
+				Remote: s.RemoteAddr, UserAgent: s.UserAgent, Detail: map[string]string{"scope": s.Scope}})
+		}
+	}
 	for _, s := range rt.enforceGrace(context.Background(), now) {
 		rt.logger.Info("forced logout: 2fa required and grace period over", zap.String("user", s.User), zap.String("scope", s.Scope))
 		rt.Audit.Record(audit.Event{Type: audit.TypeForcedLogout, Actor: audit.ActorSystem, Subject: s.User,
 			Remote: s.RemoteAddr, UserAgent: s.UserAgent, Detail: map[string]string{"scope": s.Scope, "reason": "grace period over"}})
+		if notify := rt.onForcedLogout.Load(); notify != nil {
+			if u, err := rt.user(context.Background(), s.User); err == nil {
+				(*notify)(u)
+			}
+		}
 	}
 	rt.attempts.sweep(now)
 }
