@@ -80,6 +80,7 @@ type IdentityView struct {
 	NewSecret      string       // the secret just generated, shown once; "" otherwise
 	SecretCreated  time.Time    // when the current secret was generated
 	PrevUntil      time.Time    // after a rotation: the previous secret works until then (zero hides the note)
+	Overlap        string       // how long a rotated secret keeps working, e.g. "24 h"
 	WidgetKey      string       // ab_live_…: public, identifies the workspace
 	Health         string       // "none", "healthy", "warning" or "failing"
 	LastVerified   time.Time    // time of the last verified request

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -71,6 +73,7 @@ func (g *Gateway) identityView(newSecret, gateErr string) *challengeui.IdentityV
 		PrevUntil: st.PrevUntil, WidgetKey: st.WidgetKey, Health: st.Health.State, LastVerified: st.Health.LastVerified,
 		Verified: st.Health.Verified, TopCauseWords: st.Health.TopCauseWords, GateError: gateErr,
 		EnforceAllowed: st.EnforceAllowed, EnforceReason: st.EnforceReason, Examples: mintingExamples(g.cfg.Widget),
+		Overlap: humanDuration(g.rt.identityOverlap),
 	}
 	for cause, n := range st.Health.Failures {
 		v.Failures = append(v.Failures, challengeui.CauseCount{Cause: string(cause), Words: cause.Words(), N: n})
@@ -170,4 +173,17 @@ $token = JWT::encode(
     'HS256'
 );`},
 	}
+}
+
+// humanDuration says a duration the way the page speaks: "24 h", "90 min", "2 s".
+func humanDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "no time at all"
+	case d%time.Hour == 0:
+		return strconv.Itoa(int(d/time.Hour)) + " h"
+	case d%time.Minute == 0:
+		return strconv.Itoa(int(d/time.Minute)) + " min"
+	}
+	return strconv.Itoa(int(d.Round(time.Second)/time.Second)) + " s"
 }

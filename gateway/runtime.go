@@ -43,13 +43,14 @@ type Runtime struct {
 	// Audit records every security event; writes are batched off the request path.
 	Audit *audit.Log
 	// Identity is widget identity verification: mode, secrets, health.
-	Identity       *identity.Service
-	keyID          [32]byte                           // hash of the master key, to notice a changed key on reload
-	onForcedLogout atomic.Pointer[func(storage.User)] // emails the user; set by a config with email
-	sweepIdle      atomic.Int64                       // the longest idle timeout of the configs using this runtime
-	stop           chan struct{}
-	done           chan struct{}
-	closeOnce      sync.Once
+	Identity        *identity.Service
+	keyID           [32]byte                           // hash of the master key, to notice a changed key on reload
+	onForcedLogout  atomic.Pointer[func(storage.User)] // emails the user; set by a config with email
+	identityOverlap time.Duration
+	sweepIdle       atomic.Int64 // the longest idle timeout of the configs using this runtime
+	stop            chan struct{}
+	done            chan struct{}
+	closeOnce       sync.Once
 }
 
 // RuntimeOptions configures OpenRuntime.
@@ -107,6 +108,10 @@ func OpenRuntime(opts RuntimeOptions) (*Runtime, error) {
 	rt.sweepIdle.Store(int64(DefaultIdleTimeout))
 	if err := rt.load(); err != nil {
 		return nil, err
+	}
+	rt.identityOverlap = opts.IdentityOverlap
+	if rt.identityOverlap == 0 {
+		rt.identityOverlap = identity.DefaultOverlap
 	}
 	rt.Identity, err = identity.OpenService(identity.ServiceOptions{
 		Store: opts.Store, Box: box, Now: opts.Now, Rand: opts.Rand,

@@ -16,9 +16,9 @@ import (
 // signinReq is a request that matched the sign-in, with the fields of its
 // body when the gateway needed to read them.
 type signinReq struct {
-	form    url.Values
-	json    map[string]json.RawMessage
-	jsonDup map[string]bool // case-folded keys given more than once
+	form      url.Values
+	json      map[string]json.RawMessage
+	jsonShape jsonShape
 }
 
 // field returns a form or JSON field's value as text. A field given twice
@@ -32,7 +32,7 @@ func (s *signinReq) field(kind, name string) (string, bool) {
 			return vs[0], true
 		}
 	case FromJSON:
-		if s.jsonDup[strings.ToLower(name)] {
+		if s.jsonShape.ambiguous(name) {
 			return "", false
 		}
 		if raw, ok := s.json[name]; ok {
@@ -66,32 +66,53 @@ func (s *signinReq) hasField(r *http.Request, f Field) bool {
 	return false
 }
 
-// jsonDuplicates returns the top-level keys of an object, case-folded, that
-// appear more than once.
-func jsonDuplicates(body []byte) map[string]bool {
+// jsonShape lists the top-level keys of a JSON object as written, and
+// whether anything follows the object (which some decoders ignore).
+type jsonShape struct {
+	keys     []string
+	trailing bool
+}
+
+func shapeOf(body []byte) jsonShape {
+	var sh jsonShape
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil
+		return sh
 	}
-	seen := map[string]bool{}
-	dup := map[string]bool{}
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return dup
+			return sh
 		}
 		k, _ := t.(string)
-		lk := strings.ToLower(k)
-		if seen[lk] {
-			dup[lk] = true
-		}
-		seen[lk] = true
+		sh.keys = append(sh.keys, k)
 		var skip json.RawMessage
 		if dec.Decode(&skip) != nil {
-			return dup
+			return sh
 		}
 	}
-	return dup
+	if _, err := dec.Token(); err == nil { // the closing brace
+		_, err = dec.Token()
+		sh.trailing = err != io.EOF
+	}
+	return sh
+}
+
+// ambiguous reports whether apps could disagree on the field's value: it is
+// given twice, or in another spelling that case-insensitive decoders (Go's
+// encoding/json folds "USER_ID" and "uſer_id" into user_id) would read, or
+// the body carries more than one JSON value.
+func (sh jsonShape) ambiguous(name string) bool {
+	n := 0
+	for _, k := range sh.keys {
+		if strings.EqualFold(k, name) {
+			n++
+			if k != name {
+				return true
+			}
+		}
+	}
+	return n > 1 || sh.trailing
 }
 
 // jsonScalar renders a JSON string, number or boolean as text.
@@ -172,7 +193,7 @@ func (s *signinReq) readBody(r *http.Request, limit int64) error {
 		_ = params
 	case "application/json":
 		if json.Unmarshal(body, &s.json) == nil {
-			s.jsonDup = jsonDuplicates(body)
+			s.jsonShape = shapeOf(body)
 		}
 	}
 	return nil

@@ -94,15 +94,16 @@ func widgetUser(wc *WidgetConfig, r *http.Request) (string, error) {
 	return jsonClaim(body, wc.UserJSON)
 }
 
-// jsonClaim reads a top-level field; a field given twice in any case is
-// ambiguous and treated as a claim nobody can prove.
+// jsonClaim reads a top-level field. An ambiguous body (the field twice,
+// in another spelling, or trailing data) is a claim nobody can prove.
 func jsonClaim(body []byte, field string) (string, error) {
+	sh := shapeOf(body)
+	if sh.ambiguous(field) {
+		return "\x00ambiguous", nil
+	}
 	var doc map[string]json.RawMessage
 	if json.Unmarshal(body, &doc) != nil {
 		return "", nil
-	}
-	if jsonDuplicates(body)[strings.ToLower(field)] {
-		return "\x00ambiguous", nil
 	}
 	v, _ := jsonScalar(doc[field])
 	return v, nil
