@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"math"
@@ -10,8 +11,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// claims is the JWT payload the gateway reads. It implements jwt.Claims so
-// that the library's validator checks exp, nbf and iat.
+// claims is the JWT payload the gateway reads. checkToken (token.go) checks
+// exp, nbf and iat as golang-jwt's validator does; claims implements
+// jwt.Claims so that the tests can run that validator as the reference.
 //
 // Unknown claims are ignored. iss and aud are not checked: the secret is per
 // workspace, so a token it verifies was minted by that workspace's backend.
@@ -59,10 +61,11 @@ var (
 // (RFC 7519 4), and a backend that copies user-chosen attribute names into
 // its tokens must not have one read as the identity. Decoding into a map
 // first is exact but costs a dozen allocations per token; this scan costs
-// one (the subject string). golang-jwt has validated the whole payload as
-// JSON before calling this (encoding/json checks the input before it calls
-// an Unmarshaler); the scan still refuses, never panics on, invalid input
-// (FuzzClaimsDecode compares it with encoding/json).
+// the subject string and one NumericDate per date claim present. The whole
+// payload has been validated as JSON before this is called (by checkToken
+// with json.Valid, as encoding/json does before it calls an Unmarshaler);
+// the scan still refuses, never panics on, invalid input (FuzzClaimsDecode
+// compares it with encoding/json).
 //
 // Duplicate names: the last one wins, as with encoding/json.
 func (c *claims) UnmarshalJSON(b []byte) error {
@@ -113,15 +116,16 @@ func (c *claims) UnmarshalJSON(b []byte) error {
 
 // set stores val if key (the raw text between the quotes) names a claim.
 func (c *claims) set(key, val []byte) error {
-	name := string(key) // no allocation: only compared
 	if hasEscapeOrHigh(key) {
 		// A name spelled with escapes ("\u0073ub") is still that name.
+		var name string
 		if err := json.Unmarshal(append(append([]byte{'"'}, key...), '"'), &name); err != nil {
 			return errClaimsSyntax
 		}
+		key = []byte(name)
 	}
 	var err error
-	switch name {
+	switch string(key) { // no allocation: only compared
 	case "exp":
 		c.Exp, err = numericDate(val)
 	case "nbf":
@@ -146,12 +150,40 @@ func numericDate(val []byte) (*jwt.NumericDate, error) {
 	if len(val) == 0 || (val[0] != '-' && (val[0] < '0' || val[0] > '9')) {
 		return nil, errDateType
 	}
+	if n, ok := smallInt(val); ok {
+		// The usual exp: an integer, exact as a float64, so this is what
+		// the conversion below gives, without parsing a float.
+		return jwt.NewNumericDate(time.Unix(n, 0)), nil
+	}
 	f, err := strconv.ParseFloat(string(val), 64)
 	if err != nil {
 		return nil, errDateType
 	}
 	round, frac := math.Modf(f)
 	return jwt.NewNumericDate(time.Unix(int64(round), int64(frac*1e9))), nil
+}
+
+// smallInt reads val if it is an optional minus and 1 to 15 decimal digits
+// (below 2^53, so exact as a float64).
+func smallInt(val []byte) (int64, bool) {
+	digits := val
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || len(digits) > 15 {
+		return 0, false
+	}
+	var n int64
+	for _, d := range digits {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(d-'0')
+	}
+	if val[0] == '-' {
+		n = -n
+	}
+	return n, true
 }
 
 // userIDValue reads sub or user_id: a JSON string, or an integer (backends
@@ -176,8 +208,10 @@ func userIDValue(val []byte) (string, error) {
 		}
 		// Escapes, or bytes that encoding/json would check as UTF-8 (and
 		// replace with U+FFFD if invalid): let it decode.
+		// (A copy: handing val itself to encoding/json would make every
+		// caller's buffer escape to the heap, escapes or not.)
 		var s string
-		if err := json.Unmarshal(val, &s); err != nil {
+		if err := json.Unmarshal(bytes.Clone(val), &s); err != nil {
 			return "", errUserIDType
 		}
 		return s, nil

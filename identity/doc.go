@@ -10,8 +10,9 @@
 //
 // # Pieces
 //
-//   - [Verifier] checks one token against one claimed user id with
-//     golang-jwt/jwt/v5 (HS256 only) and keeps a bounded cache of verified
+//   - [Verifier] checks one token against one claimed user id (HS256 only,
+//     golang-jwt/jwt/v5's rules and causes, checked by a leaner parser that
+//     the tests hold to golang-jwt's answers) and keeps a bounded cache of verified
 //     tokens, so that a widget client sending the same token on every
 //     request until it expires costs one parse, not one per request.
 //     A Verifier is immutable; changing the secret or the mode builds a new

@@ -1,13 +1,10 @@
 package identity
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // Defaults for VerifierOptions.
@@ -71,8 +68,12 @@ type VerifierOptions struct {
 // required; exp, nbf and iat are honoured with Leeway. A token with a "crit"
 // header is refused as malformed (RFC 7515 4.1.11: we understand no
 // extensions). Base64 is decoded strictly (RFC 4648 3.5), so one signature
-// has one spelling. The signature is compared in constant time by
-// golang-jwt (crypto/hmac.Equal).
+// has one spelling. The signature is compared in constant time
+// (crypto/hmac.Equal). The checks run in golang-jwt's order, so a token
+// with several defects gets the cause golang-jwt's parser would give it (a
+// forged and expired token is a signature mismatch); see token.go for why
+// the token is not handed to jwt.Parser, and the tests that hold the two
+// to the same answers.
 //
 // The token is tried with Current first and, if the signature does not
 // match and it is before PrevUntil, with Previous.
@@ -93,9 +94,8 @@ type VerifierOptions struct {
 // every request, and a flood of distinct bad tokens cannot evict the good
 // ones. "Not yet valid" is not cached: it heals once the clock catches up.
 type Verifier struct {
-	parser    *jwt.Parser
-	keyCur    jwt.Keyfunc
-	keyPrev   jwt.Keyfunc // nil when there is no previous secret
+	macCur    *macKey
+	macPrev   *macKey // nil when there is no previous secret
 	prevUntil time.Time
 	leeway    time.Duration
 	maxToken  int
@@ -104,7 +104,7 @@ type Verifier struct {
 	good *cache[goodEntry]
 	bad  *cache[Cause]
 
-	parses atomic.Uint64 // jwt parses made (test hook)
+	parses atomic.Uint64 // uncached checks, plus retries with Previous (test hook)
 }
 
 // goodEntry is what the cache remembers about a verified token.
@@ -136,26 +136,14 @@ func NewVerifier(o VerifierOptions) (*Verifier, error) {
 	if v.now == nil {
 		v.now = time.Now
 	}
-	// The keys are boxed into interfaces once, here: returning a []byte
-	// as `any` from the Keyfunc would allocate on every parse.
-	var cur any = append([]byte(nil), o.Current...)
-	v.keyCur = func(*jwt.Token) (any, error) { return cur, nil }
+	v.macCur = newMACKey(o.Current)
 	if len(o.Previous) > 0 && !o.PrevUntil.IsZero() {
 		if len(o.Previous) < MinSecretBytes {
 			return nil, fmt.Errorf("identity: previous secret is %d bytes, want at least %d", len(o.Previous), MinSecretBytes)
 		}
-		var prev any = append([]byte(nil), o.Previous...)
-		v.keyPrev = func(*jwt.Token) (any, error) { return prev, nil }
+		v.macPrev = newMACKey(o.Previous)
 		v.prevUntil = o.PrevUntil
 	}
-	v.parser = jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithLeeway(v.leeway),
-		jwt.WithTimeFunc(v.now),
-		jwt.WithStrictDecoding(),
-	)
 	size := o.CacheSize
 	if size == 0 {
 		size = DefaultCacheSize
@@ -234,30 +222,12 @@ func (v *Verifier) checkCached(now time.Time, h uint64, token string, e goodEntr
 	return Verified, ""
 }
 
-// verifyUncached parses the token. The library reads the clock itself
-// (WithTimeFunc) for exp, nbf and iat; now only decides whether the
-// previous secret is still accepted.
+// verifyUncached checks a token the caches do not know (checkToken, in
+// token.go) and caches the outcome.
 func (v *Verifier) verifyUncached(now time.Time, h uint64, token, claimedUser string) (Verdict, Cause) {
 	var c claims
 	v.parses.Add(1)
-	tok, err := v.parser.ParseWithClaims(token, &c, v.keyCur)
-	prev := false
-	if err != nil && v.keyPrev != nil && errors.Is(err, jwt.ErrTokenSignatureInvalid) &&
-		isHS256(tok) && now.Before(v.prevUntil) {
-		c = claims{}
-		v.parses.Add(1)
-		tok, err = v.parser.ParseWithClaims(token, &c, v.keyPrev)
-		prev = true
-	}
-	cause := Cause("")
-	switch {
-	case err != nil:
-		cause = classify(tok, err)
-	case hasCrit(tok):
-		cause = CauseMalformedToken
-	case c.subject() == "":
-		cause = CauseMalformedToken // nothing to compare the claimed id with
-	}
+	prev, cause := v.checkToken(now, token, &c)
 	if cause != "" {
 		if v.bad != nil && cause != CauseNotYetValid {
 			v.bad.put(h, token, cause, 0)
@@ -273,52 +243,6 @@ func (v *Verifier) verifyUncached(now time.Time, h uint64, token, claimedUser st
 		return Unverified, CauseUserMismatch
 	}
 	return Verified, ""
-}
-
-// isHS256 reports whether tok's header names HS256, the only alg for which
-// trying the other secret makes sense.
-func isHS256(tok *jwt.Token) bool {
-	return tok != nil && tok.Method != nil && tok.Method.Alg() == jwt.SigningMethodHS256.Alg()
-}
-
-func hasCrit(tok *jwt.Token) bool {
-	_, ok := tok.Header["crit"]
-	return ok
-}
-
-// classify maps a golang-jwt error to a Cause. The library checks, in
-// order: shape and base64 and JSON (ErrTokenMalformed), a known alg
-// (ErrTokenUnverifiable), the alg allow-list and then the signature (both
-// ErrTokenSignatureInvalid), and last the claims (ErrTokenInvalidClaims
-// joined with the reasons). So a token that is both forged and expired
-// reports the signature, and nothing about claims leaks to a forger.
-func classify(tok *jwt.Token, err error) Cause {
-	switch {
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		return CauseMalformedToken
-	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		// An alg the library does not know ("hs256", "foo"), or none at
-		// all: a string alg is an algorithm problem, its absence a shape
-		// problem.
-		if tok != nil {
-			if alg, ok := tok.Header["alg"].(string); ok && alg != "" {
-				return CauseAlgorithm
-			}
-		}
-		return CauseMalformedToken
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		if tok != nil && tok.Method != nil && !isHS256(tok) {
-			return CauseAlgorithm // refused by WithValidMethods: none, HS512, RS256…
-		}
-		return CauseSignatureMismatch
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return CauseExpiredToken
-	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return CauseNotYetValid
-	}
-	// A missing exp (ErrTokenRequiredClaimMissing), a claim of the wrong
-	// type, anything new: fail closed.
-	return CauseMalformedToken
 }
 
 // unixNanoSat is t.UnixNano, saturated instead of overflowing for times
