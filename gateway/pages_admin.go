@@ -55,10 +55,16 @@ func (g *Gateway) adminPage(c *call, notice, pageErr, policyErr string) (challen
 	if pol.Require2FA && !pol.Since.IsZero() {
 		p.Policy.GraceEnds = pol.Since.Add(g.policy.grace)
 	}
+	byRole := map[string]bool{} // admins admitted by the role their live sessions carry
+	for _, s := range g.rt.Sessions.Snapshot(signedIn) {
+		if s.Role != "" && slices.Contains(g.cfg.AdminRoles, s.Role) {
+			byRole[s.User] = true
+		}
+	}
 	for _, m := range ms {
 		p.Members = append(p.Members, challengeui.MemberView{
 			User: m.User, Email: m.Email, Enrolled: m.Enrolled, Method: methodWords[m.Method],
-			LastSignIn: m.LastSignIn, Sessions: m.Sessions, Admin: slices.Contains(g.cfg.Admins, m.User),
+			LastSignIn: m.LastSignIn, Sessions: m.Sessions, Admin: slices.Contains(g.cfg.Admins, m.User) || byRole[m.User],
 		})
 	}
 	return p, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -82,6 +83,11 @@ func widgetUser(wc *WidgetConfig, r *http.Request) (string, error) {
 	// JSON sent as text/plain, and a claim the gateway skipped would pass
 	// unchecked.
 	if wc.UserJSON == "" || r.Body == nil || r.Body == http.NoBody {
+		return "", nil
+	}
+	// Bodies no JSON parser reads (uploads, forms) carry no JSON claim.
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); strings.HasPrefix(mt, "multipart/") ||
+		mt == "application/x-www-form-urlencoded" || mt == "application/octet-stream" {
 		return "", nil
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxWidgetBody+1))

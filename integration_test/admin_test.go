@@ -194,6 +194,10 @@ func TestAdminByRole(t *testing.T) {
 	}
 	_, _, carol := e.enrolled("carol") // role "member"
 	apiErr(t, carol.api("admin/members", nil), 403, "not_admin")
+	if page := admin.get("/_mfa/admin"); !strings.Contains(page.Body, `admin <span class="badge badge-neutral">Admin</span>`) ||
+		strings.Contains(page.Body, `carol <span class="badge badge-neutral">Admin</span>`) {
+		t.Fatal("the member list does not mark the role-admitted admin (and only them)")
+	}
 	// The role survives a restart with the session.
 	stopCaddy(t)
 	e.load(e.gateway)

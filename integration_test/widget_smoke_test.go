@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,4 +79,25 @@ func jsonHas(body, header, value string) bool {
 		return false
 	}
 	return len(h[header]) == 1 && h[header][0] == value
+}
+
+// TestWidgetUploadIsNotAClaim: with user_json, a large multipart upload on a
+// widget path carries no JSON claim; it is not refused for its size.
+func TestWidgetUploadIsNotAClaim(t *testing.T) {
+	e := startWith(t, widgetApp(), adminGateway+`
+		widget {
+			match /widget/*
+			user_json user_id
+		}
+`)
+	c := e.newClient()
+	body := strings.Repeat("x", 100<<10)
+	r := c.req("POST", "/widget/upload", strings.NewReader(body), map[string]string{"Content-Type": "multipart/form-data; boundary=zz"})
+	if r.StatusCode != 200 || !jsonHas(r.Body, "X-Widget-Identity", "anonymous") {
+		t.Fatalf("upload: %d %.200s", r.StatusCode, r.Body)
+	}
+	r = c.req("POST", "/widget/upload", strings.NewReader(`{"user_id":"u1"}`+strings.Repeat(" ", 100<<10)), map[string]string{"Content-Type": "application/json"})
+	if r.StatusCode != 413 {
+		t.Fatalf("an oversized JSON claim must not pass unchecked: %d", r.StatusCode)
+	}
 }
