@@ -144,6 +144,9 @@ cat <<MSG
     5. Enter the current code from your app: you reach the dashboard (AAL2).
        Or "Use a recovery code": it works once, turns the authenticator off and
        sends you to the security page to set up a new one.
+    6. Team admin: sign in as admin / admin-password, set up 2FA on the security page,
+       then open $GATEWAY_URL/_mfa/admin (require 2FA, session timeout, members,
+       sessions, audit log). Operators: ./caddy mfa users
 
   JSON API: $GATEWAY_URL/_mfa/api/v1/status (with the browser's mfa_session cookie)
   State:    $data/mfagate/mfagate.db  (key file: $data/mfagate/key)
