@@ -72,6 +72,7 @@ func (rt *Runtime) policyFor(scope string, def Policy, maxAge, grace time.Durati
 		}
 		if grace > 0 {
 			pc.grace = grace
+			rt.sweepAtLeastEvery(grace)
 		}
 		return pc, nil
 	}
@@ -82,6 +83,7 @@ func (rt *Runtime) policyFor(scope string, def Policy, maxAge, grace time.Durati
 		grace = DefaultGracePeriod
 	}
 	pc := &policyCache{scope: scope, maxAge: maxAge, grace: grace, def: def}
+	rt.sweepAtLeastEvery(grace)
 	p, err := rt.loadPolicy(context.Background(), scope, def)
 	if err != nil {
 		return nil, err
@@ -213,4 +215,15 @@ func (rt *Runtime) enforceGrace(ctx context.Context, now time.Time) []*session.S
 		rt.deleteSessions(ended)
 	}
 	return ended
+}
+
+// sweepAtLeastEvery makes the sweep run often enough for a grace period.
+func (rt *Runtime) sweepAtLeastEvery(grace time.Duration) {
+	every := max(grace/4, time.Second)
+	for {
+		cur := rt.sweepEvery.Load()
+		if int64(every) >= cur || rt.sweepEvery.CompareAndSwap(cur, int64(every)) {
+			return
+		}
+	}
 }

@@ -48,6 +48,7 @@ type Runtime struct {
 	onForcedLogout  atomic.Pointer[func(storage.User)] // emails the user; set by a config with email
 	identityOverlap time.Duration
 	sweepIdle       atomic.Int64 // the longest idle timeout of the configs using this runtime
+	sweepEvery      atomic.Int64 // how often sessions are swept: a minute, less for short grace periods
 	stop            chan struct{}
 	done            chan struct{}
 	closeOnce       sync.Once
@@ -106,6 +107,7 @@ func OpenRuntime(opts RuntimeOptions) (*Runtime, error) {
 	rt.keyID = sha256.Sum256(opts.Key)
 	rt.Audit = audit.New(opts.Store, audit.Options{Retention: opts.AuditRetention, Now: opts.Now, Logger: opts.Logger.Named("audit")})
 	rt.sweepIdle.Store(int64(DefaultIdleTimeout))
+	rt.sweepEvery.Store(int64(time.Minute))
 	if err := rt.load(); err != nil {
 		return nil, err
 	}
@@ -152,8 +154,12 @@ func (rt *Runtime) loop(every time.Duration) {
 	defer close(rt.done)
 	flush := time.NewTicker(every)
 	defer flush.Stop()
-	sweep := time.NewTicker(time.Minute)
-	defer sweep.Stop()
+	// The sweep runs every minute, or more often when a grace period is
+	// short enough that a minute would overrun it (a quarter of the period,
+	// at least a second apart).
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-rt.stop:
@@ -161,8 +167,11 @@ func (rt *Runtime) loop(every time.Duration) {
 			return
 		case <-flush.C:
 			rt.flush()
-		case <-sweep.C:
-			rt.sweep()
+		case now := <-tick.C:
+			if now.Sub(last) >= time.Duration(rt.sweepEvery.Load()) {
+				last = now
+				rt.sweep()
+			}
 		}
 	}
 }

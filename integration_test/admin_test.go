@@ -205,3 +205,34 @@ func TestAdminByRole(t *testing.T) {
 		t.Fatalf("role lost across restart: %d %s", r.StatusCode, r.Body)
 	}
 }
+
+// TestGracePeriodLogout: with a short grace_period, sessions from before
+// "require 2FA" of users still without it end once it has passed; enrolled
+// users' sessions stay.
+func TestGracePeriodLogout(t *testing.T) {
+	e := start(t, optsWith(manyUsers()), adminGateway+"\n\t\tgrace_period 2s")
+	_, _, admin := e.enrolled("admin")
+	_, _, carol := e.enrolled("carol")
+	bob := e.newClient()
+	bob.signIn("bob", "bob-password")
+	if r := admin.api("admin/policy", map[string]any{"require_2fa": true}); r.StatusCode != 200 {
+		t.Fatalf("policy: %d %s", r.StatusCode, r.Body)
+	}
+	if u := bob.dashboardUser(); u != "bob" {
+		t.Fatalf("bob cut at once instead of after the grace period: %q", u)
+	}
+	deadline := time.Now().Add(8 * time.Second)
+	for bob.dashboardUser() == "bob" && time.Now().Before(deadline) {
+		time.Sleep(250 * time.Millisecond)
+	}
+	if u := bob.dashboardUser(); u != "" {
+		t.Fatalf("bob's unenrolled session outlived the grace period: %q", u)
+	}
+	if u := carol.dashboardUser(); u != "carol" {
+		t.Fatalf("an enrolled user's session was ended: %q", u)
+	}
+	r := admin.api("admin/audit?type=forced_logout", nil)
+	if !strings.Contains(r.Body, `"subject":"bob"`) {
+		t.Fatalf("no forced_logout event for bob: %s", r.Body)
+	}
+}
