@@ -148,7 +148,7 @@ func (rt *Runtime) ResetUser(ctx context.Context, user string) (storage.User, in
 
 // Policy returns the scope's policy as this instance sees it.
 func (rt *Runtime) Policy(scope string) (Policy, error) {
-	pc, err := rt.policyFor(scope, Policy{}, 0, 0)
+	pc, err := rt.scopePolicy(scope)
 	if err != nil {
 		return Policy{}, err
 	}
@@ -159,7 +159,7 @@ func (rt *Runtime) Policy(scope string) (Policy, error) {
 // on records when, so long-lived sessions can be logged out after the grace
 // period; current sessions are left alone.
 func (rt *Runtime) SetRequire2FA(ctx context.Context, scope string, on bool) (Policy, bool, error) {
-	pc, err := rt.policyFor(scope, Policy{}, 0, 0)
+	pc, err := rt.scopePolicy(scope)
 	if err != nil {
 		return Policy{}, false, err
 	}
@@ -184,7 +184,7 @@ func (rt *Runtime) SetIdleMinutes(ctx context.Context, scope string, minutes int
 	if err := ValidateIdleTimeout(time.Duration(minutes) * time.Minute); err != nil {
 		return Policy{}, err
 	}
-	pc, err := rt.policyFor(scope, Policy{}, 0, 0)
+	pc, err := rt.scopePolicy(scope)
 	if err != nil {
 		return Policy{}, err
 	}

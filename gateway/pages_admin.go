@@ -42,7 +42,7 @@ func (g *Gateway) adminPage(c *call, notice, pageErr, policyErr string) (challen
 		Base: g.base(c), Notice: notice, Error: pageErr,
 		Policy: challengeui.PolicyView{
 			Scope: g.cfg.Scope, Require2FA: pol.Require2FA, Since: pol.Since,
-			GraceDays: int(g.policy.grace / (24 * time.Hour)), IdleMinutes: int(g.idleTimeout() / time.Minute),
+			GraceDays: int(g.policy.gracePeriod() / (24 * time.Hour)), IdleMinutes: int(g.idleTimeout() / time.Minute),
 			Unenrolled: unenrolled(ms), Error: policyErr,
 		},
 		Sessions:        sessionViews(c, g.rt.SessionList("")),
@@ -53,7 +53,7 @@ func (g *Gateway) adminPage(c *call, notice, pageErr, policyErr string) (challen
 		return p, err2
 	}
 	if pol.Require2FA && !pol.Since.IsZero() {
-		p.Policy.GraceEnds = pol.Since.Add(g.policy.grace)
+		p.Policy.GraceEnds = pol.Since.Add(g.policy.gracePeriod())
 	}
 	byRole := map[string]bool{} // admins admitted by the role their live sessions carry
 	for _, s := range g.rt.Sessions.Snapshot(signedIn) {

@@ -38,14 +38,18 @@ func policyKey(scope string) string { return "policy/" + scope }
 // policyCache serves a scope's policy from memory. A change made on this
 // instance is seen at once; a change made elsewhere (a shared store) within
 // the cache age, refreshed in the background so no request waits on the store.
+// Its settings come from the configs sharing the runtime and change on a
+// reload while requests read them, hence atomics.
 type policyCache struct {
 	scope      string
-	grace      time.Duration // unenrolled sessions from before enforcement end after this
-	maxAge     time.Duration
-	def        Policy // used until something is stored
+	grace      atomic.Int64           // unenrolled sessions from before enforcement end after this
+	maxAge     atomic.Int64           // how stale a store read may be
+	def        atomic.Pointer[Policy] // the Caddyfile's starting values
 	cur        atomic.Pointer[cachedPolicy]
 	refreshing atomic.Bool
 }
+
+func (pc *policyCache) gracePeriod() time.Duration { return time.Duration(pc.grace.Load()) }
 
 type cachedPolicy struct {
 	p      Policy
@@ -66,31 +70,43 @@ func (rt *Runtime) policyFor(scope string, def Policy, maxAge, grace time.Durati
 	if rt.pol.m == nil {
 		rt.pol.m = map[string]*policyCache{}
 	}
-	if pc := rt.pol.m[scope]; pc != nil {
-		if maxAge > 0 {
-			pc.maxAge = min(pc.maxAge, maxAge)
+	pc := rt.pol.m[scope]
+	if pc == nil {
+		pc = &policyCache{scope: scope}
+		pc.maxAge.Store(int64(5 * time.Minute))
+		pc.grace.Store(int64(DefaultGracePeriod))
+	}
+	if maxAge > 0 {
+		pc.maxAge.Store(int64(maxAge))
+	}
+	if grace > 0 {
+		pc.grace.Store(int64(grace))
+	}
+	rt.sweepAtLeastEvery(pc.gracePeriod())
+	// A new or reloaded config may bring other starting values: re-read.
+	if old := pc.def.Load(); old == nil || *old != def {
+		pc.def.Store(&def)
+		p, err := rt.loadPolicy(context.Background(), scope, def)
+		if err != nil {
+			return nil, err
 		}
-		if grace > 0 {
-			pc.grace = grace
-			rt.sweepAtLeastEvery(grace)
-		}
-		return pc, nil
+		pc.cur.Store(&cachedPolicy{p: p, loaded: rt.now()})
 	}
-	if maxAge <= 0 {
-		maxAge = 5 * time.Minute
-	}
-	if grace <= 0 {
-		grace = DefaultGracePeriod
-	}
-	pc := &policyCache{scope: scope, maxAge: maxAge, grace: grace, def: def}
-	rt.sweepAtLeastEvery(grace)
-	p, err := rt.loadPolicy(context.Background(), scope, def)
-	if err != nil {
-		return nil, err
-	}
-	pc.cur.Store(&cachedPolicy{p: p, loaded: rt.now()})
 	rt.pol.m[scope] = pc
 	return pc, nil
+}
+
+// scopePolicy returns the scope's cache as the configs set it up; for a
+// scope no config names (the command line on a bare database) it starts
+// from the zero policy.
+func (rt *Runtime) scopePolicy(scope string) (*policyCache, error) {
+	rt.pol.mu.Lock()
+	pc := rt.pol.m[scope]
+	rt.pol.mu.Unlock()
+	if pc != nil {
+		return pc, nil
+	}
+	return rt.policyFor(scope, Policy{}, 0, 0)
 }
 
 func (rt *Runtime) loadPolicy(ctx context.Context, scope string, def Policy) (Policy, error) {
@@ -137,10 +153,10 @@ func merge(def, stored Policy) Policy {
 // background and served meanwhile.
 func (pc *policyCache) get(rt *Runtime) Policy {
 	c := pc.cur.Load()
-	if rt.now().Sub(c.loaded) > pc.maxAge && pc.refreshing.CompareAndSwap(false, true) {
+	if rt.now().Sub(c.loaded) > time.Duration(pc.maxAge.Load()) && pc.refreshing.CompareAndSwap(false, true) {
 		go func() {
 			defer pc.refreshing.Store(false)
-			p, err := rt.loadPolicy(context.Background(), pc.scope, pc.def)
+			p, err := rt.loadPolicy(context.Background(), pc.scope, *pc.def.Load())
 			if err != nil {
 				rt.logger.Error("refresh policy", zap.String("scope", pc.scope), zap.Error(err))
 				return
@@ -166,7 +182,7 @@ func (pc *policyCache) update(ctx context.Context, rt *Runtime, fn func(*Policy)
 		if err != nil {
 			return err
 		}
-		p = merge(pc.def, stored)
+		p = merge(*pc.def.Load(), stored)
 		return tx.PutSetting(policyKey(pc.scope), b)
 	})
 	if err != nil {
@@ -191,7 +207,7 @@ func (rt *Runtime) enforceGrace(ctx context.Context, now time.Time) []*session.S
 	var due []*policyCache
 	for _, pc := range rt.pol.m {
 		p := pc.cur.Load().p
-		if p.Require2FA && !p.Since.IsZero() && now.After(p.Since.Add(pc.grace)) {
+		if p.Require2FA && !p.Since.IsZero() && now.After(p.Since.Add(pc.gracePeriod())) {
 			due = append(due, pc)
 		}
 	}

@@ -236,3 +236,16 @@ func TestGracePeriodLogout(t *testing.T) {
 		t.Fatalf("no forced_logout event for bob: %s", r.Body)
 	}
 }
+
+// TestReloadAppliesCaddyfilePolicy: a reload that turns require_2fa on in
+// the Caddyfile takes effect (nothing was saved at run time).
+func TestReloadAppliesCaddyfilePolicy(t *testing.T) {
+	e := start(t, optsWith(manyUsers()), adminGateway)
+	if r := e.newClient().signIn("bob", "bob-password"); r.Location() != "/" {
+		t.Fatalf("sign-in before require_2fa: %q", r.Location())
+	}
+	e.load(adminGateway + "\n\t\trequire_2fa")
+	if r := e.newClient().signIn("carol", "carol-password"); r.Location() != "/_mfa/security?setup=1" {
+		t.Fatalf("require_2fa from a reloaded Caddyfile not in force: %q", r.Location())
+	}
+}
