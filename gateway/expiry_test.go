@@ -116,17 +116,7 @@ func TestIdleAndLifetimeExpiry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, clock, app, _ := expiryStack(t, tc.cfg)
 			c := expiryClient(t)
-			if _, err := c.Get(srv.URL + "/login"); err != nil {
-				t.Fatal(err)
-			}
-			res, err := c.PostForm(srv.URL+"/login", url.Values{"username": {"alice"}, "password": {"alice-password"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			res.Body.Close()
-			if _, user, _ := dashboard(t, c, srv.URL); user != "alice" {
-				t.Fatalf("not signed in after sign-in: %q", user)
-			}
+			expirySignIn(t, c, srv.URL)
 			u, _ := url.Parse(srv.URL)
 			var appCookie string
 			for _, ck := range c.Jar.Cookies(u) {
@@ -186,17 +176,7 @@ func TestIdleAndLifetimeExpiry(t *testing.T) {
 func TestGraceLogout(t *testing.T) {
 	srv, clock, _, gw := expiryStack(t, Config{IdleTimeout: 1440 * time.Minute, MaxLifetime: 30 * 24 * time.Hour, GracePeriod: 2 * time.Hour})
 	c := expiryClient(t)
-	if _, err := c.Get(srv.URL + "/login"); err != nil {
-		t.Fatal(err)
-	}
-	res, err := c.PostForm(srv.URL+"/login", url.Values{"username": {"alice"}, "password": {"alice-password"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if _, user, _ := dashboard(t, c, srv.URL); user != "alice" {
-		t.Fatalf("not signed in: %q", user)
-	}
+	expirySignIn(t, c, srv.URL)
 	clock.advance(time.Minute)
 	if _, _, err := gw.rt.SetRequire2FA(t.Context(), "default", true); err != nil {
 		t.Fatal(err)
@@ -212,5 +192,21 @@ func TestGraceLogout(t *testing.T) {
 	gw.rt.sweep()
 	if _, user, _ := dashboard(t, c, srv.URL); user != "" {
 		t.Fatalf("unenrolled session from before enforcement outlived the grace period")
+	}
+}
+
+// expirySignIn signs alice in through the gateway, as a browser would.
+func expirySignIn(t *testing.T, c *http.Client, base string) {
+	t.Helper()
+	if _, err := c.Get(base + "/login"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.PostForm(base+"/login", url.Values{"username": {"alice"}, "password": {"alice-password"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if _, user, _ := dashboard(t, c, base); user != "alice" {
+		t.Fatalf("not signed in: %q", user)
 	}
 }

@@ -89,8 +89,7 @@ func (g *Gateway) lookup(r *http.Request, now time.Time) current {
 		cur.reason = session.Revoked
 		return cur
 	}
-	pol := g.policy.get(g.rt)
-	idle := pol.idle(g.cfg.IdleTimeout)
+	idle := g.policy.getAt(g.rt, now).idle(g.cfg.IdleTimeout)
 	if s.State == session.Anonymous {
 		idle = anonymousIdle
 	}
@@ -360,7 +359,7 @@ func clientIP(r *http.Request) string {
 	return strings.Trim(host, "[]")
 }
 
-func urlQuery(s string) string { return strings.ReplaceAll(urlEscape(s), "+", "%20") }
+func urlQuery(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+", "%20") }
 
 // newSessionID makes a fresh id and its key.
 func (g *Gateway) newSessionID() (session.ID, error) { return session.NewID(g.rt.rand) }

@@ -31,5 +31,3 @@ func safeNext(next string) string {
 	}
 	return next
 }
-
-func urlEscape(s string) string { return url.QueryEscape(s) }

@@ -151,9 +151,12 @@ func merge(def, stored Policy) Policy {
 
 // get returns the cached policy; a stale entry is refreshed in the
 // background and served meanwhile.
-func (pc *policyCache) get(rt *Runtime) Policy {
+func (pc *policyCache) get(rt *Runtime) Policy { return pc.getAt(rt, rt.now()) }
+
+// getAt is get for a caller that already read the clock (the per-request check).
+func (pc *policyCache) getAt(rt *Runtime, now time.Time) Policy {
 	c := pc.cur.Load()
-	if rt.now().Sub(c.loaded) > time.Duration(pc.maxAge.Load()) && pc.refreshing.CompareAndSwap(false, true) {
+	if now.Sub(c.loaded) > time.Duration(pc.maxAge.Load()) && pc.refreshing.CompareAndSwap(false, true) {
 		go func() {
 			defer pc.refreshing.Store(false)
 			p, err := rt.loadPolicy(context.Background(), pc.scope, *pc.def.Load())
