@@ -8,7 +8,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/mfagate/mfagate/gateway"
+	"github.com/mfagate/mfagate/mfa"
+	"github.com/mfagate/mfagate/web"
 )
 
 func init() {
@@ -37,9 +38,9 @@ func (adminAPI) Routes() []caddy.AdminRoute {
 // serveAdmin picks the database (?db=<path>, needed only when several are
 // open) and hands the request to the gateway's operator API.
 func serveAdmin(w http.ResponseWriter, r *http.Request) error {
-	rts := map[string]*gateway.Runtime{}
+	rts := map[string]*mfa.Service{}
 	pool.Range(func(k, v any) bool {
-		rts[k.(string)] = v.(runtimeCloser).Runtime
+		rts[k.(string)] = v.(serviceCloser).Service
 		return true
 	})
 	rt, err := pickRuntime(rts, r.URL.Query().Get("db"))
@@ -48,11 +49,11 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 	}
 	sub := r.Clone(r.Context())
 	sub.URL.Path = strings.TrimPrefix(r.URL.Path, adminBase)
-	gateway.OpsHandler(rt).ServeHTTP(w, sub)
+	web.OperatorHandler(rt).ServeHTTP(w, sub)
 	return nil
 }
 
-func pickRuntime(rts map[string]*gateway.Runtime, db string) (*gateway.Runtime, error) {
+func pickRuntime(rts map[string]*mfa.Service, db string) (*mfa.Service, error) {
 	if db != "" {
 		if rt, ok := rts[db]; ok {
 			return rt, nil

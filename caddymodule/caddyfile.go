@@ -11,7 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/mfagate/mfagate/gateway"
+	"github.com/mfagate/mfagate/guard"
+	"github.com/mfagate/mfagate/mfa"
 )
 
 func init() {
@@ -118,7 +119,7 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) < 1 || len(args) > 2 {
 				return d.ArgErr()
 			}
-			m.SignInField = &gateway.Field{Name: args[0]}
+			m.SignInField = &guard.Field{Name: args[0]}
 			if len(args) == 2 {
 				m.SignInField.Value = args[1]
 			}
@@ -179,11 +180,11 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			m.Success = d.Val()
 			switch m.Success {
-			case gateway.SuccessDefault, gateway.SuccessCookie, gateway.SuccessRedirect:
+			case guard.SuccessDefault, guard.SuccessCookie, guard.SuccessRedirect:
 				if d.NextArg() {
 					return d.ArgErr()
 				}
-			case gateway.SuccessStatus:
+			case guard.SuccessStatus:
 				for d.NextArg() {
 					code, err := strconv.Atoi(d.Val())
 					if err != nil || code < 100 || code > 599 {
@@ -229,7 +230,7 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("%s %q: want a positive duration such as 30m or 12h", name, v)
 			}
 			if name == "idle_timeout" {
-				if err := gateway.ValidateIdleTimeout(dur); err != nil {
+				if err := mfa.ValidateIdleTimeout(dur); err != nil {
 					return d.Errf("idle_timeout %q: %v", v, err)
 				}
 			}
@@ -338,24 +339,24 @@ func parseMatcher(d *caddyfile.Dispenser) (caddy.ModuleMap, error) {
 	return set, nil
 }
 
-func parseUserFrom(d *caddyfile.Dispenser) (gateway.IdentitySource, error) {
+func parseUserFrom(d *caddyfile.Dispenser) (guard.IdentitySource, error) {
 	directive := d.Val()
 	args := d.RemainingArgs()
 	if len(args) == 0 {
-		return gateway.IdentitySource{}, d.ArgErr()
+		return guard.IdentitySource{}, d.ArgErr()
 	}
-	src := gateway.IdentitySource{Kind: args[0]}
+	src := guard.IdentitySource{Kind: args[0]}
 	switch src.Kind {
-	case gateway.FromForm, gateway.FromJSON, gateway.FromQuery, gateway.FromHeader:
+	case guard.FromForm, guard.FromJSON, guard.FromQuery, guard.FromHeader:
 		if len(args) != 2 {
 			return src, d.Errf("%s %s: want exactly one field or header name", directive, src.Kind)
 		}
 		src.Name = args[1]
-	case gateway.FromBasic:
+	case guard.FromBasic:
 		if len(args) != 1 {
 			return src, d.ArgErr()
 		}
-	case gateway.FromWhoami:
+	case guard.FromWhoami:
 		if len(args) != 3 || !strings.HasPrefix(args[1], "/") {
 			return src, d.Errf("%s whoami: want <path starting with /> <json field>", directive)
 		}

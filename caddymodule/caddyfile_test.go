@@ -14,7 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard" // reverse_proxy etc. for the adapt test
 
-	"github.com/mfagate/mfagate/gateway"
+	"github.com/mfagate/mfagate/guard"
 )
 
 // block builds an mfa_gateway Caddyfile segment whose body lines start on
@@ -95,12 +95,12 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{
 			name:  "sign_in_field with value",
 			input: block("sign_in_field do login"),
-			want:  Gateway{SignInField: &gateway.Field{Name: "do", Value: "login"}},
+			want:  Gateway{SignInField: &guard.Field{Name: "do", Value: "login"}},
 		},
 		{
 			name:  "sign_in_field without value means present",
 			input: block("sign_in_field login"),
-			want:  Gateway{SignInField: &gateway.Field{Name: "login"}},
+			want:  Gateway{SignInField: &guard.Field{Name: "login"}},
 		},
 		{
 			name:  "session_cookie several and glob, repeatable",
@@ -117,13 +117,13 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				"user_from basic",
 				"user_from whoami /api/me login",
 			),
-			want: Gateway{UserFrom: []gateway.IdentitySource{
-				{Kind: gateway.FromForm, Name: "username"},
-				{Kind: gateway.FromJSON, Name: "email"},
-				{Kind: gateway.FromQuery, Name: "user"},
-				{Kind: gateway.FromHeader, Name: "X-Remote-User"},
-				{Kind: gateway.FromBasic},
-				{Kind: gateway.FromWhoami, Path: "/api/me", Field: "login"},
+			want: Gateway{UserFrom: []guard.IdentitySource{
+				{Kind: guard.FromForm, Name: "username"},
+				{Kind: guard.FromJSON, Name: "email"},
+				{Kind: guard.FromQuery, Name: "user"},
+				{Kind: guard.FromHeader, Name: "X-Remote-User"},
+				{Kind: guard.FromBasic},
+				{Kind: guard.FromWhoami, Path: "/api/me", Field: "login"},
 			}},
 		},
 		{name: "success default", input: block("success default"), want: Gateway{Success: "default"}},

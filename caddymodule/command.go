@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,9 +18,10 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
-	"github.com/mfagate/mfagate/gateway"
+	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/seal"
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/web"
 )
 
 func init() {
@@ -118,47 +118,59 @@ func connect(cmd *cobra.Command) (caller, func(), error) {
 }
 
 // offline opens the database directly; a running Caddy holds its lock, and
-// then the command says so instead of waiting.
+// then the command says so instead of waiting. The requests go straight to
+// the operator operations, with no HTTP in between.
 func offline(cmd *cobra.Command, db string) (caller, func(), error) {
-	h, done, err := offlineHandler(cmd, db)
+	svc, err := openOffline(cmd, db)
 	if err != nil {
 		return nil, nil, err
 	}
 	return func(method, path string, body any) (map[string]any, error) {
-		var rd io.Reader = http.NoBody
+		var raw map[string]json.RawMessage
 		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
+			b, err := json.Marshal(body)
+			if err != nil {
+				return nil, err
+			}
+			if err := json.Unmarshal(b, &raw); err != nil {
+				return nil, err
+			}
 		}
-		req := httptest.NewRequest(method, "/"+path, rd)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		return decodeOps(rec.Code, rec.Body)
-	}, done, nil
+		p, query, _ := strings.Cut(path, "?")
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return nil, err
+		}
+		status, v := web.Operate(cmd.Context(), svc, method, p, q, raw)
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		return decodeOps(status, bytes.NewReader(b))
+	}, func() { svc.Close() }, nil
 }
 
-// offlineHandler opens the database file and serves the operator API on it
-// in-process.
-func offlineHandler(cmd *cobra.Command, db string) (http.Handler, func(), error) {
+// openOffline opens the database file and its service in-process.
+func openOffline(cmd *cobra.Command, db string) (*mfa.Service, error) {
 	store, err := storage.OpenBolt(db, storage.BoltOptions{Timeout: time.Second})
 	if errors.Is(err, storage.ErrLocked) {
-		return nil, nil, fmt.Errorf("%w: Caddy is probably running; drop --db to go through its admin endpoint", err)
+		return nil, fmt.Errorf("%w: Caddy is probably running; drop --db to go through its admin endpoint", err)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	key, err := offlineKey(cmd, db)
 	if err != nil {
 		store.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	// Offline, the Caddyfile's audit_retention is unknown: prune nothing.
-	rt, err := gateway.OpenRuntime(gateway.RuntimeOptions{Store: store, Key: key, AuditRetention: 100 * 365 * 24 * time.Hour})
+	svc, err := mfa.Open(mfa.Options{Store: store, Key: key, AuditRetention: 100 * 365 * 24 * time.Hour})
 	if err != nil {
 		store.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return gateway.OpsHandler(rt), func() { rt.Close() }, nil
+	return svc, nil
 }
 
 func offlineKey(cmd *cobra.Command, db string) ([]byte, error) {
@@ -338,18 +350,21 @@ func cmdAudit(cmd *cobra.Command, _ []string, _ caller) error {
 // rawOps fetches an operator path whose answer is a stream, live or offline.
 func rawOps(cmd *cobra.Command, path string) (io.Reader, func(), error) {
 	if db, _ := cmd.Flags().GetString("db"); db != "" {
-		h, done, err := offlineHandler(cmd, db)
+		svc, err := openOffline(cmd, db)
 		if err != nil {
 			return nil, nil, err
 		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/"+path, nil))
-		if rec.Code >= 300 {
-			done()
-			_, err := decodeOps(rec.Code, rec.Body)
+		defer svc.Close()
+		_, query, _ := strings.Cut(path, "?")
+		q, err := url.ParseQuery(query)
+		if err != nil {
 			return nil, nil, err
 		}
-		return rec.Body, done, nil
+		var buf bytes.Buffer
+		if err := web.ExportAudit(cmd.Context(), svc, &buf, q); err != nil {
+			return nil, nil, err
+		}
+		return &buf, func() {}, nil
 	}
 	addr, _ := cmd.Flags().GetString("address")
 	addr, err := caddycmd.DetermineAdminAPIAddress(addr, nil, "", "")

@@ -15,8 +15,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/mfagate/mfagate/gateway"
+	"github.com/mfagate/mfagate/guard"
 	"github.com/mfagate/mfagate/mail"
+	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/seal"
 	"github.com/mfagate/mfagate/storage"
 )
@@ -38,13 +39,13 @@ type Gateway struct {
 	SignInRaw caddyhttp.RawMatcherSets `json:"sign_in,omitempty" caddy:"namespace=http.matchers"`
 	// A form, JSON or query field the sign-in must carry (value "" = present),
 	// for apps that post every action to one path.
-	SignInField *gateway.Field `json:"sign_in_field,omitempty"`
+	SignInField *guard.Field `json:"sign_in_field,omitempty"`
 	// The app's sign-out request; it ends the gateway session too.
 	SignOutRaw caddyhttp.RawMatcherSets `json:"sign_out,omitempty" caddy:"namespace=http.matchers"`
 	// The app's session cookie names; globs (path.Match) allowed. Required.
 	SessionCookies []string `json:"session_cookies,omitempty"`
 	// How to learn who signed in, tried in order. Default: form field "username".
-	UserFrom []gateway.IdentitySource `json:"user_from,omitempty"`
+	UserFrom []guard.IdentitySource `json:"user_from,omitempty"`
 	// Sign-in success criterion: default, cookie, redirect or status.
 	Success string `json:"success,omitempty"`
 	// Status codes for Success "status".
@@ -95,14 +96,14 @@ type Gateway struct {
 	Admins []string `json:"admins,omitempty"`
 	// Where the user's role comes from (whoami field or response header),
 	// and the roles that make a user an admin.
-	RoleFrom   []gateway.IdentitySource `json:"role_from,omitempty"`
-	AdminRoles []string                 `json:"admin_roles,omitempty"`
+	RoleFrom   []guard.IdentitySource `json:"role_from,omitempty"`
+	AdminRoles []string               `json:"admin_roles,omitempty"`
 	// Outgoing mail for notices (2FA now required, admin reset). Without it
 	// the features that email say so on the admin page.
 	SMTP *SMTPConfig `json:"smtp,omitempty"`
 	// Where users' email addresses come from, tried in order (form, json,
 	// header or whoami sources, as for user_from).
-	EmailFrom []gateway.IdentitySource `json:"email_from,omitempty"`
+	EmailFrom []guard.IdentitySource `json:"email_from,omitempty"`
 	// Or an address made from the user id, e.g. "{user}@example.com".
 	EmailTemplate string `json:"email_template,omitempty"`
 	// Widget identity verification: which requests are widget traffic and
@@ -118,7 +119,7 @@ type Gateway struct {
 	// that started before the switch end after this. Default 7 days.
 	GracePeriod caddy.Duration `json:"grace_period,omitempty"`
 
-	gw     *gateway.Gateway
+	gw     *guard.Guard
 	outbox *mail.Outbox
 	dbPath string
 	logger *zap.Logger
@@ -133,7 +134,7 @@ func (Gateway) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision loads the matchers, opens (or shares) the database and builds
-// the gateway.
+// the guard.
 func (m *Gateway) Provision(ctx caddy.Context) error {
 	m.logger = ctx.Logger()
 	cfg, err := m.config(ctx)
@@ -169,19 +170,19 @@ func (m *Gateway) Provision(ctx caddy.Context) error {
 		return err
 	}
 	val, _, err := pool.LoadOrNew(dbPath, func() (caddy.Destructor, error) {
-		return m.openRuntime(dbPath, key)
+		return m.openService(dbPath, key)
 	})
 	if err != nil {
 		return err
 	}
 	m.dbPath = dbPath // from here on Cleanup must release it
-	rt := val.(runtimeCloser).Runtime
-	if !rt.SameKey(key) {
+	svc := val.(serviceCloser).Service
+	if !svc.SameKey(key) {
 		_, _ = pool.Delete(m.dbPath)
 		m.dbPath = ""
 		return errors.New("encryption_key differs from the key the open database uses; restart Caddy to change keys")
 	}
-	if m.gw, err = gateway.New(cfg, rt, m.logger); err != nil {
+	if m.gw, err = guard.New(cfg, svc, m.logger); err != nil {
 		_, _ = pool.Delete(m.dbPath)
 		m.dbPath = ""
 		return err
@@ -189,10 +190,10 @@ func (m *Gateway) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-func (m *Gateway) config(ctx caddy.Context) (gateway.Config, error) {
-	cfg := gateway.Config{
+func (m *Gateway) config(ctx caddy.Context) (guard.Config, error) {
+	cfg := guard.Config{
 		Prefix: m.Prefix, SignInField: m.SignInField, AppCookies: m.SessionCookies,
-		Identity: m.UserFrom, Success: gateway.Success{Kind: m.Success, Statuses: m.SuccessStatus},
+		Identity: m.UserFrom, Success: guard.Success{Kind: m.Success, Statuses: m.SuccessStatus},
 		IdleTimeout: time.Duration(m.IdleTimeout), MaxLifetime: time.Duration(m.MaxLifetime),
 		PendingTTL: time.Duration(m.PendingTimeout), Require2FA: m.Require2FA,
 		CookieName: m.CookieName, Issuer: m.Issuer, UserHeader: m.UserHeader, AALHeader: m.AALHeader,
@@ -210,7 +211,7 @@ func (m *Gateway) config(ctx caddy.Context) (gateway.Config, error) {
 		}
 	}
 	if m.Widget != nil {
-		wc := &gateway.WidgetConfig{
+		wc := &guard.WidgetConfig{
 			UserHeader: m.Widget.UserHeader, UserQuery: m.Widget.UserQuery, UserJSON: m.Widget.UserJSON,
 			TokenHeader: m.Widget.TokenHeader, TokenQuery: m.Widget.TokenQuery, VerdictHeader: m.Widget.VerdictHeader,
 		}
@@ -230,24 +231,24 @@ func (m *Gateway) config(ctx caddy.Context) (gateway.Config, error) {
 }
 
 // openRuntime opens the database once per path; later configs share it.
-func (m *Gateway) openRuntime(dbPath string, key []byte) (runtimeCloser, error) {
+func (m *Gateway) openService(dbPath string, key []byte) (serviceCloser, error) {
 	store, err := storage.OpenBolt(dbPath, storage.BoltOptions{Timeout: time.Second})
 	if err != nil {
 		if errors.Is(err, storage.ErrLocked) {
-			return runtimeCloser{}, fmt.Errorf("%w (is another Caddy, or `caddy mfa`, using it?)", err)
+			return serviceCloser{}, fmt.Errorf("%w (is another Caddy, or `caddy mfa`, using it?)", err)
 		}
-		return runtimeCloser{}, err
+		return serviceCloser{}, err
 	}
-	rt, err := gateway.OpenRuntime(gateway.RuntimeOptions{
+	svc, err := mfa.Open(mfa.Options{
 		Store: store, Key: key, Logger: m.logger, AuditRetention: time.Duration(m.AuditRetention),
 		IdentityOverlap: time.Duration(m.IdentityOverlap), IdentityLeeway: time.Duration(m.IdentityLeeway),
 	})
 	if err != nil {
 		_ = store.Close()
-		return runtimeCloser{}, err
+		return serviceCloser{}, err
 	}
 	m.logger.Info("database opened", zap.String("path", dbPath))
-	return runtimeCloser{rt}, nil
+	return serviceCloser{svc}, nil
 }
 
 func (m *Gateway) loadKey(repl *caddy.Replacer, dbPath string) ([]byte, error) {
@@ -291,6 +292,9 @@ func (m *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // Cleanup releases this config's hold on the shared database; the last user
 // closes it.
 func (m *Gateway) Cleanup() error {
+	if m.gw != nil {
+		m.gw.Release() // before the outbox closes: nothing may queue on it after
+	}
 	if m.outbox != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = m.outbox.Close(ctx) // queued notices get a few seconds to go out
@@ -342,7 +346,7 @@ func (s *SMTPConfig) mailConfig(repl *caddy.Replacer) mail.Config {
 
 // loadMatchers loads the matcher sets in field of structPtr (a
 // caddyhttp.RawMatcherSets tagged with the http.matchers namespace).
-func loadMatchers(ctx caddy.Context, structPtr any, field, what string) (gateway.Matcher, error) {
+func loadMatchers(ctx caddy.Context, structPtr any, field, what string) (guard.Matcher, error) {
 	mod, err := ctx.LoadModule(structPtr, field)
 	if err != nil {
 		return nil, fmt.Errorf("loading %s matchers: %w", what, err)
@@ -361,9 +365,9 @@ func (a anyMatch) MatchWithError(r *http.Request) (bool, error) {
 	return caddyhttp.MatcherSets(a).AnyMatchWithError(r)
 }
 
-type runtimeCloser struct{ *gateway.Runtime }
+type serviceCloser struct{ *mfa.Service }
 
-func (r runtimeCloser) Destruct() error { return r.Close() }
+func (s serviceCloser) Destruct() error { return s.Close() }
 
 // Interface guards.
 var (

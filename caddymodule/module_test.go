@@ -298,7 +298,7 @@ func TestProvisionFailureKeepsSharedDatabase(t *testing.T) {
 	defer live.Cleanup()
 
 	bad := newModule(dbPath)
-	bad.IdleTimeout = caddy.Duration(time.Minute) // out of range: gateway.New refuses it
+	bad.IdleTimeout = caddy.Duration(time.Minute) // out of range: guard.New refuses it
 	if err := provisionWithin(t, bad, ctx, 5*time.Second); err == nil {
 		bad.Cleanup()
 		t.Fatal("Provision accepted idle_timeout 1m")

@@ -1,0 +1,299 @@
+// Package cookies owns every cookie rule of the gateway: the name, reading
+// and writing of its own session cookie, which of the app's cookies are
+// session cookies, the one classifier of the app's Set-Cookie lines, and the
+// rewrite of a request's Cookie header so the app sees its session cookie
+// only with the gateway session it was issued under.
+package cookies
+
+import (
+	"fmt"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/mfagate/mfagate/session"
+)
+
+// Jar applies the cookie rules of one site block.
+type Jar struct {
+	name     string   // the gateway cookie's name on HTTP
+	hostName string   // and on HTTPS: "__Host-" + name
+	app      []string // the app's session cookie names or globs, in Key form
+	glob     []bool   // per app entry: a pattern, not a plain name
+}
+
+// NewJar returns the rules for a gateway cookie called name and the app's
+// session cookies named (or matched, as path.Match globs) by app.
+func NewJar(name string, app []string) (*Jar, error) {
+	j := &Jar{name: name, hostName: "__Host-" + name}
+	for _, p := range app {
+		if err := CheckPattern(p); err != nil {
+			return nil, err
+		}
+		j.app = append(j.app, Key(p))
+		j.glob = append(j.glob, strings.ContainsAny(p, "*?[\\"))
+	}
+	return j, nil
+}
+
+// CheckPattern reports whether p is a cookie name or a path.Match glob.
+func CheckPattern(p string) error {
+	if _, err := path.Match(p, ""); err != nil || p == "" || strings.ContainsAny(p, "=; \t") {
+		return fmt.Errorf("session cookie %q: not a cookie name or glob", p)
+	}
+	return nil
+}
+
+// Key is a cookie name as an app may read it: PHP, for one, turns '.' and
+// ' ' in names into '_', so "wp.logged.in" reaches it as "wp_logged_in".
+// Matching on this form means no spelling of the app's cookie slips past
+// the binding check.
+func Key(name string) string {
+	plain := true
+	for i := 0; i < len(name) && plain; i++ {
+		plain = name[i] != '.' && name[i] != ' '
+	}
+	if plain {
+		return name
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == ' ' {
+			return '_'
+		}
+		return r
+	}, name)
+}
+
+// IsApp reports whether name is one of the app's session cookies.
+func (j *Jar) IsApp(name string) bool {
+	name = Key(name)
+	for i, p := range j.app {
+		if p == name {
+			return true
+		}
+		if j.glob[i] {
+			if ok, _ := path.Match(p, name); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Name is the gateway cookie's name for r: "__Host-" on HTTPS, so a
+// sibling subdomain cannot plant one (RFC 6265bis §4.1.3.2).
+func (j *Jar) Name(r *http.Request) string {
+	if r.TLS != nil {
+		return j.hostName
+	}
+	return j.name
+}
+
+// Value returns the gateway cookie's value without touching the rest of
+// the request.
+func (j *Jar) Value(r *http.Request) string {
+	name := j.Name(r)
+	for _, line := range r.Header["Cookie"] {
+		for part := range strings.SplitSeq(line, ";") {
+			n, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if ok && strings.TrimSpace(n) == name {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// Set stamps the gateway cookie with value on h.
+func (j *Jar) Set(h http.Header, r *http.Request, value string) {
+	c := &http.Cookie{
+		Name: j.Name(r), Value: value, Path: "/",
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
+	}
+	h.Add("Set-Cookie", c.String())
+}
+
+// Own reports whether a Set-Cookie line is the gateway's own cookie for r.
+func (j *Jar) Own(r *http.Request, line string) bool {
+	return strings.HasPrefix(line, j.Name(r)+"=")
+}
+
+// Clear expires the gateway cookie and the app cookies the browser sent
+// (by their real names, since the config may name them by glob), unless
+// the response sets them itself.
+func (j *Jar) Clear(h http.Header, r *http.Request, appNames []string) {
+	already := map[string]bool{}
+	for _, line := range h["Set-Cookie"] {
+		if n, _, ok := strings.Cut(line, "="); ok {
+			already[strings.TrimSpace(n)] = true
+		}
+	}
+	expire := func(name string) {
+		if already[name] {
+			return
+		}
+		already[name] = true
+		c := &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode}
+		h.Add("Set-Cookie", c.String())
+	}
+	expire(j.Name(r))
+	for _, n := range appNames {
+		expire(n)
+	}
+}
+
+// Classify is the one reading of the app's Set-Cookie lines: ok when line
+// sets or deletes one of the app's session cookies, deleted when it deletes
+// it (Max-Age<0, an empty value, or an Expires in the past).
+func (j *Jar) Classify(line string, now time.Time) (name, value string, deleted, ok bool) {
+	c, err := http.ParseSetCookie(line)
+	if err != nil || !j.IsApp(c.Name) {
+		return "", "", false, false
+	}
+	deleted = c.MaxAge < 0 || c.Value == "" || (!c.Expires.IsZero() && c.Expires.Before(now))
+	return c.Name, c.Value, deleted, true
+}
+
+// Pair is one cookie as a browser or the app sent it.
+type Pair struct{ Name, Value string }
+
+// AppSet is what a response's Set-Cookie lines do to the app's session.
+type AppSet struct {
+	Set     []session.Binding // values it sets (to bind)
+	Values  []Pair            // the same, in the clear (for the whoami call)
+	Deleted []string          // names it deletes
+	Lines   []string          // the raw lines (to hold back)
+}
+
+// AppSetCookies reads the app's session cookies from response headers.
+func (j *Jar) AppSetCookies(h http.Header, now time.Time) AppSet {
+	var as AppSet
+	for _, line := range h["Set-Cookie"] {
+		name, value, deleted, ok := j.Classify(line, now)
+		if !ok {
+			continue
+		}
+		as.Lines = append(as.Lines, line)
+		if deleted {
+			as.Deleted = append(as.Deleted, name)
+			continue
+		}
+		as.Set = append(as.Set, session.Binding{Name: name, Hash: session.HashValue(value)})
+		as.Values = append(as.Values, Pair{name, value})
+	}
+	return as
+}
+
+// SetsNew reports whether h sets a value of the app's session cookie that s
+// (an active session, or nil) has not bound: a sign-in from any URL, or a
+// switch to another user inside a session. A rolling refresh of a bound
+// value, or a deletion, is nothing new.
+func (j *Jar) SetsNew(h http.Header, s *session.Session, now time.Time) bool {
+	for _, line := range h["Set-Cookie"] {
+		name, value, deleted, ok := j.Classify(line, now)
+		if ok && !deleted && (s == nil || !s.Bound(name, value)) {
+			return true
+		}
+	}
+	return false
+}
+
+// RemoveLines drops the given lines from h's Set-Cookie values.
+func RemoveLines(h http.Header, drop []string) {
+	if len(drop) == 0 {
+		return
+	}
+	var keep []string
+	for _, line := range h["Set-Cookie"] {
+		held := false
+		for _, d := range drop {
+			held = held || d == line
+		}
+		if !held {
+			keep = append(keep, line)
+		}
+	}
+	if len(keep) == 0 {
+		h.Del("Set-Cookie")
+	} else {
+		h["Set-Cookie"] = keep
+	}
+}
+
+// Scan is what the gateway learned from a request's Cookie headers.
+type Scan struct {
+	Gateway   string   // value of the gateway cookie, "" if absent
+	Forwarded []Pair   // app cookies bound to the session and passed on
+	Stripped  []string // names of app cookies removed
+}
+
+// Rewrite removes the gateway cookie and every app session cookie that is
+// not bound to sess from the request, so the app sees its own cookie only
+// when it comes with the gateway session it was issued under. Pending
+// sessions forward nothing: their cookies are held until the challenge.
+func (j *Jar) Rewrite(r *http.Request, sess *session.Session) Scan {
+	var sc Scan
+	lines := r.Header["Cookie"]
+	if len(lines) == 0 {
+		return sc
+	}
+	gwName := j.Name(r)
+	forward := sess != nil && sess.State != session.Pending
+	var b strings.Builder
+	n := 0
+	for _, line := range lines {
+		n += len(line)
+	}
+	b.Grow(n)
+	changed := false
+	for _, line := range lines {
+		for part := range strings.SplitSeq(line, ";") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			n, v, _ := strings.Cut(part, "=")
+			// Apps differ in how they read a name: trimmed, or with '.' and
+			// ' ' as '_'. Any spelling that reads as a protected cookie is
+			// one; only the exact spelling can be forwarded.
+			key := Key(strings.TrimSpace(n))
+			keep := true
+			switch {
+			case key == gwName || key == j.name || key == j.hostName:
+				if n == gwName {
+					sc.Gateway = v
+				}
+				keep = false
+			case j.IsApp(key):
+				if n == key && forward && sess.Bound(n, v) {
+					sc.Forwarded = append(sc.Forwarded, Pair{n, v})
+				} else {
+					sc.Stripped = append(sc.Stripped, strings.TrimSpace(n))
+					keep = false
+				}
+			}
+			if !keep {
+				changed = true
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(part)
+		}
+	}
+	if len(lines) > 1 {
+		changed = true
+	}
+	if !changed {
+		return sc
+	}
+	if b.Len() == 0 {
+		r.Header.Del("Cookie")
+	} else {
+		lines[0] = b.String() // the request's own slice: no new one
+		r.Header["Cookie"] = lines[:1]
+	}
+	return sc
+}

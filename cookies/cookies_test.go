@@ -1,0 +1,204 @@
+package cookies
+
+import (
+	"crypto/tls"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/mfagate/mfagate/session"
+)
+
+func testJar(tb testing.TB) *Jar {
+	tb.Helper()
+	j, err := NewJar("mfa_session", []string{"sid", "wp_logged_in_*"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return j
+}
+
+// TestClassify: the one reading of the app's Set-Cookie lines.
+func TestClassify(t *testing.T) {
+	now := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	j := testJar(t)
+	tests := []struct {
+		line          string
+		name, value   string
+		deleted, isOK bool
+	}{
+		{"sid=abc; Path=/; HttpOnly", "sid", "abc", false, true},
+		{"wp_logged_in_1=v", "wp_logged_in_1", "v", false, true},
+		{"wp.logged.in.1=v", "wp.logged.in.1", "v", false, true},
+		{"sid=; Max-Age=0", "sid", "", true, true},
+		{"sid=x; Max-Age=-1", "sid", "x", true, true},
+		{"sid=x; Expires=Thu, 01 Jan 1970 00:00:00 GMT", "sid", "x", true, true},
+		{"sid=x; Expires=Thu, 01 Jan 2099 00:00:00 GMT", "sid", "x", false, true},
+		{"theme=dark", "", "", false, false},
+		{"mfa_session=x", "", "", false, false},
+		{"garbage", "", "", false, false},
+		{"", "", "", false, false},
+	}
+	for _, tt := range tests {
+		name, value, deleted, ok := j.Classify(tt.line, now)
+		if name != tt.name || value != tt.value || deleted != tt.deleted || ok != tt.isOK {
+			t.Errorf("Classify(%q) = %q, %q, deleted %v, ok %v; want %q, %q, %v, %v", tt.line, name, value, deleted, ok, tt.name, tt.value, tt.deleted, tt.isOK)
+		}
+	}
+	h := http.Header{"Set-Cookie": {"sid=new", "theme=dark", "wp_logged_in_2=; Max-Age=0"}}
+	as := j.AppSetCookies(h, now)
+	if len(as.Set) != 1 || as.Values[0] != (Pair{Name: "sid", Value: "new"}) || !reflect.DeepEqual(as.Deleted, []string{"wp_logged_in_2"}) || len(as.Lines) != 2 {
+		t.Fatalf("AppSetCookies = %+v", as)
+	}
+	bound := boundSession(session.Active, "sid", "new")
+	if j.SetsNew(h, bound, now) {
+		t.Error("a bound value (rolling refresh) counted as new")
+	}
+	if !j.SetsNew(h, nil, now) || !j.SetsNew(h, boundSession(session.Active, "sid", "old"), now) {
+		t.Error("a value nobody bound was not noticed")
+	}
+}
+
+// boundSession is a session in state st with the given app cookies bound.
+func boundSession(st session.State, nameValues ...string) *session.Session {
+	s := &session.Session{State: st, User: "alice"}
+	var bs []session.Binding
+	for i := 0; i+1 < len(nameValues); i += 2 {
+		bs = append(bs, session.Binding{Name: nameValues[i], Hash: session.HashValue(nameValues[i+1])})
+	}
+	s.SetBindings(bs)
+	return s
+}
+
+func TestRewriteCookies(t *testing.T) {
+	active := boundSession(session.Active, "sid", "good", "wp_logged_in_abc", "wpgood")
+	pending := boundSession(session.Pending, "sid", "good")
+	anonymous := boundSession(session.Anonymous, "sid", "anon")
+
+	tests := []struct {
+		name      string
+		tls       bool
+		lines     []string // Cookie header lines as sent
+		sess      *session.Session
+		want      []string // Cookie header lines the app gets (nil = none)
+		gateway   string
+		anyGW     bool // do not check gateway
+		nStripped int  // check only how many were stripped (for respelled names)
+		forwarded []Pair
+		stripped  []string
+	}{
+		{name: "no cookies", want: nil},
+		{name: "unrelated cookies untouched", lines: []string{"theme=dark; lang=en"}, want: []string{"theme=dark; lang=en"}},
+		{name: "gateway cookie removed", lines: []string{"theme=dark; mfa_session=GW; lang=en"}, want: []string{"theme=dark; lang=en"}, gateway: "GW"},
+		{name: "only the gateway cookie: header removed", lines: []string{"mfa_session=GW"}, want: nil, gateway: "GW"},
+		{name: "HTTPS reads __Host- and drops the plain name", tls: true, lines: []string{"mfa_session=PLAIN; __Host-mfa_session=HOST; a=1"}, want: []string{"a=1"}, gateway: "HOST"},
+		{name: "HTTP drops a __Host- cookie without using it", lines: []string{"__Host-mfa_session=HOST; a=1"}, want: []string{"a=1"}, gateway: ""},
+
+		{name: "app cookie without session stripped", lines: []string{"sid=stolen; theme=dark"}, want: []string{"theme=dark"}, stripped: []string{"sid"}},
+		{name: "bound app cookie forwarded", sess: active, lines: []string{"sid=good; theme=dark; mfa_session=GW"}, want: []string{"sid=good; theme=dark"}, gateway: "GW", forwarded: []Pair{{"sid", "good"}}},
+		{name: "app cookie with another value stripped", sess: active, lines: []string{"sid=stolen"}, want: nil, stripped: []string{"sid"}},
+		{name: "duplicate app cookie: only the bound one", sess: active, lines: []string{"sid=stolen; sid=good"}, want: []string{"sid=good"}, forwarded: []Pair{{"sid", "good"}}, stripped: []string{"sid"}},
+		{name: "glob name bound", sess: active, lines: []string{"wp_logged_in_abc=wpgood"}, want: []string{"wp_logged_in_abc=wpgood"}, forwarded: []Pair{{"wp_logged_in_abc", "wpgood"}}},
+		{name: "glob name unbound", sess: active, lines: []string{"wp_logged_in_xyz=wpgood; wp_settings=1"}, want: []string{"wp_settings=1"}, stripped: []string{"wp_logged_in_xyz"}},
+		{name: "bound value under another name", sess: active, lines: []string{"wp_logged_in_xyz=good"}, want: nil, stripped: []string{"wp_logged_in_xyz"}},
+		{name: "app cookie without =", lines: []string{"sid; a=1"}, want: []string{"a=1"}, stripped: []string{"sid"}},
+		{name: "unchanged line passes as sent", lines: []string{";; a=1 ;  ; b=2;"}, want: []string{";; a=1 ;  ; b=2;"}},
+		{name: "changed line: empty parts dropped", lines: []string{";; a=1 ; sid=x ; b=2;"}, want: []string{"a=1; b=2"}, stripped: []string{"sid"}},
+
+		{name: "multiple lines joined", sess: active, lines: []string{"a=1", "sid=good; mfa_session=GW", "b=2"}, want: []string{"a=1; sid=good; b=2"}, gateway: "GW", forwarded: []Pair{{"sid", "good"}}},
+		{name: "multiple lines without change still joined", lines: []string{"a=1", "b=2"}, want: []string{"a=1; b=2"}},
+		{name: "multiple lines, app cookie in the second", lines: []string{"a=1", "sid=stolen"}, want: []string{"a=1"}, stripped: []string{"sid"}},
+
+		{name: "pending session forwards nothing", sess: pending, lines: []string{"sid=good; a=1"}, want: []string{"a=1"}, stripped: []string{"sid"}},
+		{name: "anonymous session forwards its bound cookie", sess: anonymous, lines: []string{"sid=anon"}, want: []string{"sid=anon"}, forwarded: []Pair{{"sid", "anon"}}},
+
+		// Lenient servers trim blanks around a cookie name (net/http's
+		// readCookies, Node's cookie, Python's http.cookies), so a name with
+		// blanks before "=" is still the app's session cookie.
+		{name: "app cookie with blank before =", lines: []string{"sid =stolen; a=1"}, want: []string{"a=1"}, nStripped: 1},
+		{name: "app cookie with tab before =", lines: []string{"sid\t=stolen"}, want: nil, nStripped: 1},
+		{name: "bound value with blank before = is not forwarded", sess: active, lines: []string{"sid =good"}, want: nil, nStripped: 1},
+		{name: "gateway cookie with blank before =", lines: []string{"mfa_session =GW; a=1"}, want: []string{"a=1"}, anyGW: true},
+		// PHP (WordPress, Nextcloud…) turns '.' and ' ' in a cookie name into
+		// '_', so "wp.logged.in.abc" is $_COOKIE["wp_logged_in_abc"].
+		{name: "PHP-mangled app cookie name", lines: []string{"wp.logged.in.abc=stolen; a=1"}, want: []string{"a=1"}, nStripped: 1},
+		{name: "PHP-mangled name with blanks", lines: []string{"wp logged in abc=stolen"}, want: nil, nStripped: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := testJar(t)
+			r := httptest.NewRequest("GET", "/page", nil)
+			if tt.tls {
+				r.TLS = &tls.ConnectionState{}
+			}
+			if tt.lines != nil {
+				r.Header["Cookie"] = append([]string(nil), tt.lines...)
+			}
+			sc := g.Rewrite(r, tt.sess)
+			if got := r.Header["Cookie"]; !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Cookie = %q, want %q", got, tt.want)
+			}
+			if !tt.anyGW && sc.Gateway != tt.gateway {
+				t.Errorf("gateway = %q, want %q", sc.Gateway, tt.gateway)
+			}
+			if !reflect.DeepEqual(sc.Forwarded, tt.forwarded) {
+				t.Errorf("forwarded = %v, want %v", sc.Forwarded, tt.forwarded)
+			}
+			if tt.nStripped > 0 {
+				if len(sc.Stripped) != tt.nStripped {
+					t.Errorf("stripped = %q, want %d names", sc.Stripped, tt.nStripped)
+				}
+			} else if !reflect.DeepEqual(sc.Stripped, tt.stripped) {
+				t.Errorf("stripped = %q, want %q", sc.Stripped, tt.stripped)
+			}
+			// What a Go app reads must agree: no unbound session cookie.
+			for _, c := range r.Cookies() {
+				if g.IsApp(c.Name) && (tt.sess == nil || !tt.sess.Bound(c.Name, c.Value) || tt.sess.State == session.Pending) {
+					t.Errorf("the app reads unbound session cookie %s=%s", c.Name, c.Value)
+				}
+				if c.Name == "mfa_session" || c.Name == "__Host-mfa_session" {
+					t.Errorf("the app reads the gateway cookie %s", c.Name)
+				}
+			}
+		})
+	}
+}
+
+// FuzzRewriteCookies checks, with net/http's cookie parser standing in for
+// the app, that no request reaches the app with an app session cookie that is
+// not bound, or with the gateway cookie.
+func FuzzRewriteCookies(f *testing.F) {
+	for _, s := range []string{
+		"sid=good", "sid=stolen; a=1", "mfa_session=x; sid=good", "a=1; wp_logged_in_1=v",
+		"sid =x", " sid=x", "sid= x", `sid="good"`, "sid=good, sid=x", ";;sid", "=sid", "\tsid\t=\tx",
+	} {
+		f.Add(s, s)
+	}
+	g := testJar(f)
+	sess := boundSession(session.Active, "sid", "good")
+	f.Fuzz(func(t *testing.T, line1, line2 string) {
+		for _, s := range []*session.Session{nil, sess} {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.Header["Cookie"] = []string{line1, line2}
+			sc := g.Rewrite(r, s)
+			for _, c := range r.Cookies() {
+				if g.IsApp(c.Name) && !(s != nil && c.Name == "sid" && c.Value == "good") {
+					t.Fatalf("Cookie %q forwarded %s=%q (Cookie now %q)", []string{line1, line2}, c.Name, c.Value, r.Header["Cookie"])
+				}
+				if c.Name == "mfa_session" || c.Name == "__Host-mfa_session" {
+					t.Fatalf("Cookie %q forwarded the gateway cookie (Cookie now %q)", []string{line1, line2}, r.Header["Cookie"])
+				}
+			}
+			if len(r.Header["Cookie"]) > 1 {
+				t.Fatalf("Cookie lines not joined: %q", r.Header["Cookie"])
+			}
+			for _, fw := range sc.Forwarded {
+				if s == nil || !s.Bound(fw.Name, fw.Value) {
+					t.Fatalf("forwarded unbound %v", fw)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,256 @@
+// Package guard is the request guard, the hot path of mfagate: on every
+// request it strips the headers only the gateway may set, finds the gateway
+// session, holds pending and unenrolled users back, rewrites the app's
+// cookies so they pass only with the session they were issued under,
+// captures the app's sign-ins and has the domain (package mfa) decide them,
+// and checks widget identity tokens. Its own paths go to package web. It
+// knows nothing of Caddy: matchers and the next handler come in through
+// small interfaces.
+package guard
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/mfagate/mfagate/cookies"
+	"github.com/mfagate/mfagate/mfa"
+)
+
+// Handler is the next handler in the chain (caddyhttp.Handler has this shape).
+type Handler interface {
+	ServeHTTP(http.ResponseWriter, *http.Request) error
+}
+
+// Matcher decides whether a request is, for example, the app's sign-in.
+type Matcher interface {
+	MatchWithError(*http.Request) (bool, error)
+}
+
+// Field is a form or JSON field condition: Value "" means "present".
+type Field struct {
+	Name  string `json:"name"`
+	Value string `json:"value,omitempty"`
+}
+
+// IdentitySource says how the gateway learns who signed in.
+type IdentitySource struct {
+	Kind  string // "form", "json", "header", "whoami", "query", "basic"
+	Name  string // form/json/query field, or response header
+	Path  string // whoami: app path called with the new session
+	Field string // whoami: JSON field in its response
+}
+
+// Identity source kinds.
+const (
+	FromForm   = "form"
+	FromJSON   = "json"
+	FromHeader = "header"
+	FromWhoami = "whoami"
+	FromQuery  = "query"
+	FromBasic  = "basic"
+)
+
+// Success criteria for the app's sign-in response.
+const (
+	SuccessDefault  = "default"  // sets the session cookie, or redirects while the request carried one
+	SuccessCookie   = "cookie"   // sets the session cookie
+	SuccessRedirect = "redirect" // any 3xx
+	SuccessStatus   = "status"   // one of Statuses
+)
+
+// Success is the operator's sign-in success criterion.
+type Success struct {
+	Kind     string
+	Statuses []int
+}
+
+// Config is the gateway's configuration, with defaults applied by Normalize.
+type Config struct {
+	Prefix        string           // gateway paths, default "/_mfa/"
+	SignIn        Matcher          // the app's sign-in request (required)
+	SignInField   *Field           // extra form/JSON condition for apps posting to a shared path
+	SignOut       Matcher          // the app's sign-out; ends the gateway session too
+	AppCookies    []string         // the app's session cookie names or globs (required)
+	Identity      []IdentitySource // tried in order; default: form field "username"
+	EmailFrom     []IdentitySource // where the user's email address comes from, tried in order
+	EmailTemplate string           // or an address made from the user id, e.g. "{user}@example.com"
+	RoleFrom      []IdentitySource // where the user's role (group) comes from, for AdminRoles
+	AdminRoles    []string         // roles that make a user an admin
+	Widget        *WidgetConfig    // widget identity verification; nil: none
+	Mailer        mfa.Mailer       // sends notices; nil: no email configured
+	Success       Success
+	IdleTimeout   time.Duration // default 240m, 5m..1440m
+	MaxLifetime   time.Duration // default 12h: the second factor is asked again after it
+	PendingTTL    time.Duration // how long a password sign-in waits for its second factor, default 10m
+	Require2FA    bool          // users without a factor must enrol before they reach the app
+	CookieName    string        // default "mfa_session"; "__Host-" is prepended on HTTPS
+	Issuer        string        // name in authenticator apps and on pages
+	UserHeader    string        // header the upstream receives the user in, default "X-Mfa-User"
+	AALHeader     string        // default "X-Mfa-Aal"
+	StripHeaders  []string      // extra request headers to remove (e.g. Authorization) outside the sign-in
+	StripParams   []string      // query parameters to remove outside the sign-in (credential-bearing)
+	MaxAttempts   int           // wrong codes per user (and 4x per address) per AttemptWindow, default 5
+	AttemptWindow time.Duration // default 15m
+	MaxBodyBytes  int64         // sign-in request and response bodies read at most, default 1 MiB
+	TemplateDir   string
+	Scope         string        // the population this block's policy applies to, default "default"
+	PolicyMaxAge  time.Duration // how stale a policy read from the store may be, default 5m
+	Admins        []string      // user ids allowed on the admin page (with AAL2)
+	GracePeriod   time.Duration // sessions from before "require 2FA" without it end after this, default 7 days
+}
+
+// Defaults.
+const (
+	DefaultPrefix     = "/_mfa/"
+	DefaultCookieName = "mfa_session"
+)
+
+// Normalize fills in defaults and checks the configuration, naming the bad item.
+func (c *Config) Normalize() error {
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if !strings.HasPrefix(c.Prefix, "/") {
+		return fmt.Errorf("prefix %q must start with /", c.Prefix)
+	}
+	c.Prefix = path.Clean(c.Prefix)
+	if c.Prefix == "/" {
+		return errors.New("prefix must not be /: the gateway would shadow the whole app")
+	}
+	c.Prefix += "/"
+	if c.SignIn == nil {
+		return errors.New("a sign-in matcher is required")
+	}
+	if len(c.AppCookies) == 0 {
+		return errors.New("at least one app session cookie name is required")
+	}
+	c.AppCookies = append([]string(nil), c.AppCookies...) // the caller's slice stays as given
+	for i, n := range c.AppCookies {
+		if err := cookies.CheckPattern(n); err != nil {
+			return err
+		}
+		c.AppCookies[i] = cookies.Key(n)
+	}
+	if len(c.Identity) == 0 {
+		c.Identity = []IdentitySource{{Kind: FromForm, Name: "username"}}
+	}
+	for i, s := range c.Identity {
+		if err := s.validate(); err != nil {
+			return fmt.Errorf("user source %d: %w", i+1, err)
+		}
+	}
+	for i, s := range c.RoleFrom {
+		if err := s.validate(); err != nil {
+			return fmt.Errorf("role source %d: %w", i+1, err)
+		}
+	}
+	for i, s := range c.EmailFrom {
+		if err := s.validate(); err != nil {
+			return fmt.Errorf("email source %d: %w", i+1, err)
+		}
+	}
+	switch c.Success.Kind {
+	case "":
+		c.Success.Kind = SuccessDefault
+	case SuccessDefault, SuccessCookie, SuccessRedirect:
+	case SuccessStatus:
+		if len(c.Success.Statuses) == 0 {
+			return errors.New("success status: at least one status code is required")
+		}
+		for _, s := range c.Success.Statuses {
+			if s < 100 || s > 599 {
+				return fmt.Errorf("success status %d: not an HTTP status code", s)
+			}
+		}
+	default:
+		return fmt.Errorf("success %q: want default, cookie, redirect or status", c.Success.Kind)
+	}
+	for name, d := range map[string]time.Duration{
+		"max_lifetime":    c.MaxLifetime,
+		"pending_timeout": c.PendingTTL, "attempt_window": c.AttemptWindow,
+		"policy_cache": c.PolicyMaxAge, "grace_period": c.GracePeriod,
+	} {
+		if d < 0 {
+			return fmt.Errorf("%s %v: must not be negative", name, d)
+		}
+	}
+	if c.MaxAttempts < 0 || c.MaxBodyBytes < 0 {
+		return errors.New("max_attempts and the body limit must not be negative")
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = mfa.DefaultIdleTimeout
+	}
+	if err := mfa.ValidateIdleTimeout(c.IdleTimeout); err != nil {
+		return err
+	}
+	if c.MaxLifetime == 0 {
+		c.MaxLifetime = max(mfa.DefaultMaxLifetime, c.IdleTimeout)
+	}
+	if c.MaxLifetime < c.IdleTimeout {
+		return fmt.Errorf("max_lifetime %v is shorter than idle_timeout %v", c.MaxLifetime, c.IdleTimeout)
+	}
+	if c.PendingTTL == 0 {
+		c.PendingTTL = mfa.DefaultPendingTTL
+	}
+	if c.CookieName == "" {
+		c.CookieName = DefaultCookieName
+	}
+	if c.Issuer == "" {
+		c.Issuer = "mfagate"
+	}
+	if c.UserHeader == "" {
+		c.UserHeader = "X-Mfa-User"
+	}
+	if c.AALHeader == "" {
+		c.AALHeader = "X-Mfa-Aal"
+	}
+	// Set straight into the header map on the hot path, so canonical here.
+	c.UserHeader = http.CanonicalHeaderKey(c.UserHeader)
+	c.AALHeader = http.CanonicalHeaderKey(c.AALHeader)
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 5
+	}
+	if c.AttemptWindow == 0 {
+		c.AttemptWindow = 15 * time.Minute
+	}
+	if c.Widget != nil {
+		if c.Widget.Match == nil {
+			return errors.New("widget: a matcher for the widget requests is required")
+		}
+		c.Widget.normalize()
+	}
+	if c.Scope == "" {
+		c.Scope = "default"
+	}
+	if c.PolicyMaxAge == 0 {
+		c.PolicyMaxAge = mfa.DefaultPolicyMaxAge
+	}
+	if c.GracePeriod == 0 {
+		c.GracePeriod = mfa.DefaultGracePeriod
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	return nil
+}
+
+func (s IdentitySource) validate() error {
+	switch s.Kind {
+	case FromForm, FromJSON, FromHeader, FromQuery:
+		if s.Name == "" {
+			return fmt.Errorf("%s: a field or header name is required", s.Kind)
+		}
+	case FromWhoami:
+		if !strings.HasPrefix(s.Path, "/") || s.Field == "" {
+			return errors.New("whoami: a path starting with / and a JSON field are required")
+		}
+	case FromBasic:
+	default:
+		return fmt.Errorf("unknown kind %q: want form, json, query, header, basic or whoami", s.Kind)
+	}
+	return nil
+}

@@ -1,0 +1,359 @@
+package guard
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/cookies"
+	"github.com/mfagate/mfagate/mfa"
+	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/web"
+)
+
+// decide handles a captured response: a sign-in (matched, or any response
+// setting the app's session cookie) either passes through, binds an
+// anonymous app session, or has its cookies held for the second factor.
+func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) error {
+	h := iw.w.Header()
+	as := g.jar.AppSetCookies(h, iw.now)
+	cur := iw.cur.Session
+	active := cur != nil && cur.State == session.Active
+	if iw.signin != nil && !g.signInSucceeded(iw.status, h, len(as.Set) > 0, len(iw.scan.Forwarded) > 0) {
+		g.logDecision(iw.r, "sign-in not successful", zap.Int("status", iw.status))
+		g.bindOrFollow(ctx, iw, as)
+		return iw.release()
+	}
+	if len(as.Set) == 0 && iw.signin == nil {
+		return iw.release() // only deletions: nothing to own
+	}
+	user, src := g.identify(ctx, iw, as.Values, next)
+	switch {
+	case user == "" && iw.signin != nil:
+		return g.refuseSignIn(ctx, iw, "sign-in succeeded but no user source named the user")
+	case user == "" && g.carriesCredentials(iw.r):
+		return g.refuseSignIn(ctx, iw, "credentials outside the sign-in and no user source named the user")
+	case user == "", active && user == cur.User && iw.signin == nil:
+		// An anonymous app session (a login form's), or the signed-in
+		// user's session refreshed by the app.
+		g.bindOrFollow(ctx, iw, as)
+		return iw.release()
+	}
+	next0 := g.nextAfterSignIn(iw)
+	ch, outcome, err := g.realm.SignIn(ctx, g.actor(iw.r, user), mfa.SignIn{
+		User: user, Source: src, Email: g.emailOf(ctx, iw, as.Values, next), Role: g.roleOf(ctx, iw, as.Values, next),
+		Next: next0, Held: as.Lines, Set: as.Set, Old: cur, Matched: iw.signin != nil,
+		// Carried cookies: app cookies the browser sent with the sign-in,
+		// which an app that does not rotate its session has just
+		// authenticated in place.
+		Carried: carriedBindings(iw.scan.Forwarded, as),
+	})
+	if err != nil {
+		g.log.Error("start session at sign-in", zap.String("user", user), zap.Error(err))
+		for k := range h { // nothing of the app's answer, least of all its cookies
+			delete(h, k)
+		}
+		return g.site.WriteError(iw.w, iw.r, web.ErrUnavailable)
+	}
+	g.jar.Set(h, iw.r, g.realm.CookieValue(ch.ID, ch.Session, iw.now))
+	xhr := iw.signin != nil && web.WantsJSON(iw.r)
+	switch outcome {
+	case mfa.SecondFactor:
+		cookies.RemoveLines(h, as.Lines)
+		loc := g.cfg.Prefix + "challenge?next=" + web.URLQuery(next0)
+		if xhr {
+			// An XHR sign-in gets the app's answer without its cookies; the
+			// next page load lands on the challenge.
+			h.Set("X-Mfa-Location", loc)
+			return iw.release()
+		}
+		return g.replaceResponse(iw, loc, web.ErrMFARequired, nil)
+	case mfa.MustEnrol:
+		if !xhr {
+			// The app's cookies are bound already (the gateway blocks the app
+			// until setup is done), so they go to the browser now.
+			return g.replaceResponse(iw, g.cfg.Prefix+"security?setup=1", web.ErrEnrolmentRequired, as.Lines)
+		}
+	}
+	return iw.release()
+}
+
+// bindOrFollow binds app cookies that carry no sign-in: to the active
+// session (the app refreshed its cookie) or to an anonymous one.
+func (g *Guard) bindOrFollow(ctx context.Context, iw *interceptWriter, as cookies.AppSet) {
+	if s := iw.cur.Session; s != nil && s.State == session.Active {
+		g.realm.Rebind(ctx, s, as.Set, as.Deleted)
+		return
+	}
+	ch, err := g.realm.BindAnonymous(ctx, g.actor(iw.r, ""), iw.cur.Session, as.Set)
+	if err != nil {
+		g.log.Error("bind anonymous app session", zap.Error(err))
+		return
+	}
+	if ch.Session != nil {
+		g.jar.Set(iw.w.Header(), iw.r, g.realm.CookieValue(ch.ID, ch.Session, iw.now))
+	}
+}
+
+// refuseSignIn fails closed on a sign-in the gateway cannot attribute: the
+// app's new cookies are dropped, and cookies it may have authenticated in
+// place are unbound, so nothing of that session reaches the app again.
+func (g *Guard) refuseSignIn(ctx context.Context, iw *interceptWriter, why string) error {
+	var names []string
+	for _, c := range iw.scan.Forwarded {
+		names = append(names, c.Name)
+	}
+	g.realm.RefuseSignIn(ctx, g.actor(iw.r, ""), iw.cur.Session, names, iw.r.URL.Path, why)
+	h := iw.w.Header()
+	for k := range h {
+		delete(h, k)
+	}
+	return g.site.WriteError(iw.w, iw.r, web.ErrSignInUnverified)
+}
+
+// carriesCredentials: the request brings a password or token of its own
+// (apps that sign a user in from any URL). Such a request setting the app's
+// session cookie is a sign-in, whatever its path.
+func (g *Guard) carriesCredentials(r *http.Request) bool {
+	if r.Header.Get("Authorization") != "" {
+		return true
+	}
+	if r.URL.RawQuery == "" {
+		return false
+	}
+	for k := range r.URL.Query() {
+		lk := strings.ToLower(k)
+		for _, w := range []string{"pass", "pwd", "secret", "token", "auth"} {
+			if strings.Contains(lk, w) {
+				return true
+			}
+		}
+		for _, p := range g.cfg.StripParams {
+			if strings.EqualFold(p, k) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// signInSucceeded applies the operator's success criterion.
+func (g *Guard) signInSucceeded(status int, h http.Header, setsCookie, carriedCookie bool) bool {
+	redirect := status >= 300 && status < 400 && h.Get("Location") != ""
+	switch g.cfg.Success.Kind {
+	case SuccessCookie:
+		return setsCookie
+	case SuccessRedirect:
+		return redirect
+	case SuccessStatus:
+		for _, s := range g.cfg.Success.Statuses {
+			if s == status {
+				return true
+			}
+		}
+		return false
+	}
+	return (setsCookie && status < 400) || (redirect && carriedCookie)
+}
+
+// replaceResponse discards the app's captured response and sends the
+// browser elsewhere, keeping only the gateway's own cookie.
+func (g *Guard) replaceResponse(iw *interceptWriter, loc string, e *web.Error, appLines []string) error {
+	h := iw.w.Header()
+	keep := h["Set-Cookie"]
+	for k := range h {
+		delete(h, k)
+	}
+	own := appLines
+	for _, line := range keep {
+		if g.jar.Own(iw.r, line) {
+			own = append(own, line)
+		}
+	}
+	if len(own) > 0 {
+		h["Set-Cookie"] = own
+	}
+	if web.WantsJSON(iw.r) {
+		h.Set("X-Mfa-Location", loc)
+		return web.WriteJSONError(iw.w, e)
+	}
+	h.Set("Cache-Control", "no-store")
+	http.Redirect(iw.w, iw.r, loc, http.StatusSeeOther)
+	return nil
+}
+
+// nextAfterSignIn is where the user goes once the factor is passed: the app's
+// own redirect if it sent one, else the page that was asked for.
+func (g *Guard) nextAfterSignIn(iw *interceptWriter) string {
+	if loc := iw.w.Header().Get("Location"); loc != "" {
+		if u, err := url.Parse(loc); err == nil {
+			if u.Host == "" || strings.EqualFold(u.Host, iw.r.Host) {
+				return web.SafeNext(u.RequestURI())
+			}
+		}
+	}
+	if iw.r.Method == http.MethodGet && iw.signin == nil {
+		if g.carriesCredentials(iw.r) {
+			return web.SafeNext(iw.r.URL.EscapedPath()) // never echo credentials into a URL
+		}
+		return web.SafeNext(iw.r.URL.RequestURI())
+	}
+	return "/"
+}
+
+// carriedBindings are the forwarded app cookies the response neither
+// replaces nor deletes.
+func carriedBindings(forwarded []cookies.Pair, as cookies.AppSet) []session.Binding {
+	var out []session.Binding
+	for _, c := range forwarded {
+		replaced := false
+		for _, s := range as.Set {
+			replaced = replaced || s.Name == c.Name
+		}
+		for _, d := range as.Deleted {
+			replaced = replaced || d == c.Name
+		}
+		if !replaced {
+			out = append(out, session.Binding{Name: c.Name, Hash: session.HashValue(c.Value)})
+		}
+	}
+	return out
+}
+
+// identify learns who signed in from the operator's sources, in order.
+func (g *Guard) identify(ctx context.Context, iw *interceptWriter, values []cookies.Pair, next Handler) (string, string) {
+	for _, src := range g.cfg.Identity {
+		if v := strings.TrimSpace(g.attr(ctx, iw, values, src, next)); v != "" && len(v) <= 256 {
+			return v, src.Kind
+		}
+	}
+	return "", ""
+}
+
+// emailOf learns the user's email address from the operator's sources, if any.
+func (g *Guard) emailOf(ctx context.Context, iw *interceptWriter, values []cookies.Pair, next Handler) string {
+	for _, src := range g.cfg.EmailFrom {
+		if v := strings.TrimSpace(g.attr(ctx, iw, values, src, next)); v != "" && len(v) <= 254 && strings.Contains(v, "@") {
+			return v
+		}
+	}
+	return ""
+}
+
+// roleOf learns the user's role (group) from the operator's sources, if any.
+func (g *Guard) roleOf(ctx context.Context, iw *interceptWriter, values []cookies.Pair, next Handler) string {
+	for _, src := range g.cfg.RoleFrom {
+		if v := strings.TrimSpace(g.attr(ctx, iw, values, src, next)); v != "" && len(v) <= 128 {
+			return v
+		}
+	}
+	return ""
+}
+
+// attr reads one value from a source: the sign-in request, the app's
+// response, or the app's whoami answer for the new session.
+func (g *Guard) attr(ctx context.Context, iw *interceptWriter, values []cookies.Pair, src IdentitySource, next Handler) string {
+	var v string
+	switch src.Kind {
+	case FromForm, FromJSON:
+		if iw.signin != nil {
+			v, _ = iw.signin.field(src.Kind, src.Name)
+		}
+	case FromQuery:
+		v = iw.r.URL.Query().Get(src.Name)
+	case FromBasic:
+		v, _, _ = iw.r.BasicAuth()
+	case FromHeader:
+		v = iw.w.Header().Get(src.Name)
+	case FromWhoami:
+		v, _ = jsonScalar(g.whoami(ctx, iw, values, src.Path, next)[src.Field])
+	}
+	return v
+}
+
+// whoami asks the app who the new session belongs to, through the same next
+// handler (so the same upstream), with only the session's cookies. The
+// answer is kept for the request, so user and email cost one call.
+func (g *Guard) whoami(ctx context.Context, iw *interceptWriter, values []cookies.Pair, path string, next Handler) map[string]json.RawMessage {
+	if doc, ok := iw.whoami[path]; ok {
+		return doc
+	}
+	if iw.whoami == nil {
+		iw.whoami = map[string]map[string]json.RawMessage{}
+	}
+	doc := g.askWhoami(ctx, iw, values, path, next)
+	iw.whoami[path] = doc
+	return doc
+}
+
+func (g *Guard) askWhoami(ctx context.Context, iw *interceptWriter, values []cookies.Pair, path string, next Handler) map[string]json.RawMessage {
+	// The app's new values replace what the browser sent under the same
+	// name: an app that reads the first cookie would otherwise answer for
+	// the previous user.
+	var send []cookies.Pair
+	for _, f := range iw.scan.Forwarded {
+		replaced := false
+		for _, v := range values {
+			replaced = replaced || v.Name == f.Name
+		}
+		if !replaced {
+			send = append(send, f)
+		}
+	}
+	send = append(send, values...)
+	if len(send) == 0 {
+		return nil
+	}
+	sub := iw.r.Clone(ctx)
+	sub.Method = http.MethodGet
+	sub.URL = &url.URL{Path: path}
+	sub.RequestURI = path
+	sub.Body, sub.ContentLength = http.NoBody, 0
+	sub.Header = http.Header{"Accept": {"application/json"}, "User-Agent": {iw.r.UserAgent()}}
+	var b strings.Builder
+	for i, c := range send {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(c.Name + "=" + c.Value)
+	}
+	sub.Header.Set("Cookie", b.String())
+	rec := &recorder{header: http.Header{}, limit: 64 << 10}
+	if err := next.ServeHTTP(rec, sub); err != nil || rec.status != http.StatusOK {
+		return nil
+	}
+	var doc map[string]json.RawMessage
+	if json.Unmarshal([]byte(rec.body.String()), &doc) != nil {
+		return nil
+	}
+	return doc
+}
+
+// recorder is a bounded in-memory response for the whoami call.
+type recorder struct {
+	header http.Header
+	status int
+	body   strings.Builder
+	limit  int
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) WriteHeader(s int) {
+	if r.status == 0 {
+		r.status = s
+	}
+}
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	if r.body.Len()+len(b) > r.limit {
+		return 0, io.ErrShortWrite
+	}
+	return r.body.Write(b)
+}

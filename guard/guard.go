@@ -1,0 +1,296 @@
+package guard
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/mfagate/mfagate/cookies"
+	"github.com/mfagate/mfagate/mfa"
+	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/web"
+)
+
+// Guard serves one site block. Many may share an mfa.Service.
+type Guard struct {
+	cfg     Config
+	svc     *mfa.Service
+	realm   *mfa.Realm
+	site    *web.Site
+	jar     *cookies.Jar
+	log     *zap.Logger
+	trusted []string // lower-case, '-' spelled names of headers only the gateway sets
+}
+
+// New checks cfg and returns a guard on svc. Release undoes what New
+// registered on svc.
+func New(cfg Config, svc *mfa.Service, logger *zap.Logger) (*Guard, error) {
+	if err := cfg.Normalize(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	jar, err := cookies.NewJar(cfg.CookieName, cfg.AppCookies)
+	if err != nil {
+		return nil, err
+	}
+	realm, err := svc.Realm(mfa.Config{
+		Scope: cfg.Scope, Issuer: cfg.Issuer, Require2FA: cfg.Require2FA,
+		IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime, PendingTTL: cfg.PendingTTL,
+		MaxAttempts: cfg.MaxAttempts, AttemptWindow: cfg.AttemptWindow,
+		PolicyMaxAge: cfg.PolicyMaxAge, GracePeriod: cfg.GracePeriod,
+		Admins: cfg.Admins, AdminRoles: cfg.AdminRoles, Mailer: cfg.Mailer, EmailTemplate: cfg.EmailTemplate,
+		Classify: jar.Classify,
+	}, logger)
+	if err != nil {
+		return nil, err
+	}
+	wc := web.Config{Prefix: cfg.Prefix, Issuer: cfg.Issuer, TemplateDir: cfg.TemplateDir}
+	if cfg.Widget != nil {
+		wc.Widget = &web.WidgetInfo{UserHeader: cfg.Widget.UserHeader, TokenHeader: cfg.Widget.TokenHeader}
+	}
+	site, err := web.New(wc, realm, jar, logger)
+	if err != nil {
+		realm.Release()
+		return nil, fmt.Errorf("guard: pages: %w", err)
+	}
+	return &Guard{cfg: cfg, svc: svc, realm: realm, site: site, jar: jar, log: logger, trusted: trustedHeaders(cfg)}, nil
+}
+
+// Release removes the guard's realm from the service (on config unload).
+func (g *Guard) Release() { g.realm.Release() }
+
+// ServeHTTP is the per-request entry point.
+func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) error {
+	g.stripTrusted(r.Header)
+	clean := cleanPath(r.URL.Path)
+	now := g.svc.Now()
+	if strings.HasPrefix(clean+"/", g.cfg.Prefix) {
+		rel := strings.TrimPrefix(strings.TrimPrefix(clean+"/", g.cfg.Prefix), "/")
+		return g.site.Serve(w, r, strings.TrimSuffix(rel, "/"), now)
+	}
+	if wc := g.cfg.Widget; wc != nil {
+		if ok, err := wc.Match.MatchWithError(r); err != nil {
+			return g.site.WriteError(w, r, web.ErrBadRequest.With("The request could not be matched."))
+		} else if ok {
+			if done, err := g.checkWidget(w, r); done {
+				return err
+			}
+		}
+	}
+	cur := g.realm.Lookup(g.jar.Value(r), now)
+	signin, err := g.matchSignIn(r)
+	if errors.Is(err, errBodyTooLarge) {
+		return g.site.WriteError(w, r, web.ErrTooLarge)
+	}
+	if err != nil {
+		return g.site.WriteError(w, r, web.ErrBadRequest.With("The sign-in request could not be read."))
+	}
+	if s := cur.Session; s != nil && signin == nil {
+		switch {
+		case s.State == session.Pending:
+			return g.sendToChallenge(w, r, s)
+		case s.MustEnrol:
+			return g.sendToSetup(w, r)
+		}
+	}
+	if signin == nil {
+		if err := g.stripCredentials(r); err != nil {
+			return g.site.WriteError(w, r, web.ErrTooLarge)
+		}
+	}
+	sc := g.jar.Rewrite(r, cur.Session)
+	active := cur.Session != nil && cur.Session.State == session.Active
+	if active {
+		cur.Session.Touch(now)
+		v := []string{cur.Session.User, aalValue[cur.Session.AAL&3]} // one allocation for both
+		r.Header[g.cfg.UserHeader] = v[0:1:1]
+		r.Header[g.cfg.AALHeader] = v[1:2:2]
+	}
+	iw := &interceptWriter{g: g, w: w, r: r, cur: cur, scan: sc, signin: signin, now: now}
+	if active && signin == nil && g.cfg.SignOut != nil {
+		if iw.signout, err = g.cfg.SignOut.MatchWithError(r); err != nil {
+			return g.site.WriteError(w, r, web.ErrBadRequest.With(err.Error()))
+		}
+	}
+	if cur.Reason != session.Valid && cur.Session == nil {
+		g.logDecision(r, "session ended", zap.Stringer("reason", cur.Reason))
+	}
+	if err := next.ServeHTTP(iw, r); err != nil {
+		return err
+	}
+	return iw.finish(r.Context(), next)
+}
+
+var aalValue = [...]string{"0", "1", "2", "3"}
+
+// cleanPath is the path every check is made on: decoded by net/http, then
+// cleaned, so "/x/../_mfa/", "//_mfa" and "/%2e%2e/" resolve before matching.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	return path.Clean(p)
+}
+
+// headerKey is a header name as an app might read it: case and '_' for '-'
+// do not matter (CGI, PHP and many frameworks fold them together).
+func headerKey(h string) string {
+	return strings.ReplaceAll(strings.ToLower(h), "_", "-")
+}
+
+// trustedHeaders are the headers only the gateway sets for the upstream.
+func trustedHeaders(cfg Config) []string {
+	t := []string{headerKey(cfg.UserHeader), headerKey(cfg.AALHeader)}
+	if cfg.Widget != nil {
+		t = append(t, headerKey(cfg.Widget.VerdictHeader))
+	}
+	return t
+}
+
+// headerKeyIs reports headerKey(k) == t without allocating: this runs for
+// every header of every request. t is already in headerKey form.
+func headerKeyIs(k, t string) bool {
+	if len(k) != len(t) {
+		for i := 0; i < len(k); i++ {
+			if k[i] >= 0x80 {
+				return headerKey(k) == t
+			}
+		}
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 0x80:
+			return headerKey(k) == t // non-ASCII case folding can change lengths
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		if c != t[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// stripTrusted removes client-sent copies of the headers the gateway sets, in
+// every spelling.
+func (g *Guard) stripTrusted(h http.Header) {
+	for k := range h {
+		if len(k) < 2 {
+			continue
+		}
+		for _, t := range g.trusted {
+			if headerKeyIs(k, t) {
+				delete(h, k)
+				break
+			}
+		}
+	}
+}
+
+// stripCredentials removes credential-bearing headers and query parameters
+// the operator named, outside the sign-in, for apps that sign a user in from
+// any URL.
+func (g *Guard) stripCredentials(r *http.Request) error {
+	for _, h := range g.cfg.StripHeaders {
+		r.Header.Del(h)
+	}
+	if len(g.cfg.StripParams) == 0 {
+		return nil
+	}
+	if r.URL.RawQuery != "" {
+		q := r.URL.Query()
+		if stripParams(q, g.cfg.StripParams) {
+			r.URL.RawQuery = q.Encode()
+			r.RequestURI = r.URL.RequestURI()
+		}
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, g.cfg.MaxBodyBytes+1))
+	r.Body.Close()
+	if err != nil || int64(len(body)) > g.cfg.MaxBodyBytes {
+		return errBodyTooLarge
+	}
+	if form, err := url.ParseQuery(string(body)); err == nil && stripParams(form, g.cfg.StripParams) {
+		body = []byte(form.Encode())
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
+}
+
+// stripParams deletes the named parameters, reporting whether any was there.
+func stripParams(v url.Values, names []string) bool {
+	changed := false
+	for _, p := range names {
+		for k := range v {
+			if strings.EqualFold(k, p) {
+				delete(v, k)
+				changed = true
+			}
+		}
+	}
+	return changed
+}
+
+// sendToChallenge answers an app request made while the second factor is
+// outstanding: pages go to the challenge, scripts get a 401.
+func (g *Guard) sendToChallenge(w http.ResponseWriter, r *http.Request, s *session.Session) error {
+	next := s.Next
+	if r.Method == http.MethodGet && !web.WantsJSON(r) {
+		next = web.SafeNext(r.URL.RequestURI())
+	}
+	return g.redirectOrJSON(w, r, g.cfg.Prefix+"challenge?next="+web.URLQuery(next), web.ErrMFARequired)
+}
+
+// sendToSetup answers an app request from a user who must set up 2FA first.
+func (g *Guard) sendToSetup(w http.ResponseWriter, r *http.Request) error {
+	return g.redirectOrJSON(w, r, g.cfg.Prefix+"security?setup=1", web.ErrEnrolmentRequired)
+}
+
+func (g *Guard) redirectOrJSON(w http.ResponseWriter, r *http.Request, loc string, e *web.Error) error {
+	if web.WantsJSON(r) || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+		w.Header().Set("X-Mfa-Location", loc)
+		return web.WriteJSONError(w, e)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, loc, http.StatusSeeOther)
+	return nil
+}
+
+func (g *Guard) logDecision(r *http.Request, msg string, fields ...zap.Field) {
+	if c := g.log.Check(zapcore.InfoLevel, msg); c != nil {
+		c.Write(append(fields, zap.String("remote_ip", web.ClientIP(r)), zap.String("path", r.URL.Path))...)
+	}
+}
+
+// actor is the actor behind r, acting as user.
+func (g *Guard) actor(r *http.Request, user string) mfa.Actor {
+	a := web.ActorOf(r)
+	a.User = user
+	return a
+}

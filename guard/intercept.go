@@ -1,0 +1,156 @@
+package guard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/cookies"
+	"github.com/mfagate/mfagate/mfa"
+	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/web"
+)
+
+// interceptWriter watches the app's response headers. Most responses stream
+// straight through; a sign-in, or any response that sets the app's session
+// cookie for a browser without an active gateway session, is captured so the
+// gateway can decide what the browser gets.
+type interceptWriter struct {
+	g       *Guard
+	w       http.ResponseWriter
+	r       *http.Request
+	cur     mfa.Current
+	scan    cookies.Scan
+	signin  *signinReq
+	signout bool
+	now     time.Time
+
+	wroteHeader bool
+	capture     bool
+	status      int
+	body        bytes.Buffer
+	overflow    bool
+	whoami      map[string]map[string]json.RawMessage // the app's whoami answers, by path
+}
+
+func (iw *interceptWriter) Header() http.Header { return iw.w.Header() }
+
+// Unwrap lets http.ResponseController reach Flush and Hijack underneath.
+func (iw *interceptWriter) Unwrap() http.ResponseWriter { return iw.w }
+
+// Flush passes through unless the response is held back.
+func (iw *interceptWriter) Flush() {
+	if !iw.capture {
+		_ = http.NewResponseController(iw.w).Flush()
+	}
+}
+
+func (iw *interceptWriter) WriteHeader(status int) {
+	if iw.wroteHeader {
+		return
+	}
+	if status < 200 && status != http.StatusSwitchingProtocols {
+		iw.w.WriteHeader(status) // 1xx informational: not the final headers
+		return
+	}
+	iw.wroteHeader = true
+	iw.status = status
+	if iw.signin != nil || iw.mustCapture() {
+		iw.capture = true
+		return
+	}
+	iw.g.passThrough(iw)
+	iw.w.WriteHeader(status)
+}
+
+// mustCapture: the app sets a new value of its session cookie, so this may
+// be a sign-in from any URL, or a switch to another user inside a session.
+// A value already bound (rolling refresh) or a deletion streams through.
+func (iw *interceptWriter) mustCapture() bool {
+	h := iw.w.Header()
+	if len(h["Set-Cookie"]) == 0 {
+		return false
+	}
+	s := iw.cur.Session
+	if s != nil && s.State != session.Active {
+		s = nil
+	}
+	return iw.g.jar.SetsNew(h, s, iw.now)
+}
+
+func (iw *interceptWriter) Write(b []byte) (int, error) {
+	if !iw.wroteHeader {
+		iw.WriteHeader(http.StatusOK)
+	}
+	if !iw.capture {
+		return iw.w.Write(b)
+	}
+	if room := iw.g.cfg.MaxBodyBytes - int64(iw.body.Len()); int64(len(b)) > room {
+		iw.overflow = true
+		if room > 0 {
+			iw.body.Write(b[:room])
+		}
+		return len(b), nil
+	}
+	return iw.body.Write(b)
+}
+
+// passThrough edits the headers of a response that streams through: the
+// binding follows an app cookie refreshed during an active session, a
+// sign-out ends the gateway session, an ended session's cookies are cleared,
+// and the gateway cookie's idle deadline is re-stamped when due.
+func (g *Guard) passThrough(iw *interceptWriter) {
+	h := iw.w.Header()
+	cur := iw.cur
+	switch {
+	case iw.signout:
+		g.realm.SignOut(iw.r.Context(), g.actor(iw.r, cur.Session.User), cur.Session)
+		g.jar.Clear(h, iw.r, nil)
+		return
+	case cur.Session == nil && cur.Reason != session.Valid:
+		g.jar.Clear(h, iw.r, iw.scan.Stripped)
+		return
+	case cur.Session == nil || cur.Session.State != session.Active:
+		return
+	}
+	if len(h["Set-Cookie"]) > 0 {
+		if as := g.jar.AppSetCookies(h, iw.now); len(as.Set) > 0 || len(as.Deleted) > 0 {
+			g.realm.Rebind(iw.r.Context(), cur.Session, as.Set, as.Deleted)
+		}
+	}
+	if cur.Stale {
+		g.jar.Set(h, iw.r, g.realm.CookieValue(cur.ID, cur.Session, iw.now))
+	}
+}
+
+// finish decides a captured response once the app is done with it.
+func (iw *interceptWriter) finish(ctx context.Context, next Handler) error {
+	if !iw.wroteHeader {
+		iw.WriteHeader(http.StatusOK) // the app wrote nothing: an implicit 200
+	}
+	if !iw.capture {
+		return nil
+	}
+	return iw.g.decide(ctx, iw, next)
+}
+
+// release writes the captured response as the app sent it (with whatever
+// header edits were made).
+func (iw *interceptWriter) release() error {
+	if iw.overflow {
+		// The gateway cannot vouch for a body it did not see whole.
+		iw.g.log.Warn("captured response too large", zap.String("path", iw.r.URL.Path), zap.Int64("limit", iw.g.cfg.MaxBodyBytes))
+		h := iw.w.Header()
+		for k := range h {
+			delete(h, k)
+		}
+		return iw.g.site.WriteError(iw.w, iw.r, web.ErrUnavailable.With("The app's response was too large for the gateway to check."))
+	}
+	iw.w.WriteHeader(iw.status)
+	_, err := iw.w.Write(iw.body.Bytes())
+	return err
+}

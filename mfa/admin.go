@@ -1,0 +1,283 @@
+package mfa
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/audit"
+	"github.com/mfagate/mfagate/mail"
+	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/storage"
+)
+
+// The operations behind the admin page, its API and the `caddy mfa`
+// command. They work on a Service (one database) so the command line can
+// reach them without an HTTP session.
+
+// Member is a user the gateway has seen sign in.
+type Member struct {
+	User       string    `json:"user"`
+	Email      string    `json:"email,omitempty"`
+	Enrolled   bool      `json:"enrolled"`
+	Method     string    `json:"method"` // "totp", "recovery_codes" or "none"
+	LastSignIn time.Time `json:"last_sign_in,omitzero"`
+	Sessions   int       `json:"sessions"`
+}
+
+// SessionInfo describes a live session for people and scripts.
+type SessionInfo struct {
+	ID         string    `json:"id"` // the session's key: enough to revoke it, useless as a cookie
+	User       string    `json:"user"`
+	State      string    `json:"state"`
+	AAL        int       `json:"aal"`
+	Address    string    `json:"remote_addr,omitempty"`
+	UserAgent  string    `json:"user_agent,omitempty"`
+	Started    time.Time `json:"started"`
+	LastActive time.Time `json:"last_active"`
+}
+
+func methodOf(u storage.User) string {
+	switch {
+	case u.TOTPConfirmed:
+		return "totp"
+	case len(u.RecoveryHashes) > 0:
+		return "recovery_codes"
+	}
+	return "none"
+}
+
+// Members lists every user in the store, with live session counts, sorted by id.
+func (svc *Service) Members(ctx context.Context) ([]Member, error) {
+	counts := map[string]int{}
+	for _, s := range svc.Sessions.Snapshot(signedIn) {
+		counts[s.User]++
+	}
+	var out []Member
+	err := svc.Store.View(ctx, func(tx storage.Tx) error {
+		return tx.ForEachUser(func(u storage.User) error {
+			out = append(out, Member{
+				User: u.ID, Email: u.Email, Enrolled: HasFactor(u), Method: methodOf(u),
+				LastSignIn: u.LastSignInAt, Sessions: counts[u.ID],
+			})
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
+	return out, err
+}
+
+func signedIn(s *session.Session) bool { return s.State != session.Anonymous && !s.Revoked() }
+
+// SessionList returns live sessions, of one user or ("" ) of everyone,
+// most recently active first.
+func (svc *Service) SessionList(user string) []SessionInfo {
+	ss := svc.Sessions.Snapshot(func(s *session.Session) bool {
+		return signedIn(s) && (user == "" || s.User == user)
+	})
+	out := make([]SessionInfo, 0, len(ss))
+	for _, s := range ss {
+		out = append(out, SessionInfo{
+			ID: s.Key.String(), User: s.User, State: s.State.String(), AAL: int(s.AAL),
+			Address: s.RemoteAddr, UserAgent: s.UserAgent, Started: s.CreatedAt, LastActive: s.LastSeen(),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].LastActive.After(out[j].LastActive) })
+	return out
+}
+
+// RevokeSession ends the session with the given id. If owner is not "",
+// the session must belong to that user (people revoke only their own); by
+// says who for the audit log ("user", "admin" or "operator").
+func (svc *Service) RevokeSession(ctx context.Context, a Actor, id, owner, by string) (SessionInfo, error) {
+	k, err := session.ParseKey(id)
+	if err != nil {
+		return SessionInfo{}, ErrUnknownSession
+	}
+	s := svc.Sessions.Get(k)
+	if s == nil || !signedIn(s) || (owner != "" && s.User != owner) {
+		return SessionInfo{}, ErrUnknownSession
+	}
+	svc.end(s)
+	svc.logger.Info("session revoked", zap.String("by", by), zap.String("actor", a.User), zap.String("user", s.User))
+	svc.Audit.Record(a.event(audit.TypeSessionRevoked, s.User, map[string]string{"by": by}))
+	return SessionInfo{ID: id, User: s.User, State: s.State.String(), AAL: int(s.AAL)}, nil
+}
+
+// RevokeOthers ends every session of the user of keep except keep itself.
+func (svc *Service) RevokeOthers(ctx context.Context, a Actor, keep *session.Session) int {
+	n := svc.endUserSessions(keep.User, keep)
+	svc.logger.Info("other sessions revoked", zap.String("user", keep.User), zap.Int("count", n))
+	svc.Audit.Record(a.event(audit.TypeSessionRevoked, keep.User, map[string]string{"by": "user", "count": strconv.Itoa(n)}))
+	return n
+}
+
+// endUserSessions ends every session of user except keep (may be nil).
+func (svc *Service) endUserSessions(user string, keep *session.Session) int {
+	ss := svc.Sessions.Snapshot(func(s *session.Session) bool { return s.User == user && s != keep && signedIn(s) })
+	for _, s := range ss {
+		svc.Sessions.Remove(s.Key)
+	}
+	svc.deleteSessions(ss)
+	return len(ss)
+}
+
+// ResetUser deletes the user's factor and recovery codes and ends their
+// sessions: what an admin does for a user who lost their phone.
+func (svc *Service) ResetUser(ctx context.Context, a Actor, user string) (storage.User, int, error) {
+	var u storage.User
+	if user == "" {
+		return u, 0, ErrNoUserNamed
+	}
+	err := svc.Store.Update(ctx, func(tx storage.Tx) error {
+		var err error
+		if u, err = tx.User(user); errors.Is(err, storage.ErrNotFound) {
+			return ErrUnknownUser
+		} else if err != nil {
+			return err
+		}
+		u.TOTPSecret, u.TOTPConfirmed, u.TOTPLastStep = nil, false, 0
+		u.RecoveryHashes, u.PendingCodes = nil, nil
+		u.UpdatedAt = svc.now()
+		return tx.PutUser(u)
+	})
+	if errors.Is(err, ErrUnknownUser) {
+		return u, 0, ErrUnknownUser
+	}
+	if err != nil {
+		return u, 0, fmt.Errorf("mfa: reset %q: %w", user, err)
+	}
+	ended := svc.endUserSessions(user, nil)
+	svc.logger.Info("2fa reset", zap.String("user", user), zap.String("by", a.User), zap.Int("sessions_ended", ended))
+	svc.Audit.Record(a.event(audit.TypeAdminReset, user, map[string]string{"sessions_ended": strconv.Itoa(ended)}))
+	return u, ended, nil
+}
+
+// Policy returns the scope's policy as this instance sees it.
+func (svc *Service) Policy(scope string) (Policy, error) {
+	pc, err := svc.scopePolicy(scope)
+	if err != nil {
+		return Policy{}, err
+	}
+	return pc.get(svc), nil
+}
+
+// SetRequire2FA switches "require 2FA for everyone" for scope. Switching it
+// on records when, so long-lived sessions can be logged out after the grace
+// period; current sessions are left alone. changed reports a real switch.
+func (svc *Service) SetRequire2FA(ctx context.Context, a Actor, scope string, on bool) (p Policy, changed bool, err error) {
+	pc, err := svc.scopePolicy(scope)
+	if err != nil {
+		return Policy{}, false, err
+	}
+	was := pc.get(svc)
+	p, err = pc.update(ctx, svc, func(p *Policy) error {
+		switch {
+		case was.Require2FA != on && on:
+			p.Since = svc.now()
+		case on && p.Since.IsZero():
+			p.Since = was.Since
+		}
+		p.RequireSet, p.Require2FA = true, on
+		return nil
+	})
+	if err != nil {
+		return p, false, err
+	}
+	if changed = was.Require2FA != on; changed {
+		svc.logger.Info("policy changed", zap.String("scope", scope), zap.Bool("require_2fa", on), zap.String("by", a.User))
+		svc.Audit.Record(a.event(audit.TypePolicyChanged, "", map[string]string{"scope": scope, "require_2fa": strconv.FormatBool(on)}))
+	}
+	return p, changed, nil
+}
+
+// SetIdleMinutes sets the scope's session timeout (5–1440 minutes). It
+// applies to existing sessions at once: the check reads it from memory.
+func (svc *Service) SetIdleMinutes(ctx context.Context, a Actor, scope string, minutes int) (Policy, error) {
+	if err := ValidateIdleTimeout(time.Duration(minutes) * time.Minute); err != nil {
+		return Policy{}, fmtErr(ErrBadTimeout, "Session timeout must be 5 to 1440 minutes, not %d.", minutes)
+	}
+	pc, err := svc.scopePolicy(scope)
+	if err != nil {
+		return Policy{}, err
+	}
+	p, err := pc.update(ctx, svc, func(p *Policy) error {
+		p.IdleMinutes = minutes
+		return nil
+	})
+	if err != nil {
+		return p, err
+	}
+	svc.logger.Info("timeout changed", zap.String("scope", scope), zap.Int("minutes", minutes), zap.String("by", a.User))
+	svc.Audit.Record(a.event(audit.TypeTimeoutChanged, "", map[string]string{"scope": scope, "minutes": strconv.Itoa(minutes)}))
+	return p, nil
+}
+
+// ResetUser is an admin's reset of a member's 2FA; the member is emailed.
+func (r *Realm) ResetUser(ctx context.Context, a Actor, user string) error {
+	u, _, err := r.svc.ResetUser(ctx, a, user)
+	if err != nil {
+		return err
+	}
+	r.notify(u, mail.ResetNotice(r.cfg.Issuer, user, a.User))
+	return nil
+}
+
+// SetRequire2FA switches the realm's policy; switching it on emails every
+// member without 2FA a link to securityURL.
+func (r *Realm) SetRequire2FA(ctx context.Context, a Actor, on bool, securityURL string) (Policy, error) {
+	p, changed, err := r.svc.SetRequire2FA(ctx, a, r.cfg.Scope, on)
+	if err != nil || !changed || !on {
+		return p, err
+	}
+	r.noticeUnenrolled(ctx, a, securityURL)
+	return p, nil
+}
+
+// SetIdleMinutes sets the realm's session timeout.
+func (r *Realm) SetIdleMinutes(ctx context.Context, a Actor, minutes int) (Policy, error) {
+	return r.svc.SetIdleMinutes(ctx, a, r.cfg.Scope, minutes)
+}
+
+// noticeUnenrolled tells every member without 2FA that it is now required.
+// The emails are queued after the read: no side effects inside a transaction.
+func (r *Realm) noticeUnenrolled(ctx context.Context, a Actor, securityURL string) {
+	var todo []storage.User
+	err := r.svc.Store.View(ctx, func(tx storage.Tx) error {
+		todo = todo[:0]
+		return tx.ForEachUser(func(u storage.User) error {
+			if !HasFactor(u) {
+				todo = append(todo, u)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		r.log.Error("enforcement notices", zap.Error(err))
+		return
+	}
+	sent := 0
+	for _, u := range todo {
+		if r.notify(u, mail.EnforcementNotice(r.cfg.Issuer, u.ID, securityURL)) {
+			sent++
+			r.record(System, audit.TypeEnforcementNoticeSent, u.ID, nil)
+		}
+	}
+	r.decision(a, "enforcement notices queued", zap.Int("count", sent))
+}
+
+// user reads one user record (ErrNotFound passes through).
+func (svc *Service) user(ctx context.Context, id string) (storage.User, error) {
+	var u storage.User
+	err := svc.Store.View(ctx, func(tx storage.Tx) error {
+		var err error
+		u, err = tx.User(id)
+		return err
+	})
+	return u, err
+}

@@ -1,0 +1,138 @@
+package mfa
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/audit"
+	"github.com/mfagate/mfagate/recovery"
+	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/totp"
+)
+
+// The challenge: a pending sign-in passes its second factor.
+
+// checkLimits refuses a code while the user or the address is locked out.
+func (r *Realm) checkLimits(a Actor, user string, now time.Time) error {
+	win := r.cfg.AttemptWindow
+	ra := max(
+		r.svc.attempts.retryAfter("u:"+user, r.cfg.MaxAttempts, win, now),
+		r.svc.attempts.retryAfter("a:"+a.Address, 4*r.cfg.MaxAttempts, win, now),
+	)
+	if ra <= 0 {
+		return nil
+	}
+	r.decision(a, "code refused: locked out", zap.String("user", user), zap.Duration("retry_after", ra))
+	r.record(a, audit.TypeLockout, user, map[string]string{"retry_after": ra.Round(time.Second).String()})
+	return &LockedError{RetryAfter: ra}
+}
+
+// failed counts a wrong code against the user and the address, after the
+// transaction that found it wrong: callbacks have no side effects.
+func (r *Realm) failed(a Actor, user, kind string, err error, now time.Time) error {
+	if !errors.Is(err, ErrWrongCode) && !errors.Is(err, ErrWrongRecovery) {
+		return err
+	}
+	n := r.svc.attempts.fail("u:"+user, r.cfg.AttemptWindow, now)
+	r.svc.attempts.fail("a:"+a.Address, r.cfg.AttemptWindow, now)
+	typ := audit.TypeChallengeFailed
+	if kind == "recovery" {
+		typ = audit.TypeRecoveryFailed
+	}
+	r.record(a, typ, user, map[string]string{"kind": kind, "failures": strconv.Itoa(n)})
+	r.decision(a, "wrong code", zap.String("user", user), zap.String("kind", kind), zap.NamedError("reason", err), zap.Int("failures", n))
+	if n == r.cfg.MaxAttempts {
+		r.log.Warn("user locked out", zap.String("user", user), zap.Duration("for", r.cfg.AttemptWindow))
+	}
+	return err
+}
+
+// checkTOTP validates code for u inside a transaction and consumes its step.
+func (r *Realm) checkTOTP(u *storage.User, code string, now time.Time) error {
+	secret, err := r.svc.box.Open(u.TOTPSecret, totpAAD(u.ID))
+	if err != nil {
+		return fmt.Errorf("open totp secret: %w", err)
+	}
+	step, err := totp.Validate(secret, code, now, u.TOTPLastStep)
+	switch {
+	case errors.Is(err, totp.ErrMalformed):
+		return abort{ErrMalformedCode}
+	case errors.Is(err, totp.ErrInvalid), errors.Is(err, totp.ErrReplayed):
+		return abort{fmt.Errorf("%w (%v)", ErrWrongCode, err)}
+	case err != nil:
+		return err
+	}
+	u.TOTPLastStep = step
+	return nil
+}
+
+// PassChallenge checks a TOTP code for a pending sign-in and, on success,
+// makes the session active at AAL2 and returns the app's held cookies.
+func (r *Realm) PassChallenge(ctx context.Context, a Actor, s *session.Session, code string) (Changed, error) {
+	now := r.svc.now()
+	if err := r.checkLimits(a, s.User, now); err != nil {
+		return Changed{}, err
+	}
+	ns, id, err := r.activate(s, false)
+	if err != nil {
+		return Changed{}, fmt.Errorf("mfa: session id: %w", err)
+	}
+	err = r.commit(ctx, s.User, func(u *storage.User) error {
+		if !u.TOTPConfirmed {
+			return abort{ErrUseRecovery}
+		}
+		if err := r.checkTOTP(u, code, now); err != nil {
+			return err
+		}
+		u.LastSignInAt = now
+		return nil
+	}, s, ns)
+	if err != nil {
+		return Changed{}, r.failed(a, s.User, "totp", err, now)
+	}
+	r.svc.attempts.reset("u:" + s.User)
+	r.decision(a, "challenge passed", zap.String("user", s.User), zap.String("method", "totp"))
+	r.record(a, audit.TypeChallengePassed, s.User, map[string]string{"method": "totp"})
+	return Changed{Session: ns, ID: id, Held: s.Held}, nil
+}
+
+// UseRecoveryCode spends one recovery code for a pending sign-in. As users
+// know it, it also disables the authenticator (a stolen device's secret dies
+// as soon as the owner signs in this way); the new session must set up a new
+// one before it reaches the app.
+func (r *Realm) UseRecoveryCode(ctx context.Context, a Actor, s *session.Session, input string) (Changed, error) {
+	now := r.svc.now()
+	if _, err := recovery.Normalize(input); err != nil {
+		return Changed{}, ErrMalformedRecovery
+	}
+	if err := r.checkLimits(a, s.User, now); err != nil {
+		return Changed{}, err
+	}
+	ns, id, err := r.activate(s, true)
+	if err != nil {
+		return Changed{}, fmt.Errorf("mfa: session id: %w", err)
+	}
+	err = r.commit(ctx, s.User, func(u *storage.User) error {
+		i, err := recovery.Match(r.svc.recoveryKey, u.RecoveryHashes, input)
+		if err != nil || i < 0 {
+			return abort{fmt.Errorf("%w (%v)", ErrWrongRecovery, err)}
+		}
+		u.RecoveryHashes = recovery.Remove(u.RecoveryHashes, i)
+		u.TOTPSecret, u.TOTPConfirmed = nil, false
+		u.LastSignInAt = now
+		return nil
+	}, s, ns)
+	if err != nil {
+		return Changed{}, r.failed(a, s.User, "recovery", err, now)
+	}
+	r.svc.attempts.reset("u:" + s.User)
+	r.decision(a, "recovery code used", zap.String("user", s.User))
+	r.record(a, audit.TypeRecoveryUsed, s.User, map[string]string{"authenticator": "removed"})
+	return Changed{Session: ns, ID: id, Held: s.Held}, nil
+}

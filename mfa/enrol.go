@@ -1,0 +1,350 @@
+package mfa
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/audit"
+	"github.com/mfagate/mfagate/recovery"
+	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/totp"
+)
+
+// Enrolment: setting up an authenticator, its recovery codes, and turning
+// 2FA off again.
+
+func totpAAD(user string) []byte  { return []byte("totp:" + user) }
+func codesAAD(user string) []byte { return []byte("codes:" + user) }
+
+// abort carries a domain error out of a store transaction unchanged.
+type abort struct{ err error }
+
+func (e abort) Error() string { return e.err.Error() }
+func (e abort) Unwrap() error { return e.err }
+
+// commit runs fn on the user's record and, in the same transaction, replaces
+// old with s (when s is not nil): a TOTP step is consumed atomically with the
+// session it creates. The in-memory table changes only after the commit.
+func (r *Realm) commit(ctx context.Context, userID string, fn func(*storage.User) error, old, s *session.Session) error {
+	svc := r.svc
+	var rec storage.Session
+	if s != nil {
+		var err error
+		if rec, err = svc.toRecord(s); err != nil {
+			return err
+		}
+	}
+	err := svc.Store.Update(ctx, func(tx storage.Tx) error {
+		u, err := tx.User(userID)
+		if errors.Is(err, storage.ErrNotFound) {
+			u = storage.User{ID: userID, CreatedAt: svc.now()}
+		} else if err != nil {
+			return err
+		}
+		if fn != nil {
+			if err := fn(&u); err != nil {
+				return err
+			}
+		}
+		u.UpdatedAt = svc.now()
+		if err := tx.PutUser(u); err != nil {
+			return err
+		}
+		if s == nil {
+			return nil
+		}
+		if old != nil && old.State != session.Anonymous {
+			if err := tx.DeleteSession(old.Key.String()); err != nil {
+				return err
+			}
+		}
+		return tx.PutSession(rec)
+	})
+	if err != nil {
+		var a abort
+		if errors.As(err, &a) {
+			return a.err
+		}
+		return fmt.Errorf("mfa: store: %w", err)
+	}
+	if s != nil {
+		svc.Sessions.Replace(old, s)
+	}
+	return nil
+}
+
+// User reads a user's record; a user the store does not know is a new one.
+func (svc *Service) User(ctx context.Context, id string) (storage.User, error) {
+	u, err := svc.user(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.User{ID: id}, nil
+	}
+	return u, err
+}
+
+// HasFactor reports whether u must pass a second factor at sign-in: an
+// authenticator, or recovery codes left after the authenticator was lost
+// (until a new one is set up, the codes are the factor: a password alone
+// must not be enough to enrol an attacker's authenticator).
+func HasFactor(u storage.User) bool {
+	return u.TOTPConfirmed || len(u.RecoveryHashes) > 0
+}
+
+// issueCodes makes a fresh set of recovery codes for u: hashes to keep, and
+// the plaintext sealed until the user confirms they saved them.
+func (svc *Service) issueCodes(u *storage.User) ([]string, error) {
+	codes, err := recovery.Generate(svc.rand, recovery.Count)
+	if err != nil {
+		return nil, err
+	}
+	u.RecoveryHashes = u.RecoveryHashes[:0:0]
+	for _, code := range codes {
+		n, err := recovery.Normalize(code)
+		if err != nil {
+			return nil, err
+		}
+		u.RecoveryHashes = append(u.RecoveryHashes, recovery.Hash(svc.recoveryKey, n))
+	}
+	plain, err := json.Marshal(codes)
+	if err != nil {
+		return nil, err
+	}
+	if u.PendingCodes, err = svc.box.Seal(plain, codesAAD(u.ID)); err != nil {
+		return nil, err
+	}
+	return codes, nil
+}
+
+// PendingCodes returns the codes the user has not yet confirmed saving.
+func (svc *Service) PendingCodes(u storage.User) []string {
+	if len(u.PendingCodes) == 0 {
+		return nil
+	}
+	plain, err := svc.box.Open(u.PendingCodes, codesAAD(u.ID))
+	var codes []string
+	if err != nil || json.Unmarshal(plain, &codes) != nil {
+		svc.logger.Error("open pending recovery codes", zap.String("user", u.ID), zap.Error(err))
+		return nil
+	}
+	return codes
+}
+
+// Setup is an authenticator waiting for its confirmation code.
+type Setup struct {
+	Secret string // base32, grouped for typing by hand
+	URI    string // otpauth:// for phones
+	QR     string // data: URI of the QR code
+}
+
+// Setup returns the user's unconfirmed authenticator, creating one when
+// create is set.
+func (r *Realm) Setup(ctx context.Context, a Actor, user string, create bool) (*Setup, error) {
+	svc := r.svc
+	u, err := svc.User(ctx, user)
+	if err != nil {
+		return nil, fmt.Errorf("mfa: load user: %w", err)
+	}
+	if u.TOTPConfirmed {
+		return nil, ErrAlreadyEnrolled
+	}
+	var secret []byte
+	if len(u.TOTPSecret) > 0 {
+		if secret, err = svc.box.Open(u.TOTPSecret, totpAAD(user)); err != nil {
+			r.log.Error("open totp secret", zap.String("user", user), zap.Error(err))
+			secret = nil
+		}
+	}
+	if secret == nil {
+		if !create {
+			return nil, ErrNoSetup
+		}
+		if secret, err = totp.GenerateSecret(svc.rand); err != nil {
+			return nil, fmt.Errorf("mfa: generate secret: %w", err)
+		}
+		sealed, err := svc.box.Seal(secret, totpAAD(user))
+		if err != nil {
+			return nil, fmt.Errorf("mfa: seal secret: %w", err)
+		}
+		err = r.commit(ctx, user, func(u *storage.User) error {
+			if u.TOTPConfirmed {
+				return abort{ErrAlreadyEnrolled}
+			}
+			// A new key starts its own replay window: the old key's last
+			// step says nothing about the new key's codes.
+			u.TOTPSecret, u.TOTPConfirmed, u.TOTPLastStep = sealed, false, 0
+			return nil
+		}, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		r.decision(a, "enrolment started", zap.String("user", user))
+		r.record(a, audit.TypeEnrolStarted, user, nil)
+	}
+	uri := totp.KeyURI(r.cfg.Issuer, user, secret)
+	qr, err := totp.QRCodeDataURI(uri, 240)
+	if err != nil {
+		return nil, fmt.Errorf("mfa: qr code: %w", err)
+	}
+	return &Setup{Secret: totp.EncodeSecret(secret), URI: uri, QR: qr}, nil
+}
+
+// ConfirmSetup checks the first code from a new authenticator, turns 2FA on,
+// lifts the session to AAL2 under a new id and returns the recovery codes to
+// show once.
+func (r *Realm) ConfirmSetup(ctx context.Context, a Actor, s *session.Session, code string) (Changed, []string, error) {
+	now := r.svc.now()
+	if err := r.checkLimits(a, s.User, now); err != nil {
+		return Changed{}, nil, err
+	}
+	ns, id, err := r.rotated(s, func(n *session.Session) { n.AAL = 2 })
+	if err != nil {
+		return Changed{}, nil, fmt.Errorf("mfa: session id: %w", err)
+	}
+	var codes []string
+	err = r.commit(ctx, s.User, func(u *storage.User) error {
+		if u.TOTPConfirmed {
+			return abort{ErrAlreadyEnrolled}
+		}
+		if len(u.TOTPSecret) == 0 {
+			return abort{ErrNoSetup}
+		}
+		// The confirmation code is consumed too: it cannot be replayed at the
+		// challenge a moment later.
+		if err := r.checkTOTP(u, code, now); err != nil {
+			return err
+		}
+		u.TOTPConfirmed, u.EnrolledAt = true, now
+		var err error
+		codes, err = r.svc.issueCodes(u)
+		return err
+	}, s, ns)
+	if err != nil {
+		return Changed{}, nil, r.failed(a, s.User, "totp", err, now)
+	}
+	r.svc.attempts.reset("u:" + s.User)
+	r.decision(a, "2fa enabled", zap.String("user", s.User))
+	r.record(a, audit.Type2FAEnabled, s.User, map[string]string{"method": "totp"})
+	return Changed{Session: ns, ID: id}, codes, nil
+}
+
+// AcknowledgeCodes records that the user saved their codes; a user who had
+// to enrol may now reach the app. It returns the session in force after.
+func (r *Realm) AcknowledgeCodes(ctx context.Context, a Actor, s *session.Session, saved bool) (*session.Session, error) {
+	if !saved {
+		return s, ErrNotAcknowledged
+	}
+	var ns *session.Session
+	if s.MustEnrol {
+		ns = s.Clone(s.Key)
+		ns.MustEnrol = false
+	}
+	err := r.commit(ctx, s.User, func(u *storage.User) error {
+		if len(u.PendingCodes) == 0 {
+			return abort{ErrNoPendingCodes}
+		}
+		if ns != nil && !u.TOTPConfirmed {
+			return abort{ErrEnrolmentRequired}
+		}
+		u.PendingCodes = nil
+		return nil
+	}, s, ns)
+	if err != nil {
+		return s, err
+	}
+	r.decision(a, "recovery codes saved", zap.String("user", s.User))
+	r.record(a, audit.TypeCodesAcknowledged, s.User, nil)
+	if ns != nil {
+		return ns, nil
+	}
+	return s, nil
+}
+
+// RegenerateCodes replaces the user's recovery codes (AAL2 only).
+func (r *Realm) RegenerateCodes(ctx context.Context, a Actor, s *session.Session) ([]string, error) {
+	if s.AAL < 2 {
+		return nil, ErrAAL2Required
+	}
+	var codes []string
+	err := r.commit(ctx, s.User, func(u *storage.User) error {
+		if !u.TOTPConfirmed {
+			return abort{ErrNotEnrolled}
+		}
+		var err error
+		codes, err = r.svc.issueCodes(u)
+		return err
+	}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	r.decision(a, "recovery codes regenerated", zap.String("user", s.User))
+	r.record(a, audit.TypeCodesRegenerated, s.User, nil)
+	return codes, nil
+}
+
+// Disable deletes the factor and the remaining codes (AAL2 only, so a
+// stolen password cannot quietly turn 2FA off).
+func (r *Realm) Disable(ctx context.Context, a Actor, s *session.Session) error {
+	if s.AAL < 2 {
+		r.decision(a, "disable refused: aal2 required", zap.String("user", s.User))
+		return ErrAAL2Required
+	}
+	if r.Require2FA() {
+		return ErrPolicyRequires
+	}
+	err := r.commit(ctx, s.User, func(u *storage.User) error {
+		if !u.TOTPConfirmed {
+			return abort{ErrNotEnrolled}
+		}
+		u.TOTPSecret, u.TOTPConfirmed, u.RecoveryHashes, u.PendingCodes = nil, false, nil, nil
+		return nil
+	}, nil, nil)
+	if err != nil {
+		return err
+	}
+	r.decision(a, "2fa disabled", zap.String("user", s.User))
+	r.record(a, audit.Type2FADisabled, s.User, nil)
+	return nil
+}
+
+// Status is a signed-in user's 2FA state, as the JSON API shows it.
+type Status struct {
+	User              string    `json:"user"`
+	AAL               int       `json:"aal"`
+	State             string    `json:"state"`
+	Enrolled          bool      `json:"enrolled"`
+	Methods           []string  `json:"methods"`
+	Required          bool      `json:"required"`
+	MustEnrol         bool      `json:"must_enrol"`
+	RecoveryRemaining int       `json:"recovery_codes_remaining"`
+	CodesPending      bool      `json:"recovery_codes_unacknowledged"`
+	IdleDeadline      time.Time `json:"idle_deadline"`
+	ExpiresAt         time.Time `json:"expires_at"`
+}
+
+// Status reports the state of s and its user.
+func (r *Realm) Status(ctx context.Context, s *session.Session) (Status, error) {
+	u, err := r.svc.User(ctx, s.User)
+	if err != nil {
+		return Status{}, fmt.Errorf("mfa: status: %w", err)
+	}
+	st := Status{
+		User: s.User, AAL: int(s.AAL), State: s.State.String(), Enrolled: u.TOTPConfirmed,
+		Methods: []string{}, Required: r.Require2FA(), MustEnrol: s.MustEnrol,
+		RecoveryRemaining: len(u.RecoveryHashes), CodesPending: len(u.PendingCodes) > 0,
+		IdleDeadline: s.LastSeen().Add(r.IdleTimeout()).UTC().Truncate(time.Second),
+		ExpiresAt:    s.ExpiresAt.UTC().Truncate(time.Second),
+	}
+	if u.TOTPConfirmed {
+		st.Methods = append(st.Methods, "totp")
+	}
+	if len(u.RecoveryHashes) > 0 {
+		st.Methods = append(st.Methods, "recovery_code")
+	}
+	return st, nil
+}

@@ -1,0 +1,347 @@
+package mfa
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mfagate/mfagate/audit"
+	"github.com/mfagate/mfagate/mail"
+	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/totp"
+)
+
+// The domain without a server: a real bbolt file, a clock the test moves,
+// and the operations pages, API, guard and CLI call.
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// classify reads "name=value" lines; "name=" deletes.
+func classify(line string, _ time.Time) (name, value string, deleted, ok bool) {
+	name, value, ok = strings.Cut(line, "=")
+	return name, value, value == "", ok && strings.HasPrefix(name, "app")
+}
+
+type outbox struct {
+	mu   sync.Mutex
+	sent []mail.Message
+}
+
+func (o *outbox) Queue(m mail.Message) bool {
+	o.mu.Lock()
+	o.sent = append(o.sent, m)
+	o.mu.Unlock()
+	return true
+}
+
+func newService(t *testing.T) (*Service, *clock) {
+	t.Helper()
+	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "mfa.db"), storage.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)}
+	svc, err := Open(Options{Store: store, Key: bytes.Repeat([]byte{7}, 32), Now: clk.now, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Close() })
+	return svc, clk
+}
+
+func testConfig() Config {
+	return Config{
+		Scope: "default", Issuer: "Test", IdleTimeout: 30 * time.Minute, MaxLifetime: 12 * time.Hour,
+		PendingTTL: 10 * time.Minute, MaxAttempts: 3, AttemptWindow: 15 * time.Minute,
+		PolicyMaxAge: 5 * time.Minute, GracePeriod: DefaultGracePeriod, Classify: classify,
+	}
+}
+
+func newRealm(t *testing.T, svc *Service, mod func(*Config)) *Realm {
+	t.Helper()
+	cfg := testConfig()
+	if mod != nil {
+		mod(&cfg)
+	}
+	r, err := svc.Realm(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Release)
+	return r
+}
+
+var alice = Actor{User: "alice", Address: "192.0.2.1", Agent: "test"}
+
+// enrol signs alice in (no factor yet), sets up TOTP and confirms it; it
+// returns her secret, the AAL2 session and her recovery codes.
+func enrol(t *testing.T, r *Realm, clk *clock) ([]byte, Changed, []string) {
+	t.Helper()
+	ctx := context.Background()
+	ch, out, err := r.SignIn(ctx, alice, SignIn{User: "alice", Held: []string{"app=one"}, Set: []session.Binding{{Name: "app", Hash: session.HashValue("one")}}})
+	if err != nil || out != SignedIn {
+		t.Fatalf("first sign-in: outcome %v, err %v", out, err)
+	}
+	st, err := r.Setup(ctx, alice, "alice", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := totp.DecodeSecret(st.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, codes, err := r.ConfirmSetup(ctx, alice, ch.Session, totp.Code(secret, clk.now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(codes) != 10 || conf.Session.AAL != 2 || conf.Session.Key == ch.Session.Key {
+		t.Fatalf("confirm: %d codes, AAL %d, key rotated %v", len(codes), conf.Session.AAL, conf.Session.Key != ch.Session.Key)
+	}
+	if _, err := r.AcknowledgeCodes(ctx, alice, conf.Session, true); err != nil {
+		t.Fatal(err)
+	}
+	clk.add(time.Minute) // the confirmation code's step is spent
+	return secret, conf, codes
+}
+
+func TestSignInChallengeAndReplay(t *testing.T) {
+	svc, clk := newService(t)
+	r := newRealm(t, svc, nil)
+	ctx := context.Background()
+	secret, _, _ := enrol(t, r, clk)
+
+	held := []string{"app=two"}
+	ch, out, err := r.SignIn(ctx, alice, SignIn{User: "alice", Held: held})
+	if err != nil || out != SecondFactor || ch.Session.State != session.Pending {
+		t.Fatalf("enrolled sign-in: outcome %v, state %v, err %v", out, ch.Session.State, err)
+	}
+	pendingCookie := r.CookieValue(ch.ID, ch.Session, clk.now())
+	if cur := r.Lookup(pendingCookie, clk.now()); cur.Session != ch.Session {
+		t.Fatalf("pending session not found by its cookie: %+v", cur)
+	}
+
+	if _, err := r.PassChallenge(ctx, alice, ch.Session, "000000"); !errors.Is(err, ErrWrongCode) && totp.Code(secret, clk.now()) != "000000" {
+		t.Fatalf("wrong code: %v, want ErrWrongCode", err)
+	}
+	if _, err := r.PassChallenge(ctx, alice, ch.Session, "12"); !errors.Is(err, ErrMalformedCode) {
+		t.Fatalf("malformed code: %v, want ErrMalformedCode", err)
+	}
+	code := totp.Code(secret, clk.now())
+	done, err := r.PassChallenge(ctx, alice, ch.Session, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done.Session.State != session.Active || done.Session.AAL != 2 || len(done.Held) != 1 || done.Held[0] != "app=two" {
+		t.Fatalf("passed: state %v AAL %d held %v", done.Session.State, done.Session.AAL, done.Held)
+	}
+	if !done.Session.Bound("app", "two") {
+		t.Fatal("the held app cookie is not bound to the active session")
+	}
+	if cur := r.Lookup(pendingCookie, clk.now()); cur.Session != nil || cur.Reason != session.Revoked {
+		t.Fatalf("the pending id still works after rotation: %+v", cur)
+	}
+
+	// The same code at a second sign-in is a replay.
+	ch2, _, err := r.SignIn(ctx, alice, SignIn{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.PassChallenge(ctx, alice, ch2.Session, code); !errors.Is(err, ErrWrongCode) {
+		t.Fatalf("replayed code: %v, want ErrWrongCode", err)
+	}
+}
+
+func TestLockoutRetryAfterAndAudit(t *testing.T) {
+	svc, clk := newService(t)
+	r := newRealm(t, svc, nil)
+	ctx := context.Background()
+	secret, _, _ := enrol(t, r, clk)
+	ch, _, err := r.SignIn(ctx, alice, SignIn{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := "000000"
+	if totp.Code(secret, clk.now()) == wrong {
+		wrong = "111111"
+	}
+	for i := range 3 {
+		if _, err := r.PassChallenge(ctx, alice, ch.Session, wrong); !errors.Is(err, ErrWrongCode) {
+			t.Fatalf("attempt %d: %v", i+1, err)
+		}
+	}
+	_, err = r.PassChallenge(ctx, alice, ch.Session, totp.Code(secret, clk.now()))
+	var locked *LockedError
+	if !errors.As(err, &locked) || locked.RetryAfter <= 0 || locked.RetryAfter > 15*time.Minute {
+		t.Fatalf("after 3 wrong codes: %v, want a lock-out with a retry-after", err)
+	}
+	if err := svc.Audit.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := svc.Audit.Query(ctx, audit.Filter{User: "alice", Type: audit.TypeChallengeFailed}, "", 10)
+	if err != nil || len(evs) != 3 || evs[0].Remote != alice.Address {
+		t.Fatalf("audited failures: %d (%v), remote %q", len(evs), err, func() string {
+			if len(evs) > 0 {
+				return evs[0].Remote
+			}
+			return ""
+		}())
+	}
+	clk.add(16 * time.Minute)
+	if err := r.checkLimits(alice, "alice", clk.now()); err != nil {
+		t.Fatalf("lock-out outlived its window: %v", err)
+	}
+}
+
+func TestRecoveryCodeRemovesAuthenticator(t *testing.T) {
+	svc, clk := newService(t)
+	r := newRealm(t, svc, nil)
+	ctx := context.Background()
+	_, _, codes := enrol(t, r, clk)
+	u, err := svc.User(ctx, "alice")
+	if err != nil || len(u.RecoveryHashes) != 10 {
+		t.Fatalf("codes stored: %d, %v", len(u.RecoveryHashes), err)
+	}
+	ch, _, _ := r.SignIn(ctx, alice, SignIn{User: "alice", Held: []string{"app=three"}})
+	if _, err := r.UseRecoveryCode(ctx, alice, ch.Session, "?"); !errors.Is(err, ErrMalformedRecovery) {
+		t.Fatalf("malformed: %v", err)
+	}
+	done, err := r.UseRecoveryCode(ctx, alice, ch.Session, codes[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !done.Session.MustEnrol || done.Session.AAL != 2 || len(done.Held) != 1 {
+		t.Fatalf("after a recovery code: must enrol %v, AAL %d, held %v", done.Session.MustEnrol, done.Session.AAL, done.Held)
+	}
+	u, _ = svc.User(ctx, "alice")
+	if u.TOTPConfirmed || len(u.TOTPSecret) != 0 || len(u.RecoveryHashes) != 9 || !HasFactor(u) {
+		t.Fatalf("after a recovery code: totp %v, codes left %d", u.TOTPConfirmed, len(u.RecoveryHashes))
+	}
+	again, _, _ := r.SignIn(ctx, alice, SignIn{User: "alice"})
+	if _, err := r.UseRecoveryCode(ctx, alice, again.Session, codes[3]); !errors.Is(err, ErrWrongRecovery) {
+		t.Fatalf("a used recovery code: %v, want ErrWrongRecovery", err)
+	}
+	if _, err := r.PassChallenge(ctx, alice, again.Session, "123456"); !errors.Is(err, ErrUseRecovery) {
+		t.Fatalf("TOTP without an authenticator: %v, want ErrUseRecovery", err)
+	}
+}
+
+func TestCookieIdleDeadlineIsEnforced(t *testing.T) {
+	svc, clk := newService(t)
+	r := newRealm(t, svc, nil)
+	ch, _, err := r.SignIn(context.Background(), alice, SignIn{User: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A cookie stamped 31 minutes ago (idle 30) whose session was active
+	// since: the server's last-seen is fresh, the cookie's deadline is not.
+	old := r.CookieValue(ch.ID, ch.Session, clk.now().Add(-31*time.Minute))
+	ch.Session.Touch(clk.now())
+	if cur := r.Lookup(old, clk.now()); cur.Session != nil || cur.Reason != session.IdleExpired {
+		t.Fatalf("cookie past its idle deadline: %+v, want IdleExpired", cur)
+	}
+	fresh := r.CookieValue(ch.ID, ch.Session, clk.now())
+	if cur := r.Lookup(fresh, clk.now()); cur.Session != ch.Session || cur.Stale {
+		t.Fatalf("fresh cookie: %+v", cur)
+	}
+	due := r.CookieValue(ch.ID, ch.Session, clk.now().Add(-2*time.Minute))
+	if cur := r.Lookup(due, clk.now()); cur.Session != ch.Session || !cur.Stale {
+		t.Fatalf("cookie due for re-stamping: %+v", cur)
+	}
+	for _, bad := range []string{"x", "a.b", strings.Repeat("A", 5000), fresh + "x"} {
+		if cur := r.Lookup(bad, clk.now()); cur.Session != nil {
+			t.Fatalf("cookie %q found a session", bad)
+		}
+	}
+}
+
+// A reload registers the new config's realm before the old one is
+// released: the shared settings follow the realms that are loaded.
+func TestRealmsShareShortestSettingsAndRelease(t *testing.T) {
+	svc, _ := newService(t)
+	box := &outbox{}
+	short, err := svc.Realm(func() Config {
+		c := testConfig()
+		c.PolicyMaxAge, c.GracePeriod, c.Mailer = time.Minute, time.Hour, box
+		return c
+	}(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := newRealm(t, svc, nil)
+	pc := long.policy
+	if got := time.Duration(pc.maxAge.Load()); got != time.Minute {
+		t.Fatalf("policy cache age with both realms: %v, want the shortest, 1m", got)
+	}
+	if got := long.GracePeriod(); got != time.Hour {
+		t.Fatalf("grace period with both realms: %v, want 1h", got)
+	}
+	if svc.mailingRealm("default") != short {
+		t.Fatal("the realm with email is not used for forced-logout emails")
+	}
+	short.Release()
+	if got := time.Duration(pc.maxAge.Load()); got != 5*time.Minute {
+		t.Fatalf("policy cache age after release: %v, want 5m", got)
+	}
+	if got := long.GracePeriod(); got != DefaultGracePeriod {
+		t.Fatalf("grace period after release: %v", got)
+	}
+	if svc.mailingRealm("default") != nil {
+		t.Fatal("a released realm's mailer is still used")
+	}
+}
+
+func TestAdminOperationsAuditThemselves(t *testing.T) {
+	svc, clk := newService(t)
+	box := &outbox{}
+	r := newRealm(t, svc, func(c *Config) { c.Mailer, c.EmailTemplate = box, "{user}@example.com" })
+	ctx := context.Background()
+	enrol(t, r, clk)
+	admin := Actor{User: "root", Address: "192.0.2.9"}
+	if err := r.ResetUser(ctx, admin, "nobody"); !errors.Is(err, ErrUnknownUser) {
+		t.Fatalf("reset of an unknown user: %v", err)
+	}
+	if err := r.ResetUser(ctx, admin, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := svc.User(ctx, "alice")
+	if HasFactor(u) || len(svc.SessionList("alice")) != 0 {
+		t.Fatalf("after reset: factor %v, sessions %d", HasFactor(u), len(svc.SessionList("alice")))
+	}
+	if len(box.sent) != 1 || box.sent[0].To != "alice@example.com" {
+		t.Fatalf("reset notices: %+v", box.sent)
+	}
+	if _, err := r.SetIdleMinutes(ctx, admin, 3); !errors.Is(err, ErrBadTimeout) {
+		t.Fatalf("timeout 3 minutes: %v", err)
+	}
+	if _, err := r.SetRequire2FA(ctx, admin, true, "http://x/_mfa/security"); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Audit.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{audit.TypeAdminReset, audit.TypePolicyChanged, audit.TypeEnforcementNoticeSent} {
+		evs, _, err := svc.Audit.Query(ctx, audit.Filter{Type: typ}, "", 10)
+		if err != nil || len(evs) != 1 {
+			t.Fatalf("%s events: %d, %v", typ, len(evs), err)
+		}
+		if typ != audit.TypeEnforcementNoticeSent && evs[0].Actor != "root" {
+			t.Fatalf("%s actor %q, want root", typ, evs[0].Actor)
+		}
+	}
+}

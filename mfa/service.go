@@ -1,0 +1,440 @@
+package mfa
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/audit"
+	"github.com/mfagate/mfagate/identity"
+	"github.com/mfagate/mfagate/mail"
+	"github.com/mfagate/mfagate/seal"
+	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/storage"
+)
+
+// Service is the state one database file carries: the store, the keys, the
+// in-memory session table and the attempt counters. The Caddy glue keeps one
+// per database path and shares it across config reloads, so a reload neither
+// blocks on the file lock nor forgets a session.
+type Service struct {
+	Store    storage.Store
+	Sessions *session.Table
+
+	box         *seal.Box
+	codec       *session.Codec
+	csrfKey     []byte
+	recoveryKey []byte
+	attempts    *limiter
+	rand        io.Reader
+	now         func() time.Time
+	logger      *zap.Logger
+
+	pol policies
+	// Audit records every security event; writes are batched off the request path.
+	Audit *audit.Log
+	// Identity is widget identity verification: mode, secrets, health.
+	Identity        *identity.Service
+	keyID           [32]byte // hash of the master key, to notice a changed key on reload
+	identityOverlap time.Duration
+	sweepIdle       atomic.Int64 // the longest idle timeout of the configs using this service
+	sweepEvery      atomic.Int64 // how often sessions are swept: a minute, less for short grace periods
+
+	realmsMu  sync.Mutex
+	realms    map[*Realm]struct{} // the site blocks of the loaded configs
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// Options configures Open.
+type Options struct {
+	Store           storage.Store
+	Key             []byte // 32-byte master key; subkeys are derived from it
+	Logger          *zap.Logger
+	Now             func() time.Time
+	Rand            io.Reader
+	FlushInterval   time.Duration // how often activity is written, default 5s
+	AuditRetention  time.Duration // how long audit events are kept, default 90 days
+	IdentityOverlap time.Duration // how long a rotated identity secret stays valid, default 24h
+	IdentityLeeway  time.Duration // clock leeway for widget JWTs, default 30s
+}
+
+// Open loads live sessions from the store and starts the background
+// flush of session activity.
+func Open(opts Options) (*Service, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = 5 * time.Second
+	}
+	box, err := seal.New(opts.Key, opts.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: encryption key: %w", err)
+	}
+	codec, err := session.NewCodec(seal.DeriveKey(opts.Key, "session-cookie"))
+	if err != nil {
+		return nil, err
+	}
+	svc := &Service{
+		Store:       opts.Store,
+		Sessions:    session.NewTable(),
+		box:         box,
+		codec:       codec,
+		csrfKey:     seal.DeriveKey(opts.Key, "csrf"),
+		recoveryKey: seal.DeriveKey(opts.Key, "recovery-codes"),
+		attempts:    newLimiter(),
+		rand:        opts.Rand,
+		now:         opts.Now,
+		logger:      opts.Logger,
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	svc.keyID = sha256.Sum256(opts.Key)
+	svc.Audit = audit.New(opts.Store, audit.Options{Retention: opts.AuditRetention, Now: opts.Now, Logger: opts.Logger.Named("audit")})
+	svc.sweepIdle.Store(int64(DefaultIdleTimeout))
+	svc.sweepEvery.Store(int64(time.Minute))
+	if err := svc.load(); err != nil {
+		return nil, err
+	}
+	svc.identityOverlap = opts.IdentityOverlap
+	if svc.identityOverlap == 0 {
+		svc.identityOverlap = identity.DefaultOverlap
+	}
+	svc.Identity, err = identity.OpenService(identity.ServiceOptions{
+		Store: opts.Store, Box: box, Now: opts.Now, Rand: opts.Rand,
+		Overlap: opts.IdentityOverlap, Leeway: opts.IdentityLeeway, Logger: opts.Logger.Named("identity"),
+	})
+	if err != nil {
+		svc.Audit.Close()
+		return nil, fmt.Errorf("gateway: identity verification: %w", err)
+	}
+	go svc.loop(opts.FlushInterval)
+	return svc, nil
+}
+
+// load reads the sessions that were live when the process last stopped.
+func (svc *Service) load() error {
+	now := svc.now()
+	var loaded, dropped int
+	err := svc.Store.View(context.Background(), func(tx storage.Tx) error {
+		return tx.ForEachSession(func(rec storage.Session) error {
+			s, err := svc.fromRecord(rec)
+			if err != nil || (!s.ExpiresAt.IsZero() && now.After(s.ExpiresAt)) {
+				dropped++
+				return nil
+			}
+			svc.Sessions.Put(s)
+			loaded++
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: load sessions: %w", err)
+	}
+	svc.logger.Info("sessions loaded", zap.Int("loaded", loaded), zap.Int("dropped", dropped))
+	return nil
+}
+
+func (svc *Service) loop(every time.Duration) {
+	defer close(svc.done)
+	flush := time.NewTicker(every)
+	defer flush.Stop()
+	// The sweep runs every minute, or more often when a grace period is
+	// short enough that a minute would overrun it (a quarter of the period,
+	// at least a second apart).
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-svc.stop:
+			svc.FlushActivity()
+			return
+		case <-flush.C:
+			svc.FlushActivity()
+		case now := <-tick.C:
+			if now.Sub(last) >= time.Duration(svc.sweepEvery.Load()) {
+				last = now
+				svc.Sweep()
+			}
+		}
+	}
+}
+
+// FlushActivity writes session activity in one batch: never one write per
+// request. The background loop calls it every FlushInterval and at Close.
+func (svc *Service) FlushActivity() {
+	acts := svc.Sessions.TakeActivity()
+	if len(acts) == 0 {
+		return
+	}
+	err := svc.Store.Batch(context.Background(), func(tx storage.Tx) error {
+		for _, a := range acts {
+			rec, err := tx.Session(a.Session.Key.String())
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			rec.LastSeen = a.LastSeen
+			if err := tx.PutSession(rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		svc.logger.Error("flush session activity", zap.Int("sessions", len(acts)), zap.Error(err))
+	}
+}
+
+// Sweep ends sessions past their deadlines and, once a grace period is
+// over, sessions of users still without 2FA. The background loop calls it.
+func (svc *Service) Sweep() {
+	now := svc.now()
+	idle := time.Duration(svc.sweepIdle.Load())
+	gone := svc.Sessions.Sweep(now, idle, anonymousIdle)
+	if len(gone) > 0 {
+		svc.deleteSessions(gone)
+	}
+	for _, s := range gone {
+		if s.State != session.Anonymous && !s.Revoked() {
+			svc.Audit.Record(audit.Event{Type: audit.TypeSessionExpired, Actor: audit.ActorSystem, Subject: s.User,
+				Remote: s.RemoteAddr, UserAgent: s.UserAgent, Detail: map[string]string{"scope": s.Scope}})
+		}
+	}
+	for _, s := range svc.enforceGrace(context.Background(), now) {
+		svc.logger.Info("forced logout: 2fa required and grace period over", zap.String("user", s.User), zap.String("scope", s.Scope))
+		svc.Audit.Record(audit.Event{Type: audit.TypeForcedLogout, Actor: audit.ActorSystem, Subject: s.User,
+			Remote: s.RemoteAddr, UserAgent: s.UserAgent, Detail: map[string]string{"scope": s.Scope, "reason": "grace period over"}})
+		if r := svc.mailingRealm(s.Scope); r != nil {
+			if u, err := svc.user(context.Background(), s.User); err == nil {
+				r.notify(u, mail.ForcedLogoutNotice(r.cfg.Issuer, u.ID))
+			}
+		}
+	}
+	svc.attempts.sweep(now)
+}
+
+func (svc *Service) deleteSessions(ss []*session.Session) {
+	err := svc.Store.Batch(context.Background(), func(tx storage.Tx) error {
+		for _, s := range ss {
+			if s.State == session.Anonymous {
+				continue
+			}
+			if err := tx.DeleteSession(s.Key.String()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		svc.logger.Error("delete sessions", zap.Int("sessions", len(ss)), zap.Error(err))
+	}
+}
+
+// SameKey reports whether key is the key this runtime was opened with: a
+// config reload shares the open runtime, so a changed key must be noticed
+// rather than silently ignored.
+func (svc *Service) SameKey(key []byte) bool {
+	id := sha256.Sum256(key)
+	return subtle.ConstantTimeCompare(id[:], svc.keyID[:]) == 1
+}
+
+// useIdle records an idle timeout in use so sweeps never cut a session that
+// one of the configs sharing this service would still accept.
+func (svc *Service) useIdle(d time.Duration) {
+	for {
+		cur := svc.sweepIdle.Load()
+		if int64(d) <= cur || svc.sweepIdle.CompareAndSwap(cur, int64(d)) {
+			return
+		}
+	}
+}
+
+// register adds a site block's realm; unregister removes it when its config
+// is unloaded, so nothing of an old config (a closed mail outbox, a longer
+// cache age) outlives it.
+func (svc *Service) register(r *Realm) {
+	svc.realmsMu.Lock()
+	defer svc.realmsMu.Unlock()
+	if svc.realms == nil {
+		svc.realms = map[*Realm]struct{}{}
+	}
+	svc.realms[r] = struct{}{}
+	svc.retuneLocked()
+}
+
+func (svc *Service) unregister(r *Realm) {
+	svc.realmsMu.Lock()
+	defer svc.realmsMu.Unlock()
+	delete(svc.realms, r)
+	svc.retuneLocked()
+}
+
+// retuneLocked derives the settings the realms of one scope share: the
+// shortest policy cache age and grace period, and a sweep often enough for
+// the shortest grace period.
+func (svc *Service) retuneLocked() {
+	type tune struct{ maxAge, grace time.Duration }
+	scopes := map[*policyCache]tune{}
+	for r := range svc.realms {
+		t, seen := scopes[r.policy]
+		if !seen || r.cfg.PolicyMaxAge < t.maxAge {
+			t.maxAge = r.cfg.PolicyMaxAge
+		}
+		if !seen || r.cfg.GracePeriod < t.grace {
+			t.grace = r.cfg.GracePeriod
+		}
+		scopes[r.policy] = t
+	}
+	every := time.Minute
+	for pc, t := range scopes {
+		pc.maxAge.Store(int64(t.maxAge))
+		pc.grace.Store(int64(t.grace))
+		every = min(every, max(t.grace/4, time.Second))
+	}
+	svc.sweepEvery.Store(int64(every))
+}
+
+// mailingRealm is a realm of scope that can send email, if any.
+func (svc *Service) mailingRealm(scope string) *Realm {
+	svc.realmsMu.Lock()
+	defer svc.realmsMu.Unlock()
+	for r := range svc.realms {
+		if r.cfg.Scope == scope && r.cfg.Mailer != nil {
+			return r
+		}
+	}
+	return nil
+}
+
+// Close stops the background work, flushes activity and closes the store.
+func (svc *Service) Close() error {
+	var err error
+	svc.closeOnce.Do(func() {
+		close(svc.stop)
+		<-svc.done
+		if ierr := svc.Identity.Close(); ierr != nil {
+			svc.logger.Error("close identity verification", zap.Error(ierr))
+		}
+		if aerr := svc.Audit.Close(); aerr != nil {
+			svc.logger.Error("close audit log", zap.Error(aerr))
+		}
+		err = svc.Store.Close()
+	})
+	return err
+}
+
+// heldAAD binds sealed held cookies to their session, so a record's blob
+// cannot be moved to another session.
+func heldAAD(k session.Key) []byte { return append([]byte("held:"), k[:]...) }
+
+func (svc *Service) toRecord(s *session.Session) (storage.Session, error) {
+	rec := storage.Session{
+		ID: s.Key.String(), User: s.User, State: uint8(s.State), AAL: s.AAL, MustEnrol: s.MustEnrol,
+		Scope: s.Scope, Role: s.Role,
+		Next: s.Next, CreatedAt: s.CreatedAt, AuthAt: s.AuthAt, LastSeen: s.LastSeen(),
+		ExpiresAt: s.ExpiresAt, RemoteAddr: s.RemoteAddr, UserAgent: s.UserAgent,
+	}
+	for _, b := range s.Bindings() {
+		rec.Bindings = append(rec.Bindings, storage.Binding{Name: b.Name, Hash: append([]byte(nil), b.Hash[:]...)})
+	}
+	if len(s.Held) > 0 {
+		plain, err := json.Marshal(s.Held)
+		if err != nil {
+			return rec, err
+		}
+		if rec.HeldCookies, err = svc.box.Seal(plain, heldAAD(s.Key)); err != nil {
+			return rec, fmt.Errorf("seal held cookies: %w", err)
+		}
+	}
+	return rec, nil
+}
+
+func (svc *Service) fromRecord(rec storage.Session) (*session.Session, error) {
+	k, err := session.ParseKey(rec.ID)
+	if err != nil {
+		return nil, err
+	}
+	s := &session.Session{
+		Key: k, User: rec.User, State: session.State(rec.State), AAL: rec.AAL, MustEnrol: rec.MustEnrol,
+		Scope: rec.Scope, Role: rec.Role,
+		Next: rec.Next, CreatedAt: rec.CreatedAt, AuthAt: rec.AuthAt, ExpiresAt: rec.ExpiresAt,
+		RemoteAddr: rec.RemoteAddr, UserAgent: rec.UserAgent,
+	}
+	s.SetLastSeen(rec.LastSeen)
+	var bs []session.Binding
+	for _, b := range rec.Bindings {
+		var h [32]byte
+		if len(b.Hash) != len(h) {
+			return nil, errors.New("bad binding hash")
+		}
+		copy(h[:], b.Hash)
+		bs = append(bs, session.Binding{Name: b.Name, Hash: h})
+	}
+	s.SetBindings(bs)
+	if len(rec.HeldCookies) > 0 {
+		plain, err := svc.box.Open(rec.HeldCookies, heldAAD(k))
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(plain, &s.Held); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// saveSession writes s (anonymous sessions stay in memory) and removes old.
+func (svc *Service) saveSession(ctx context.Context, s, old *session.Session) error {
+	rec, err := svc.toRecord(s)
+	if err != nil {
+		return err
+	}
+	return svc.Store.Batch(ctx, func(tx storage.Tx) error {
+		if old != nil && old.State != session.Anonymous {
+			if err := tx.DeleteSession(old.Key.String()); err != nil {
+				return err
+			}
+		}
+		if s.State == session.Anonymous {
+			return nil
+		}
+		return tx.PutSession(rec)
+	})
+}
+
+// CSRFToken is the CSRF token of s's forms: HMAC(csrf key, session key).
+func (svc *Service) CSRFToken(s *session.Session) string {
+	if s == nil {
+		return ""
+	}
+	m := hmac.New(sha256.New, svc.csrfKey)
+	m.Write(s.Key[:])
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// Now is the service's clock.
+func (svc *Service) Now() time.Time { return svc.now() }

@@ -1,0 +1,173 @@
+package mfa
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/audit"
+	"github.com/mfagate/mfagate/session"
+)
+
+// The session lifecycle: every gateway session is found, started, rotated,
+// activated, ended and revoked here, and nowhere else.
+
+// Defaults and limits of the session settings.
+const (
+	DefaultIdleTimeout = 240 * time.Minute
+	MinIdleTimeout     = 5 * time.Minute
+	MaxIdleTimeout     = 1440 * time.Minute
+	DefaultMaxLifetime = 12 * time.Hour
+	DefaultPendingTTL  = 10 * time.Minute
+)
+
+// anonymousIdle bounds pre-sign-in sessions, which live in memory only.
+const anonymousIdle = 30 * time.Minute
+
+// ValidateIdleTimeout checks the 5–1440 minute range teams know.
+func ValidateIdleTimeout(d time.Duration) error {
+	if d < MinIdleTimeout || d > MaxIdleTimeout {
+		return fmtErr(ErrBadTimeout, "idle timeout %v out of range: 5 to 1440 minutes", d)
+	}
+	return nil
+}
+
+// Current is the gateway session a request came with.
+type Current struct {
+	Session *session.Session // valid session, nil if none
+	ID      session.ID       // its raw id (from the cookie), to re-stamp the cookie
+	Reason  session.Reason   // why a cookie's session no longer counts (Valid if there was none)
+	Stale   bool             // the cookie's idle deadline should be re-stamped
+}
+
+// Lookup finds the session a gateway cookie value names. It is the one idle
+// rule: the session must have been active within the idle timeout in force,
+// and the cookie's own idle deadline must not have passed. Any cookie that
+// cannot be read, names an unknown session or one past its deadlines means
+// "no session": fail closed.
+func (r *Realm) Lookup(value string, now time.Time) Current {
+	var cur Current
+	if value == "" {
+		return cur
+	}
+	cl, err := r.svc.codec.Decode(value, false)
+	if err != nil {
+		cur.Reason = session.Revoked
+		return cur
+	}
+	s := r.svc.Sessions.Get(cl.ID.Key())
+	if s == nil {
+		cur.Reason = session.Revoked
+		return cur
+	}
+	idle := anonymousIdle
+	if s.State != session.Anonymous {
+		idle = r.policy.getAt(r.svc, now).idle(r.cfg.IdleTimeout)
+	}
+	if reason := s.Check(now, idle); reason != session.Valid {
+		cur.Reason = reason
+		return cur
+	}
+	if s.State != session.Anonymous && now.Unix() > cl.IdleDeadline {
+		cur.Reason = session.IdleExpired
+		return cur
+	}
+	if s.AAL != cl.AAL || (s.Scope != "" && s.Scope != r.cfg.Scope) {
+		// Another scope's session (agents vs end users) is no session here.
+		cur.Reason = session.Revoked
+		return cur
+	}
+	cur.Session, cur.ID = s, cl.ID
+	// Re-stamp the cookie's deadline about once a minute, not per request.
+	cur.Stale = s.State != session.Anonymous && cl.IdleDeadline < now.Add(idle-time.Minute).Unix()
+	return cur
+}
+
+// CookieValue is the signed gateway cookie value naming s under id, with
+// the idle deadline in force from now.
+func (r *Realm) CookieValue(id session.ID, s *session.Session, now time.Time) string {
+	return r.svc.codec.Encode(session.Claims{ID: id, AAL: s.AAL, User: s.User, IdleDeadline: now.Add(r.IdleTimeout()).Unix()})
+}
+
+// Start stores s under a fresh id in place of old (nil: none) and returns
+// the id for the cookie: the id rotates at every change of privilege.
+// Anonymous sessions stay in memory.
+func (r *Realm) Start(ctx context.Context, old, s *session.Session, now time.Time) (session.ID, error) {
+	id, err := session.NewID(r.svc.rand)
+	if err != nil {
+		return id, err
+	}
+	s.Key = id.Key()
+	s.Scope = r.cfg.Scope
+	s.SetLastSeen(now)
+	if err := r.svc.saveSession(ctx, s, old); err != nil {
+		return id, err
+	}
+	r.svc.Sessions.Replace(old, s)
+	return id, nil
+}
+
+// Rebind records the app cookies set and deleted during s (a refresh by
+// the app, or cookies it may have authenticated in place being unbound).
+func (r *Realm) Rebind(ctx context.Context, s *session.Session, set []session.Binding, deleted []string) {
+	if !s.UpdateBindings(set, deleted) || s.State == session.Anonymous {
+		return
+	}
+	if err := r.svc.saveSession(ctx, s, nil); err != nil {
+		r.log.Error("save session bindings", zap.Error(err))
+	}
+}
+
+// SignOut ends s because the app signed its user out.
+func (r *Realm) SignOut(ctx context.Context, a Actor, s *session.Session) {
+	r.svc.end(s)
+	r.decision(a, "signed out", zap.String("user", s.User))
+	r.record(a, audit.TypeSignOut, s.User, nil)
+}
+
+// rotated returns a copy of s under a fresh id, and that id for the cookie.
+func (r *Realm) rotated(s *session.Session, mutate func(*session.Session)) (*session.Session, session.ID, error) {
+	id, err := session.NewID(r.svc.rand)
+	if err != nil {
+		return nil, id, err
+	}
+	n := s.Clone(id.Key())
+	mutate(n)
+	return n, id, nil
+}
+
+// activate turns a pending session into an active AAL2 one under a new id,
+// binding the held app cookies.
+func (r *Realm) activate(s *session.Session, mustEnrol bool) (*session.Session, session.ID, error) {
+	now := r.svc.now()
+	return r.rotated(s, func(n *session.Session) {
+		n.State, n.AAL, n.MustEnrol = session.Active, 2, mustEnrol
+		n.ExpiresAt = n.AuthAt.Add(r.cfg.MaxLifetime)
+		var set []session.Binding
+		for _, line := range n.Held {
+			if name, value, deleted, ok := r.cfg.Classify(line, now); ok && !deleted {
+				set = append(set, session.Binding{Name: name, Hash: session.HashValue(value)})
+			}
+		}
+		n.UpdateBindings(set, nil)
+		n.Held = nil
+	})
+}
+
+// Changed is a session an operation replaced: the browser gets a cookie
+// for it, and the app's held cookies when a sign-in completed.
+type Changed struct {
+	Session *session.Session
+	ID      session.ID
+	Held    []string // the app's Set-Cookie lines, released to the browser
+}
+
+// end revokes s now (memory) and deletes it from the store.
+func (svc *Service) end(s *session.Session) {
+	if s == nil {
+		return
+	}
+	svc.Sessions.Remove(s.Key)
+	svc.deleteSessions([]*session.Session{s})
+}

@@ -1,0 +1,147 @@
+package mfa
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/audit"
+	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/storage"
+)
+
+// SignIn is a sign-in the app accepted, as the request guard saw it.
+type SignIn struct {
+	User    string            // who the app signed in
+	Source  string            // which identity source named them (for the log)
+	Email   string            // their address, when a source gave one
+	Role    string            // their role, when a source gave one
+	Next    string            // where to go once the sign-in is complete
+	Held    []string          // the app's Set-Cookie lines for its session
+	Set     []session.Binding // the cookies those lines set
+	Carried []session.Binding // app cookies the browser sent, which an app that does not rotate its session has just authenticated in place
+	Old     *session.Session  // the session the browser came with, replaced
+	Matched bool              // the configured sign-in matcher matched (else a sign-in from any URL)
+}
+
+// Outcome is what a sign-in needs next.
+type Outcome uint8
+
+const (
+	SecondFactor Outcome = iota // pending: the app's cookies are held until the challenge
+	MustEnrol                   // active, but the app is blocked until 2FA is set up
+	SignedIn                    // active without a second factor (none required)
+)
+
+// SignIn starts the gateway session for a sign-in the app accepted: pending
+// when the user has a factor (the app's cookies are held back), else active,
+// blocked until enrolment when the team requires 2FA.
+func (r *Realm) SignIn(ctx context.Context, a Actor, in SignIn) (Changed, Outcome, error) {
+	now := r.svc.now()
+	u, err := r.svc.User(ctx, in.User)
+	if err != nil {
+		return Changed{}, 0, fmt.Errorf("mfa: load user at sign-in: %w", err)
+	}
+	s := &session.Session{
+		User: in.User, Role: in.Role, AAL: 1, CreatedAt: now, AuthAt: now,
+		RemoteAddr: a.Address, UserAgent: truncate(a.Agent, 256), Next: in.Next,
+	}
+	enrolled := HasFactor(u)
+	fields := []zap.Field{zap.String("user", in.User), zap.String("identity_source", in.Source), zap.Bool("enrolled", enrolled), zap.Bool("matched_sign_in", in.Matched)}
+	if enrolled {
+		if u.CreatedAt.IsZero() || (in.Email != "" && in.Email != u.Email) {
+			r.touchSignIn(ctx, in.User, in.Email, now, false)
+		}
+		s.State, s.ExpiresAt, s.Held = session.Pending, now.Add(r.cfg.PendingTTL), in.Held
+		s.SetBindings(in.Carried)
+		id, err := r.Start(ctx, in.Old, s, now)
+		if err != nil {
+			return Changed{}, 0, fmt.Errorf("mfa: save pending session: %w", err)
+		}
+		r.decision(a, "second factor required", fields...)
+		r.record(a, audit.TypeSignIn, in.User, map[string]string{"second_factor": "required"})
+		return Changed{Session: s, ID: id}, SecondFactor, nil
+	}
+	s.State, s.ExpiresAt, s.MustEnrol = session.Active, now.Add(r.cfg.MaxLifetime), r.Require2FA()
+	s.SetBindings(append(append([]session.Binding(nil), in.Carried...), in.Set...))
+	id, err := r.Start(ctx, in.Old, s, now)
+	if err != nil {
+		return Changed{}, 0, fmt.Errorf("mfa: save session: %w", err)
+	}
+	r.touchSignIn(ctx, in.User, in.Email, now, true)
+	if s.MustEnrol {
+		r.decision(a, "enrolment required", fields...)
+		r.record(a, audit.TypeSignIn, in.User, map[string]string{"second_factor": "enrolment required"})
+		return Changed{Session: s, ID: id}, MustEnrol, nil
+	}
+	r.decision(a, "signed in without second factor", fields...)
+	r.record(a, audit.TypeSignIn, in.User, map[string]string{"second_factor": "none"})
+	return Changed{Session: s, ID: id}, SignedIn, nil
+}
+
+// BindAnonymous binds app cookies set before anyone signed in (a login
+// form's session) to an anonymous gateway session, so that exactly this
+// browser may send them back. It returns a new session when one had to be
+// started for the browser.
+func (r *Realm) BindAnonymous(ctx context.Context, a Actor, cur *session.Session, set []session.Binding) (Changed, error) {
+	if len(set) == 0 {
+		return Changed{}, nil
+	}
+	if cur != nil && cur.State == session.Anonymous {
+		cur.UpdateBindings(set, nil)
+		return Changed{}, nil
+	}
+	now := r.svc.now()
+	s := &session.Session{State: session.Anonymous, CreatedAt: now, RemoteAddr: a.Address}
+	s.SetBindings(set)
+	id, err := r.Start(ctx, cur, s, now)
+	if err != nil {
+		return Changed{}, fmt.Errorf("mfa: start anonymous session: %w", err)
+	}
+	return Changed{Session: s, ID: id}, nil
+}
+
+// RefuseSignIn records a sign-in the gateway could not attribute, and
+// unbinds the app cookies the browser sent (the app may have authenticated
+// them in place), so nothing of that session reaches the app again.
+func (r *Realm) RefuseSignIn(ctx context.Context, a Actor, cur *session.Session, forwarded []string, path, why string) {
+	r.record(a, audit.TypeSignInRefused, "", map[string]string{"reason": why, "path": truncate(path, 128)})
+	r.log.Warn("sign-in refused", zap.String("reason", why), zap.String("path", path), zap.String("remote_ip", a.Address))
+	if cur != nil && len(forwarded) > 0 {
+		r.Rebind(ctx, cur, nil, forwarded)
+	}
+}
+
+// touchSignIn records the user as seen by the gateway, so admins see them
+// in the member list: with their email address when a source gave one, and
+// the sign-in time when the sign-in is complete.
+func (r *Realm) touchSignIn(ctx context.Context, id, email string, now time.Time, complete bool) {
+	err := r.svc.Store.Batch(ctx, func(tx storage.Tx) error {
+		u, err := tx.User(id)
+		if errors.Is(err, storage.ErrNotFound) {
+			u = storage.User{ID: id, CreatedAt: now}
+		} else if err != nil {
+			return err
+		}
+		if complete {
+			u.LastSignInAt = now
+		}
+		if email != "" {
+			u.Email = email
+		}
+		return tx.PutUser(u)
+	})
+	if err != nil {
+		r.log.Error("record sign-in", zap.String("user", id), zap.Error(err))
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

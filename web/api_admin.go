@@ -1,0 +1,158 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/mfagate/mfagate/mfa"
+)
+
+// JSON API for sessions (each user's own) and team administration.
+
+type sessionJSON struct {
+	mfa.SessionInfo
+	Current bool `json:"current"`
+}
+
+func (site *Site) sessionsJSON(c *call, user string) []sessionJSON {
+	out := []sessionJSON{}
+	for _, s := range site.svc.SessionList(user) {
+		out = append(out, sessionJSON{s, s.ID == c.sess().Key.String()})
+	}
+	return out
+}
+
+func (site *Site) apiSessions(c *call, _ map[string]json.RawMessage) error {
+	WriteJSON(c.w, http.StatusOK, map[string]any{"sessions": site.sessionsJSON(c, c.sess().User)})
+	return nil
+}
+
+// revokeOwn ends one of the caller's own sessions.
+func (site *Site) revokeOwn(c *call, id string) error {
+	if id == c.sess().Key.String() {
+		return mfa.ErrCurrentSession
+	}
+	_, err := site.svc.RevokeSession(c.ctx(), site.actor(c), id, c.sess().User, "user")
+	return err
+}
+
+func (site *Site) apiRevokeSession(c *call, body map[string]json.RawMessage) error {
+	id, e := stringField(body, "session")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	if err := site.revokeOwn(c, id); err != nil {
+		return site.fail(c, err, "revoke")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true})
+	return nil
+}
+
+func (site *Site) apiRevokeOthers(c *call, _ map[string]json.RawMessage) error {
+	n := site.svc.RevokeOthers(c.ctx(), site.actor(c), c.sess())
+	WriteJSON(c.w, http.StatusOK, map[string]int{"revoked": n})
+	return nil
+}
+
+func (site *Site) apiMembers(c *call, _ map[string]json.RawMessage) error {
+	ms, err := site.svc.Members(c.ctx())
+	if err != nil {
+		return site.fail(c, err, "members")
+	}
+	if ms == nil {
+		ms = []mfa.Member{}
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]any{"members": ms, "unenrolled": unenrolled(ms)})
+	return nil
+}
+
+func (site *Site) apiReset(c *call, body map[string]json.RawMessage) error {
+	user, e := stringField(body, "user")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	if err := site.realm.ResetUser(c.ctx(), site.actor(c), user); err != nil {
+		return site.fail(c, err, "admin reset")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true})
+	return nil
+}
+
+type policyJSON struct {
+	Scope       string    `json:"scope"`
+	Require2FA  bool      `json:"require_2fa"`
+	Since       time.Time `json:"since,omitzero"`
+	IdleMinutes int       `json:"idle_minutes"`
+}
+
+func (site *Site) policyJSON() policyJSON {
+	p := site.realm.Policy()
+	return policyJSON{Scope: site.realm.Scope(), Require2FA: p.Require2FA, Since: p.Since, IdleMinutes: int(site.realm.IdleTimeout() / time.Minute)}
+}
+
+func (site *Site) apiPolicy(c *call, body map[string]json.RawMessage) error {
+	if c.r.Method == http.MethodPost {
+		raw, ok := body["require_2fa"]
+		var on bool
+		if !ok || json.Unmarshal(raw, &on) != nil {
+			return WriteJSONError(c.w, ErrBadRequest.with("The field require_2fa must be true or false."))
+		}
+		if _, err := site.realm.SetRequire2FA(c.ctx(), site.actor(c), on, site.securityURL(c)); err != nil {
+			return site.fail(c, err, "set policy")
+		}
+	}
+	WriteJSON(c.w, http.StatusOK, site.policyJSON())
+	return nil
+}
+
+func (site *Site) apiTimeout(c *call, body map[string]json.RawMessage) error {
+	raw, ok := body["minutes"]
+	var n int
+	if !ok || json.Unmarshal(raw, &n) != nil {
+		return WriteJSONError(c.w, ErrBadRequest.with("The field minutes must be a whole number from 5 to 1440."))
+	}
+	if _, err := site.realm.SetIdleMinutes(c.ctx(), site.actor(c), n); err != nil {
+		return site.fail(c, err, "set timeout")
+	}
+	WriteJSON(c.w, http.StatusOK, site.policyJSON())
+	return nil
+}
+
+func (site *Site) apiAdminSessions(c *call, _ map[string]json.RawMessage) error {
+	WriteJSON(c.w, http.StatusOK, map[string]any{"sessions": site.sessionsJSON(c, "")})
+	return nil
+}
+
+func (site *Site) apiAdminRevoke(c *call, body map[string]json.RawMessage) error {
+	id, e := stringField(body, "session")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	if _, err := site.svc.RevokeSession(c.ctx(), site.actor(c), id, "", "admin"); err != nil {
+		return site.fail(c, err, "revoke")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true})
+	return nil
+}
+
+// securityURL is the security page's address as this request reached it,
+// for links in emails.
+func (site *Site) securityURL(c *call) string {
+	scheme := "http"
+	if c.r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + c.r.Host + site.cfg.Prefix + "security?setup=1"
+}
+
+// unenrolled counts members without a second factor.
+func unenrolled(ms []mfa.Member) int {
+	n := 0
+	for _, m := range ms {
+		if !m.Enrolled {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,149 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/identity"
+	"github.com/mfagate/mfagate/mfa"
+)
+
+// Error is an error a client sees: a status, a machine code and words.
+// Users get one message per kind of failure; the log gets the reason.
+type Error struct {
+	Status     int
+	Code       string
+	Message    string
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// with returns a copy with another message.
+func (e *Error) with(msg string) *Error {
+	c := *e
+	c.Message = msg
+	return &c
+}
+
+// With returns a copy with another message.
+func (e *Error) With(msg string) *Error { return e.with(msg) }
+
+// The public error codes.
+var (
+	ErrBadRequest        = &Error{Status: http.StatusBadRequest, Code: "bad_request", Message: "The request could not be read."}
+	errMalformedCode     = &Error{Status: http.StatusBadRequest, Code: "malformed_code", Message: "Enter the 6-digit code from your authenticator app."}
+	errMalformedRecovery = &Error{Status: http.StatusBadRequest, Code: "malformed_recovery_code", Message: "Enter one of your recovery codes, like abcdef-234567."}
+	errNotAcknowledged   = &Error{Status: http.StatusBadRequest, Code: "not_acknowledged", Message: "Confirm that you have saved your recovery codes."}
+	errBadMode           = &Error{Status: http.StatusBadRequest, Code: "bad_mode", Message: "The mode must be off, monitor or enforce."}
+	errNoSession         = &Error{Status: http.StatusUnauthorized, Code: "no_session", Message: "Sign in to the app first."}
+	errWrongCode         = &Error{Status: http.StatusUnauthorized, Code: "invalid_code", Message: "That code is not valid. Check your authenticator app and try again."}
+	errWrongRecovery     = &Error{Status: http.StatusUnauthorized, Code: "invalid_recovery_code", Message: "That recovery code is not valid or was already used."}
+	ErrMFARequired       = &Error{Status: http.StatusUnauthorized, Code: "mfa_required", Message: "Finish two-factor sign-in first."}
+	errCSRF              = &Error{Status: http.StatusForbidden, Code: "csrf_failed", Message: "The form expired or came from another site. Reload the page and try again."}
+	ErrSignInUnverified  = &Error{Status: http.StatusForbidden, Code: "sign_in_unverified", Message: "The sign-in was stopped because the gateway could not tell who signed in. Use the app's sign-in form, or ask your administrator."}
+	errCrossOrigin       = &Error{Status: http.StatusForbidden, Code: "cross_origin", Message: "Requests must come from this site."}
+	errAAL2Required      = &Error{Status: http.StatusForbidden, Code: "aal2_required", Message: "Sign in again with your authenticator app to do this."}
+	ErrEnrolmentRequired = &Error{Status: http.StatusForbidden, Code: "enrolment_required", Message: "Set up two-factor authentication to continue."}
+	errPolicyRequires    = &Error{Status: http.StatusForbidden, Code: "policy_requires_2fa", Message: "Your team requires two-factor authentication, so it cannot be disabled."}
+	errNotAdmin          = &Error{Status: http.StatusForbidden, Code: "not_admin", Message: "Only team admins can do this."}
+	errUnknownUser       = &Error{Status: http.StatusNotFound, Code: "unknown_user", Message: "No such user."}
+	errUnknownSession    = &Error{Status: http.StatusNotFound, Code: "unknown_session", Message: "No such session."}
+	errNotFound          = &Error{Status: http.StatusNotFound, Code: "not_found", Message: "No such page."}
+	errMethod            = &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "Method not allowed."}
+	errAlreadyEnrolled   = &Error{Status: http.StatusConflict, Code: "already_enrolled", Message: "Two-factor authentication is already on."}
+	errNotEnrolled       = &Error{Status: http.StatusConflict, Code: "not_enrolled", Message: "Two-factor authentication is not on."}
+	errNoSetup           = &Error{Status: http.StatusConflict, Code: "no_pending_setup", Message: "Start the setup first."}
+	errNoPendingCodes    = &Error{Status: http.StatusConflict, Code: "no_pending_codes", Message: "There are no recovery codes waiting to be confirmed."}
+	errUseRecovery       = &Error{Status: http.StatusConflict, Code: "use_recovery_code", Message: "Your authenticator was removed. Use one of your recovery codes."}
+	errNotPending        = &Error{Status: http.StatusConflict, Code: "no_challenge", Message: "There is no sign-in waiting for a second factor."}
+	errEnforceGate       = &Error{Status: http.StatusConflict, Code: "enforce_gate", Message: "Enforce is not allowed yet."}
+	errNoSecret          = &Error{Status: http.StatusConflict, Code: "no_secret", Message: "Generate an identity secret first."}
+	ErrTooLarge          = &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "The request is too large."}
+	errRateLimited       = &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "Too many wrong codes. Wait a while and try again."}
+	ErrUnavailable       = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "Something went wrong on our side. Try again in a moment."}
+)
+
+// domainErrors is the one table from the domain's errors to public ones.
+var domainErrors = []struct {
+	err error
+	pub *Error
+}{
+	{mfa.ErrMalformedCode, errMalformedCode},
+	{mfa.ErrMalformedRecovery, errMalformedRecovery},
+	{mfa.ErrWrongCode, errWrongCode},
+	{mfa.ErrWrongRecovery, errWrongRecovery},
+	{mfa.ErrNotAcknowledged, errNotAcknowledged},
+	{mfa.ErrAlreadyEnrolled, errAlreadyEnrolled},
+	{mfa.ErrNotEnrolled, errNotEnrolled},
+	{mfa.ErrNoSetup, errNoSetup},
+	{mfa.ErrNoPendingCodes, errNoPendingCodes},
+	{mfa.ErrUseRecovery, errUseRecovery},
+	{mfa.ErrEnrolmentRequired, ErrEnrolmentRequired},
+	{mfa.ErrAAL2Required, errAAL2Required},
+	{mfa.ErrPolicyRequires, errPolicyRequires},
+	{mfa.ErrUnknownUser, errUnknownUser},
+	{mfa.ErrNoUserNamed, ErrBadRequest.with("Name the user to reset.")},
+	{mfa.ErrUnknownSession, errUnknownSession},
+	{mfa.ErrCurrentSession, ErrBadRequest.with("That is this session: sign out of the app instead.")},
+	{mfa.ErrBadMode, errBadMode},
+	{identity.ErrNoSecret, errNoSecret},
+}
+
+// public maps a domain error to what the client sees. An error the table
+// does not know is a fault: logged with op, shown as "unavailable".
+func (site *Site) public(err error, op string) *Error {
+	return publicError(site.log, err, op)
+}
+
+func publicError(log *zap.Logger, err error, op string) *Error {
+	var locked *mfa.LockedError
+	var gate *identity.GateError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &locked):
+		e := *errRateLimited
+		e.RetryAfter = locked.RetryAfter
+		return &e
+	case errors.As(err, &gate):
+		return errEnforceGate.with("Enforce is not allowed yet: " + gate.Reason + ".")
+	case errors.Is(err, mfa.ErrBadTimeout):
+		return ErrBadRequest.with(err.Error())
+	}
+	for _, d := range domainErrors {
+		if errors.Is(err, d.err) {
+			return d.pub
+		}
+	}
+	log.Error("gateway operation failed", zap.String("op", op), zap.Error(err))
+	return ErrUnavailable
+}
+
+// WriteJSONError answers a script with e.
+func WriteJSONError(w http.ResponseWriter, e *Error) error {
+	setRetryAfter(w, e)
+	WriteJSON(w, e.Status, map[string]string{"error": e.Code, "message": e.Message})
+	return nil
+}
+
+// WriteJSON answers with v as JSON, never cached.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func setRetryAfter(w http.ResponseWriter, e *Error) {
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(e.RetryAfter.Seconds()+0.999)))
+	}
+}

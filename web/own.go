@@ -1,0 +1,227 @@
+// Package web is the gateway's own surface under its prefix: the HTML
+// pages (challenge, security, admin), the JSON API that mirrors them, and
+// the operator API behind `caddy mfa`. It changes state only through the
+// domain's operations (package mfa) and maps their errors to the public
+// error codes in one table (errors.go).
+package web
+
+import (
+	"context"
+	"crypto/hmac"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/mfagate/mfagate/challengeui"
+	"github.com/mfagate/mfagate/cookies"
+	"github.com/mfagate/mfagate/mfa"
+	"github.com/mfagate/mfagate/session"
+)
+
+// Config is the surface's settings, defaults already applied.
+type Config struct {
+	Prefix      string      // where the surface lives, e.g. "/_mfa/"
+	Issuer      string      // name on the pages
+	TemplateDir string      // templates overriding the embedded pages
+	Widget      *WidgetInfo // nil: no widget traffic configured
+}
+
+// WidgetInfo is what the admin page tells developers about widget tokens.
+type WidgetInfo struct {
+	UserHeader  string // where the widget sends the claimed user id
+	TokenHeader string // where it sends the token
+}
+
+// Site serves one site block's pages and API. Its routes are built once.
+type Site struct {
+	cfg   Config
+	realm *mfa.Realm
+	svc   *mfa.Service
+	jar   *cookies.Jar
+	ui    *challengeui.Renderer
+	log   *zap.Logger
+	pages map[string]pageRoute
+	api   map[string]apiRoute
+}
+
+// New builds the surface for realm.
+func New(cfg Config, realm *mfa.Realm, jar *cookies.Jar, logger *zap.Logger) (*Site, error) {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	ui, err := challengeui.New(challengeui.Options{Prefix: cfg.Prefix, Issuer: cfg.Issuer, TemplateDir: cfg.TemplateDir})
+	if err != nil {
+		return nil, err
+	}
+	site := &Site{cfg: cfg, realm: realm, svc: realm.Service(), jar: jar, ui: ui, log: logger}
+	site.pages = site.pageRoutes()
+	site.api = site.apiRoutes()
+	return site, nil
+}
+
+// call is one request to the gateway's own pages or API.
+type call struct {
+	w     http.ResponseWriter
+	r     *http.Request
+	cur   mfa.Current
+	now   time.Time
+	actor mfa.Actor
+}
+
+func (c *call) ctx() context.Context { return c.r.Context() }
+
+// sess is the request's session; pending sessions have a user too.
+func (c *call) sess() *session.Session { return c.cur.Session }
+
+// Serve answers a path under the prefix: rel is the cleaned path below it
+// ("challenge", "api/v1/status", "assets/mfa.css").
+func (site *Site) Serve(w http.ResponseWriter, r *http.Request, rel string, now time.Time) error {
+	if strings.HasPrefix(rel, "assets/") {
+		sub := r.Clone(r.Context())
+		sub.URL.Path = rel
+		site.ui.Assets().ServeHTTP(w, sub)
+		return nil
+	}
+	c := &call{w: w, r: r, cur: site.realm.Lookup(site.jar.Value(r), now), now: now, actor: ActorOf(r)}
+	if s := c.sess(); s != nil && s.State == session.Active {
+		c.actor.User = s.User
+		s.Touch(now)
+	}
+	if api, ok := strings.CutPrefix(rel, "api/v1/"); ok {
+		return site.serveAPI(c, api)
+	}
+	return site.servePage(c, rel)
+}
+
+// ActorOf is the actor behind a request: its address as Caddy resolved it
+// and its user agent. The user is filled in once a session names one.
+func ActorOf(r *http.Request) mfa.Actor {
+	return mfa.Actor{Address: ClientIP(r), Agent: r.UserAgent()}
+}
+
+// ClientIP is the address wrong codes are counted against.
+func ClientIP(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		host = host[:i]
+	}
+	return strings.Trim(host, "[]")
+}
+
+// changed stamps the cookie of a session an operation replaced, releases
+// the app's held cookies with it, and makes it the call's session.
+func (site *Site) changed(c *call, ch mfa.Changed) {
+	h := c.w.Header()
+	for _, line := range ch.Held {
+		h.Add("Set-Cookie", line)
+	}
+	site.jar.Set(h, c.r, site.realm.CookieValue(ch.ID, ch.Session, c.now))
+	c.cur.Session, c.cur.ID = ch.Session, ch.ID
+}
+
+func (site *Site) checkCSRF(c *call, token string) bool {
+	want := site.svc.CSRFToken(c.sess())
+	return want != "" && hmac.Equal([]byte(want), []byte(token))
+}
+
+// sameOrigin refuses state changes that a browser marks as cross-site.
+// JSON calls must also carry Content-Type: application/json, which a
+// cross-site form cannot send without a CORS preflight.
+func sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return u.Scheme == scheme && strings.EqualFold(u.Host, r.Host)
+}
+
+// requirement is what a gateway endpoint needs of the session.
+type requirement uint8
+
+const (
+	needPending requirement = iota // a sign-in waiting for its second factor
+	needActive                     // signed in (AAL1 or AAL2)
+	needAny                        // pending or active
+	needAdmin                      // an admin at AAL2
+)
+
+// require checks the session for an endpoint.
+func (site *Site) require(c *call, need requirement) *Error {
+	s := c.sess()
+	switch {
+	case s == nil || s.State == session.Anonymous:
+		return errNoSession
+	case need == needPending && s.State != session.Pending:
+		return errNotPending
+	case (need == needActive || need == needAdmin) && s.State != session.Active:
+		return ErrMFARequired
+	case need == needAdmin && !site.realm.IsAdmin(s):
+		site.logDecision(c.r, "admin refused", zap.String("user", s.User))
+		return errNotAdmin
+	case need == needAdmin && s.AAL < 2:
+		return errAAL2Required.with("Team security needs two-factor authentication in this sign-in: set up an authenticator on your security page, or sign in again with your authenticator app.")
+	}
+	return nil
+}
+
+// WriteError answers with JSON for scripts and a page for people.
+func (site *Site) WriteError(w http.ResponseWriter, r *http.Request, e *Error) error {
+	if WantsJSON(r) {
+		return WriteJSONError(w, e)
+	}
+	setRetryAfter(w, e)
+	p := challengeui.ErrorPage{Status: e.Status, Message: e.Message}
+	if e.Code == errNoSession.Code {
+		p.Href, p.LinkText = "/", "Go to sign-in"
+	}
+	if err := site.ui.Render(w, e.Status, p); err != nil {
+		site.log.Error("render error page", zap.Error(err))
+	}
+	return nil
+}
+
+// WantsJSON tells a script's request from a page load.
+func WantsJSON(r *http.Request) bool {
+	if r.Header.Get("X-Requested-With") != "" {
+		return true
+	}
+	ct := r.Header.Get("Content-Type")
+	if strings.HasPrefix(ct, "application/json") {
+		return true
+	}
+	accept := r.Header.Get("Accept")
+	return strings.Contains(accept, "json") && !strings.Contains(accept, "text/html")
+}
+
+func (site *Site) logDecision(r *http.Request, msg string, fields ...zap.Field) {
+	if c := site.log.Check(zapcore.InfoLevel, msg); c != nil {
+		c.Write(append(fields, zap.String("remote_ip", ClientIP(r)), zap.String("path", r.URL.Path))...)
+	}
+}
+
+// URLQuery escapes s for a query value, spaces as %20.
+func URLQuery(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+", "%20") }
+
+// actor is the call's actor, with the user of its session (pending too).
+func (site *Site) actor(c *call) mfa.Actor {
+	a := c.actor
+	if s := c.sess(); s != nil {
+		a.User = s.User
+	}
+	return a
+}

@@ -1,0 +1,270 @@
+package web
+
+import (
+	"html/template"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/mfagate/mfagate/challengeui"
+	"github.com/mfagate/mfagate/recovery"
+	"github.com/mfagate/mfagate/session"
+)
+
+const maxFormBytes = 16 << 10
+
+// pageRoute is one HTML page or form action.
+type pageRoute struct {
+	method string
+	need   requirement
+	fn     func(*call) error
+}
+
+func (site *Site) pageRoutes() map[string]pageRoute {
+	return map[string]pageRoute{
+		"challenge":                       {http.MethodGet, needPending, site.pageChallenge},
+		"challenge/recovery":              {http.MethodGet, needPending, site.pageRecovery},
+		"security":                        {http.MethodGet, needActive, site.pageSecurity},
+		"security/enroll":                 {http.MethodPost, needActive, site.postEnroll},
+		"security/confirm":                {http.MethodPost, needActive, site.postConfirm},
+		"security/acknowledge":            {http.MethodPost, needActive, site.postAcknowledge},
+		"security/regenerate":             {http.MethodPost, needActive, site.postRegenerate},
+		"security/disable":                {http.MethodPost, needActive, site.postDisable},
+		"security/sessions/revoke":        {http.MethodPost, needActive, site.postRevokeOwn},
+		"security/sessions/revoke-others": {http.MethodPost, needActive, site.postRevokeOthers},
+		"admin":                           {http.MethodGet, needAdmin, site.pageAdmin},
+		"admin/policy":                    {http.MethodPost, needAdmin, site.postAdminPolicy},
+		"admin/timeout":                   {http.MethodPost, needAdmin, site.postAdminTimeout},
+		"admin/reset":                     {http.MethodPost, needAdmin, site.postAdminReset},
+		"admin/sessions/revoke":           {http.MethodPost, needAdmin, site.postAdminRevoke},
+		"admin/audit.jsonl":               {http.MethodGet, needAdmin, site.pageAuditJSONL},
+		"admin/audit.csv":                 {http.MethodGet, needAdmin, site.pageAuditCSV},
+		"admin/identity/secret":           {http.MethodPost, needAdmin, site.postIdentitySecret},
+		"admin/identity/mode":             {http.MethodPost, needAdmin, site.postIdentityMode},
+	}
+}
+
+// servePage answers the HTML pages, which work without JavaScript.
+func (site *Site) servePage(c *call, rel string) error {
+	rt, ok := site.pages[rel]
+	if !ok {
+		return site.WriteError(c.w, c.r, errNotFound)
+	}
+	post := c.r.Method == http.MethodPost
+	if (rel == "challenge" || rel == "challenge/recovery") && post {
+		rt.method = http.MethodPost // the challenge pages post to themselves
+	}
+	if c.r.Method != rt.method && !(rt.method == http.MethodGet && c.r.Method == http.MethodHead) {
+		c.w.Header().Set("Allow", rt.method)
+		return site.WriteError(c.w, c.r, errMethod)
+	}
+	if e := site.require(c, rt.need); e != nil {
+		return site.pageRedirectFor(c, e)
+	}
+	if post {
+		if !sameOrigin(c.r) {
+			return site.WriteError(c.w, c.r, errCrossOrigin)
+		}
+		c.r.Body = http.MaxBytesReader(c.w, c.r.Body, maxFormBytes)
+		if err := c.r.ParseForm(); err != nil {
+			return site.WriteError(c.w, c.r, ErrBadRequest.with("The form could not be read."))
+		}
+		if !site.checkCSRF(c, c.r.PostForm.Get("csrf")) {
+			site.logDecision(c.r, "csrf refused")
+			return site.WriteError(c.w, c.r, errCSRF)
+		}
+	}
+	return rt.fn(c)
+}
+
+// pageRedirectFor sends a person where their session lets them be.
+func (site *Site) pageRedirectFor(c *call, e *Error) error {
+	s := c.sess()
+	switch {
+	case e == errNotPending && s.State == session.Active:
+		http.Redirect(c.w, c.r, SafeNext(c.r.URL.Query().Get("next")), http.StatusSeeOther)
+		return nil
+	case e == ErrMFARequired:
+		http.Redirect(c.w, c.r, site.cfg.Prefix+"challenge?next="+URLQuery(s.Next), http.StatusSeeOther)
+		return nil
+	}
+	return site.WriteError(c.w, c.r, e)
+}
+
+func (site *Site) base(c *call) challengeui.Base {
+	b := challengeui.Base{CSRF: site.svc.CSRFToken(c.sess())}
+	if c.sess().State == session.Active {
+		b.User = c.sess().User // not "signed in" before the second factor
+		b.IsAdmin = site.realm.IsAdmin(c.sess()) && c.sess().AAL >= 2
+	}
+	return b
+}
+
+func (site *Site) render(c *call, status int, p challengeui.Page) error {
+	if err := site.ui.Render(c.w, status, p); err != nil {
+		site.log.Error("render page", zap.Error(err))
+	}
+	return nil
+}
+
+// challengeNext is where a passed challenge goes.
+func challengeNext(c *call) string {
+	if n := c.r.FormValue("next"); n != "" {
+		return SafeNext(n)
+	}
+	return SafeNext(c.sess().Next)
+}
+
+func (site *Site) pageChallenge(c *call) error {
+	next := challengeNext(c)
+	if u, err := site.svc.User(c.ctx(), c.sess().User); err == nil && !u.TOTPConfirmed {
+		// No authenticator left: recovery codes are the only factor.
+		http.Redirect(c.w, c.r, site.cfg.Prefix+"challenge/recovery?next="+URLQuery(next), http.StatusSeeOther)
+		return nil
+	}
+	if c.r.Method == http.MethodGet {
+		return site.render(c, http.StatusOK, challengeui.ChallengePage{Base: site.base(c), Next: next})
+	}
+	ch, err := site.realm.PassChallenge(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("code"))
+	if err != nil {
+		e := site.public(err, "challenge")
+		setRetryAfter(c.w, e)
+		return site.render(c, e.Status, challengeui.ChallengePage{Base: site.base(c), Next: next, Error: e.Message})
+	}
+	site.changed(c, ch)
+	dest := ch.Session.Next
+	if dest == "" || dest == "/" {
+		dest = next
+	}
+	http.Redirect(c.w, c.r, SafeNext(dest), http.StatusSeeOther)
+	return nil
+}
+
+func (site *Site) pageRecovery(c *call) error {
+	next := challengeNext(c)
+	if c.r.Method == http.MethodGet {
+		return site.render(c, http.StatusOK, challengeui.RecoveryPage{Base: site.base(c), Next: next})
+	}
+	ch, err := site.realm.UseRecoveryCode(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("recovery_code"))
+	if err != nil {
+		e := site.public(err, "recovery")
+		setRetryAfter(c.w, e)
+		return site.render(c, e.Status, challengeui.RecoveryPage{Base: site.base(c), Next: next, Error: e.Message})
+	}
+	site.changed(c, ch)
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?setup=1", http.StatusSeeOther)
+	return nil
+}
+
+var notices = map[string]string{
+	"enabled":     "Two-factor authentication is on.",
+	"disabled":    "Two-factor authentication is off. Your authenticator and recovery codes were deleted.",
+	"regenerated": "New recovery codes are active. The old ones no longer work.",
+	"revoked":     "The session was signed out.",
+}
+
+// securityPage builds the security page for the current state; setupErr and
+// codesErr carry a failed step's message.
+func (site *Site) securityPage(c *call, openSetup bool, setupErr, codesErr, pageErr string) (challengeui.SecurityPage, *Error) {
+	s := c.sess()
+	u, err := site.svc.User(c.ctx(), s.User)
+	if err != nil {
+		return challengeui.SecurityPage{}, site.public(err, "security page")
+	}
+	p := challengeui.SecurityPage{
+		Base: site.base(c), Enrolled: u.TOTPConfirmed, Required: site.realm.Require2FA(), MustEnrol: s.MustEnrol,
+		CanDisable: s.AAL >= 2, RecoveryRemaining: len(u.RecoveryHashes), Next: SafeNext(s.Next),
+		Notice: notices[c.r.URL.Query().Get("done")], Error: pageErr, CodesError: codesErr,
+		Sessions: sessionViews(c, site.svc.SessionList(s.User)),
+	}
+	if codes := site.svc.PendingCodes(u); len(codes) > 0 {
+		p.Codes = codes
+		p.DownloadHref = challengeui.DownloadURL(recovery.Text(codes, site.cfg.Issuer, s.User))
+		return p, nil
+	}
+	if !u.TOTPConfirmed && (openSetup || s.MustEnrol || c.r.URL.Query().Get("setup") == "1") {
+		st, err := site.realm.Setup(c.ctx(), site.actor(c), s.User, true)
+		if err != nil {
+			return p, site.public(err, "setup")
+		}
+		p.Setup = &challengeui.SetupView{Secret: st.Secret, OTPAuthURI: templateURL(st.URI), QRDataURI: templateURL(st.QR), Error: setupErr}
+	}
+	return p, nil
+}
+
+func (site *Site) showSecurity(c *call, status int, openSetup bool, setupErr, codesErr, pageErr string) error {
+	p, e := site.securityPage(c, openSetup, setupErr, codesErr, pageErr)
+	if e != nil {
+		return site.WriteError(c.w, c.r, e)
+	}
+	return site.render(c, status, p)
+}
+
+func (site *Site) pageSecurity(c *call) error {
+	return site.showSecurity(c, http.StatusOK, false, "", "", "")
+}
+
+func (site *Site) postEnroll(c *call) error {
+	if _, err := site.realm.Setup(c.ctx(), site.actor(c), c.sess().User, true); err != nil {
+		e := site.public(err, "setup")
+		return site.showSecurity(c, e.Status, false, "", "", e.Message)
+	}
+	return site.showSecurity(c, http.StatusOK, true, "", "", "")
+}
+
+func (site *Site) postConfirm(c *call) error {
+	ch, _, err := site.realm.ConfirmSetup(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("code"))
+	if err != nil {
+		e := site.public(err, "confirm setup")
+		setRetryAfter(c.w, e)
+		return site.showSecurity(c, e.Status, true, e.Message, "", "")
+	}
+	site.changed(c, ch)
+	// Post/redirect/get: the page shows the codes until they are acknowledged.
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"security", http.StatusSeeOther)
+	return nil
+}
+
+func (site *Site) postAcknowledge(c *call) error {
+	wasForced := c.sess().MustEnrol
+	s, err := site.realm.AcknowledgeCodes(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("saved") == "yes")
+	if err != nil {
+		e := site.public(err, "acknowledge codes")
+		return site.showSecurity(c, e.Status, false, "", e.Message, "")
+	}
+	c.cur.Session = s
+	dest := site.cfg.Prefix + "security?done=enabled"
+	if wasForced {
+		dest = SafeNext(c.sess().Next)
+	}
+	http.Redirect(c.w, c.r, dest, http.StatusSeeOther)
+	return nil
+}
+
+func (site *Site) postRegenerate(c *call) error {
+	if _, err := site.realm.RegenerateCodes(c.ctx(), site.actor(c), c.sess()); err != nil {
+		e := site.public(err, "regenerate codes")
+		return site.showSecurity(c, e.Status, false, "", "", e.Message)
+	}
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"security", http.StatusSeeOther)
+	return nil
+}
+
+func (site *Site) postDisable(c *call) error {
+	if err := site.realm.Disable(c.ctx(), site.actor(c), c.sess()); err != nil {
+		e := site.public(err, "disable")
+		return site.showSecurity(c, e.Status, false, "", "", e.Message)
+	}
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?done=disabled", http.StatusSeeOther)
+	return nil
+}
+
+// templateURL marks a URL the gateway built itself (otpauth:, data:) as safe
+// for an href or src; only ever called with those.
+func templateURL(s string) template.URL {
+	if strings.HasPrefix(s, "otpauth://") || strings.HasPrefix(s, "data:image/png;base64,") {
+		return template.URL(s)
+	}
+	return ""
+}

@@ -1,0 +1,141 @@
+package web
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mfagate/mfagate/challengeui"
+	"github.com/mfagate/mfagate/mfa"
+)
+
+// The admin page (/_mfa/admin) and the session cards, server-rendered like
+// every other page.
+
+func sessionViews(c *call, infos []mfa.SessionInfo) []challengeui.SessionView {
+	self := c.sess().Key.String()
+	out := make([]challengeui.SessionView, 0, len(infos))
+	for _, s := range infos {
+		out = append(out, challengeui.SessionView{
+			ID: s.ID, User: s.User, Device: challengeui.DeviceName(s.UserAgent), Address: s.Address,
+			Started: s.Started, LastActive: s.LastActive, AAL: s.AAL, Current: s.ID == self,
+		})
+	}
+	return out
+}
+
+var methodWords = map[string]string{"totp": "Authenticator app", "recovery_codes": "Recovery codes only", "none": "—"}
+
+// adminPage builds the admin page; notice and errors come from the action
+// that led here.
+func (site *Site) adminPage(c *call, notice, pageErr, policyErr string) (challengeui.AdminPage, *Error) {
+	ms, err := site.svc.Members(c.ctx())
+	if err != nil {
+		return challengeui.AdminPage{}, site.public(err, "members")
+	}
+	pol := site.realm.Policy()
+	var err2 *Error
+	p := challengeui.AdminPage{
+		Base: site.base(c), Notice: notice, Error: pageErr,
+		Policy: challengeui.PolicyView{
+			Scope: site.realm.Scope(), Require2FA: pol.Require2FA, Since: pol.Since,
+			GraceDays: int(site.realm.GracePeriod() / (24 * time.Hour)), IdleMinutes: int(site.realm.IdleTimeout() / time.Minute),
+			Unenrolled: unenrolled(ms), Error: policyErr,
+		},
+		Sessions:        sessionViews(c, site.svc.SessionList("")),
+		EmailConfigured: site.realm.EmailConfigured(),
+	}
+	p.Identity = site.identityView("", "")
+	if p.Audit, err2 = site.auditView(c); err2 != nil {
+		return p, err2
+	}
+	if pol.Require2FA && !pol.Since.IsZero() {
+		p.Policy.GraceEnds = pol.Since.Add(site.realm.GracePeriod())
+	}
+	byRole := site.realm.AdminsByRole()
+	for _, m := range ms {
+		p.Members = append(p.Members, challengeui.MemberView{
+			User: m.User, Email: m.Email, Enrolled: m.Enrolled, Method: methodWords[m.Method],
+			LastSignIn: m.LastSignIn, Sessions: m.Sessions, Admin: site.realm.NamedAdmin(m.User, byRole),
+		})
+	}
+	return p, nil
+}
+
+func (site *Site) showAdmin(c *call, status int, notice, pageErr, policyErr string) error {
+	p, e := site.adminPage(c, notice, pageErr, policyErr)
+	if e != nil {
+		return site.WriteError(c.w, c.r, e)
+	}
+	return site.render(c, status, p)
+}
+
+func (site *Site) pageAdmin(c *call) error {
+	return site.showAdmin(c, http.StatusOK, adminNotices[c.r.URL.Query().Get("done")], "", "")
+}
+
+var adminNotices = map[string]string{
+	"policy":   "Policy saved.",
+	"timeout":  "Session timeout saved.",
+	"reset":    "Two-factor authentication was reset.",
+	"revoked":  "Session signed out.",
+	"identity": "Identity verification mode saved.",
+}
+
+// adminDone redirects back to the admin page (post/redirect/get).
+func (site *Site) adminDone(c *call, done, anchor string) error {
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"admin?done="+done+"#"+anchor, http.StatusSeeOther)
+	return nil
+}
+
+func (site *Site) postAdminPolicy(c *call) error {
+	if _, err := site.realm.SetRequire2FA(c.ctx(), site.actor(c), c.r.PostForm.Get("require_2fa") == "on", site.securityURL(c)); err != nil {
+		e := site.public(err, "set policy")
+		return site.showAdmin(c, e.Status, "", "", e.Message)
+	}
+	return site.adminDone(c, "policy", "policy")
+}
+
+func (site *Site) postAdminTimeout(c *call) error {
+	n, err := strconv.Atoi(strings.TrimSpace(c.r.PostForm.Get("minutes")))
+	if err != nil {
+		return site.showAdmin(c, http.StatusBadRequest, "", "", "Enter the session timeout as a whole number of minutes, from 5 to 1440.")
+	}
+	if _, err := site.realm.SetIdleMinutes(c.ctx(), site.actor(c), n); err != nil {
+		e := site.public(err, "set timeout")
+		return site.showAdmin(c, e.Status, "", "", e.Message)
+	}
+	return site.adminDone(c, "timeout", "policy")
+}
+
+func (site *Site) postAdminReset(c *call) error {
+	if err := site.realm.ResetUser(c.ctx(), site.actor(c), c.r.PostForm.Get("user")); err != nil {
+		e := site.public(err, "admin reset")
+		return site.showAdmin(c, e.Status, "", e.Message, "")
+	}
+	return site.adminDone(c, "reset", "members")
+}
+
+func (site *Site) postAdminRevoke(c *call) error {
+	if _, err := site.svc.RevokeSession(c.ctx(), site.actor(c), c.r.PostForm.Get("session"), "", "admin"); err != nil {
+		e := site.public(err, "revoke")
+		return site.showAdmin(c, e.Status, "", e.Message, "")
+	}
+	return site.adminDone(c, "revoked", "sessions")
+}
+
+func (site *Site) postRevokeOwn(c *call) error {
+	if err := site.revokeOwn(c, c.r.PostForm.Get("session")); err != nil {
+		e := site.public(err, "revoke")
+		return site.showSecurity(c, e.Status, false, "", "", e.Message)
+	}
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?done=revoked", http.StatusSeeOther)
+	return nil
+}
+
+func (site *Site) postRevokeOthers(c *call) error {
+	site.svc.RevokeOthers(c.ctx(), site.actor(c), c.sess())
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?done=revoked", http.StatusSeeOther)
+	return nil
+}
