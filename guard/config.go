@@ -38,10 +38,10 @@ type Field struct {
 
 // IdentitySource says how the gateway learns who signed in.
 type IdentitySource struct {
-	Kind  string // "form", "json", "header", "whoami", "query", "basic"
-	Name  string // form/json/query field, or response header
-	Path  string // whoami: app path called with the new session
-	Field string // whoami: JSON field in its response
+	Kind  string `json:"kind,omitempty"`  // "form", "json", "header", "whoami", "query", "basic"
+	Name  string `json:"name,omitempty"`  // form/json/query field, or response header
+	Path  string `json:"path,omitempty"`  // whoami: app path called with the new session
+	Field string `json:"field,omitempty"` // whoami: JSON field in its response
 }
 
 // Identity source kinds.
