@@ -17,7 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
-	"github.com/mfagate/mfagate/gateway"
+	"github.com/mfagate/mfagate/guard"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite testdata/caddyfile_adapt/*.caddyfiletest with what the adapter produces now")
@@ -299,12 +299,12 @@ func sameJSON(t *testing.T, a, b []byte) bool {
 func TestJSONConfigKeys(t *testing.T) {
 	t.Setenv("MFA_KEY", goldenSecrets["MFA_KEY"])
 	want := Gateway{
-		UserFrom: []gateway.IdentitySource{
-			{Kind: gateway.FromForm, Name: "username"},
-			{Kind: gateway.FromWhoami, Path: "/api/me", Field: "user"},
+		UserFrom: []guard.IdentitySource{
+			{Kind: guard.FromForm, Name: "username"},
+			{Kind: guard.FromWhoami, Path: "/api/me", Field: "user"},
 		},
-		RoleFrom:  []gateway.IdentitySource{{Kind: gateway.FromHeader, Name: "X-Role"}},
-		EmailFrom: []gateway.IdentitySource{{Kind: gateway.FromJSON, Name: "email"}},
+		RoleFrom:  []guard.IdentitySource{{Kind: guard.FromHeader, Name: "X-Role"}},
+		EmailFrom: []guard.IdentitySource{{Kind: guard.FromJSON, Name: "email"}},
 	}
 	const wantJSON = `{"user_from":[{"kind":"form","name":"username"},{"kind":"whoami","path":"/api/me","field":"user"}],` +
 		`"role_from":[{"kind":"header","name":"X-Role"}],"email_from":[{"kind":"json","name":"email"}]}`
