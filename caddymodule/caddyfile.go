@@ -145,6 +145,9 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "email_from":
 				m.EmailFrom = append(m.EmailFrom, src)
 			default:
+				if src.Kind != guard.FromHeader && src.Kind != guard.FromWhoami {
+					return d.Errf("role_from %s: the client sends that; use header or whoami, which the app answers", src.Kind)
+				}
 				m.RoleFrom = append(m.RoleFrom, src)
 			}
 		case "widget":

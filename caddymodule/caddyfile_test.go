@@ -324,6 +324,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{name: "role_from unknown kind", input: block("role_from ldap memberOf"), line: 2, contains: `role_from "ldap"`},
 		{name: "role_from whoami without field", input: block("role_from whoami /api/me"), line: 2, contains: "role_from whoami"},
 		{name: "role_from header without name", input: block("role_from header"), line: 2, contains: "role_from header"},
+		{name: "role_from form", input: block("role_from form role"), line: 2, contains: "role_from form: the client sends that"},
+		{name: "role_from query", input: block("role_from query role"), line: 2, contains: "role_from query: the client sends that"},
 		{name: "email_from missing", input: block("email_from"), line: 2, contains: "wrong argument count"},
 		{name: "email_from unknown kind", input: block("email_from ldap mail"), line: 2, contains: `email_from "ldap"`},
 		{name: "email_from json extra", input: block("email_from json email mail"), line: 2, contains: "email_from json"},

@@ -147,6 +147,11 @@ func (c *Config) Normalize() error {
 		if err := s.validate(); err != nil {
 			return fmt.Errorf("role source %d: %w", i+1, err)
 		}
+		// A role makes admins: only the app's own answer may carry it, never
+		// a field the client writes into its sign-in request.
+		if s.Kind != FromHeader && s.Kind != FromWhoami {
+			return fmt.Errorf("role source %d: %s is sent by the client; use header or whoami, which the app answers", i+1, s.Kind)
+		}
 	}
 	for i, s := range c.EmailFrom {
 		if err := s.validate(); err != nil {
