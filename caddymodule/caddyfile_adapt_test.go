@@ -2,8 +2,8 @@ package caddymodule
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -186,7 +186,6 @@ func checkAdaptedGateways(t *testing.T, adapted string) {
 		return // a config of other handlers only
 	}
 	dbPath := filepath.Join(t.TempDir(), "mfagate.db")
-	ctx := goldenContext(t)
 	for i, h := range handlers {
 		checkKeys(t, h, "mfa_gateway")
 		delete(h, "handler")
@@ -218,23 +217,24 @@ func checkAdaptedGateways(t *testing.T, adapted string) {
 		h["encryption_key"] = "{env.MFA_KEY}"
 		delete(h, "key_file")
 		delete(h, "template_dir")
-		raw, err = json.Marshal(h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ctx.LoadModuleByID("http.handlers.mfa_gateway", raw); err != nil {
-			t.Errorf("handler %d does not load: %v\n%s", i+1, err, raw)
-		}
+		h["handler"] = "mfa_gateway"
 	}
-}
-
-// goldenContext is a Caddy context whose modules are cleaned up (their
-// database released) when the test ends.
-func goldenContext(t *testing.T) caddy.Context {
-	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
-	return ctx
+	// The whole config provisions as `caddy validate` does it (which opens
+	// no database: stores open when the mfa app starts).
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var whole caddy.Config
+	if err := caddy.StrictUnmarshalJSON(raw, &whole); err != nil {
+		t.Fatalf("config does not decode: %v", err)
+	}
+	if err := caddy.Validate(&whole); err != nil {
+		t.Errorf("config does not validate: %v\n%s", err, raw)
+	}
+	if _, err := os.Stat(dbPath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("validating the config touched the database: %v", err)
+	}
 }
 
 // findHandlers returns the handler objects named name, in document order.
@@ -325,11 +325,10 @@ func TestJSONConfigKeys(t *testing.T) {
 				"db_path": ` + mustJSON(t, filepath.Join(t.TempDir(), "mfagate.db")) + `,
 				"encryption_key": "{env.MFA_KEY}",` + tt.sources + `
 			}`
-			mod, err := goldenContext(t).LoadModuleByID("http.handlers.mfa_gateway", json.RawMessage(raw))
-			if err != nil {
+			m := new(Gateway)
+			if err := caddy.StrictUnmarshalJSON([]byte(raw), m); err != nil {
 				t.Fatalf("loading %s: %v", raw, err)
 			}
-			m := mod.(*Gateway)
 			got := Gateway{UserFrom: m.UserFrom, RoleFrom: m.RoleFrom, EmailFrom: m.EmailFrom}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("loaded sources\n got: %+v\nwant: %+v", got, want)

@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -19,7 +19,6 @@ import (
 	"github.com/mfagate/mfagate/mail"
 	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/seal"
-	"github.com/mfagate/mfagate/storage"
 )
 
 func init() {
@@ -119,9 +118,11 @@ type Gateway struct {
 	// that started before the switch end after this. Default 7 days.
 	GracePeriod caddy.Duration `json:"grace_period,omitempty"`
 
-	gw     *guard.Guard
+	cfg    guard.Config
+	store  Store     // from db_path; nil: the mfa app's store
+	key    []byte    // from encryption_key; nil: a key file
+	gw     *guardRef // set when the mfa app starts
 	outbox *mail.Outbox
-	dbPath string
 	logger *zap.Logger
 }
 
@@ -133,26 +134,29 @@ func (Gateway) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision loads the matchers, opens (or shares) the database and builds
-// the guard.
+// Provision loads the matchers, checks the configuration and registers the
+// handler with the mfa app, which opens the store and starts the handler
+// when the config starts. Provision itself opens nothing: a config that is
+// only validated never touches the database.
 func (m *Gateway) Provision(ctx caddy.Context) error {
+	app, err := ctx.App("mfa")
+	if err != nil {
+		return err
+	}
+	return m.provisionOn(ctx, app.(*App))
+}
+
+// provisionOn is Provision with the mfa app of the config being loaded.
+func (m *Gateway) provisionOn(ctx caddy.Context, app *App) error {
 	m.logger = ctx.Logger()
 	cfg, err := m.config(ctx)
 	if err != nil {
 		return err
 	}
-	repl := caddy.NewReplacer()
-	dbPath := repl.ReplaceAll(m.DBPath, "")
-	if dbPath == "" {
-		dbPath = filepath.Join(caddy.AppDataDir(), "mfagate", "mfagate.db")
-	}
-	if dbPath, err = filepath.Abs(dbPath); err != nil {
-		return fmt.Errorf("db_path: %w", err)
-	}
-	// Check the config before touching the disk.
 	if err := cfg.Normalize(); err != nil {
 		return err
 	}
+	repl := caddy.NewReplacer()
 	if m.SMTP != nil {
 		mc := m.SMTP.mailConfig(repl)
 		if err := mc.Validate(); err != nil {
@@ -165,29 +169,41 @@ func (m *Gateway) Provision(ctx caddy.Context) error {
 		m.outbox = mail.NewOutbox(sender, m.logger.Named("mail"), 1000)
 		cfg.Mailer = m.outbox
 	}
-	key, err := m.loadKey(repl, dbPath)
-	if err != nil {
-		return err
+	m.cfg = cfg
+	if m.EncryptionKey != "" {
+		if m.key, err = parseKey(repl, m.EncryptionKey); err != nil {
+			return err
+		}
 	}
-	val, _, err := pool.LoadOrNew(dbPath, func() (caddy.Destructor, error) {
-		return m.openService(dbPath, key)
-	})
-	if err != nil {
-		return err
+	if m.DBPath != "" {
+		st := &BoltStore{Path: m.DBPath}
+		if err := st.Provision(ctx); err != nil {
+			return fmt.Errorf("db_path: %w", err)
+		}
+		m.store = st
 	}
-	m.dbPath = dbPath // from here on Cleanup must release it
-	svc := val.(serviceCloser).Service
-	if !svc.SameKey(key) {
-		_, _ = pool.Delete(m.dbPath)
-		m.dbPath = ""
-		return errors.New("encryption_key differs from the key the open database uses; restart Caddy to change keys")
-	}
-	if m.gw, err = guard.New(cfg, svc, m.logger); err != nil {
-		_, _ = pool.Delete(m.dbPath)
-		m.dbPath = ""
-		return err
-	}
+	m.gw = &guardRef{}
+	app.attach(m)
 	return nil
+}
+
+// guardRef holds a handler's guard once the mfa app has started it.
+type guardRef struct{ p atomic.Pointer[guard.Guard] }
+
+func (r *guardRef) load() *guard.Guard {
+	if r == nil {
+		return nil
+	}
+	return r.p.Load()
+}
+
+// serviceOptions are the service settings a handler brings when it is the
+// first to open its store.
+func (m *Gateway) serviceOptions() mfa.Options {
+	return mfa.Options{
+		AuditRetention:  time.Duration(m.AuditRetention),
+		IdentityOverlap: time.Duration(m.IdentityOverlap), IdentityLeeway: time.Duration(m.IdentityLeeway),
+	}
 }
 
 func (m *Gateway) config(ctx caddy.Context) (guard.Config, error) {
@@ -230,42 +246,29 @@ func (m *Gateway) config(ctx caddy.Context) (guard.Config, error) {
 	return cfg, nil
 }
 
-// openRuntime opens the database once per path; later configs share it.
-func (m *Gateway) openService(dbPath string, key []byte) (serviceCloser, error) {
-	store, err := storage.OpenBolt(dbPath, storage.BoltOptions{Timeout: time.Second})
+// parseKey resolves and parses encryption_key (placeholders such as
+// {env.MFA_KEY} are resolved here, so `caddy adapt` never shows the key).
+func parseKey(repl *caddy.Replacer, raw string) ([]byte, error) {
+	v, err := repl.ReplaceOrErr(raw, true, true)
 	if err != nil {
-		if errors.Is(err, storage.ErrLocked) {
-			return serviceCloser{}, fmt.Errorf("%w (is another Caddy, or `caddy mfa`, using it?)", err)
-		}
-		return serviceCloser{}, err
+		return nil, fmt.Errorf("encryption_key: %w", err)
 	}
-	svc, err := mfa.Open(mfa.Options{
-		Store: store, Key: key, Logger: m.logger, AuditRetention: time.Duration(m.AuditRetention),
-		IdentityOverlap: time.Duration(m.IdentityOverlap), IdentityLeeway: time.Duration(m.IdentityLeeway),
-	})
+	key, err := seal.ParseKey(v)
 	if err != nil {
-		_ = store.Close()
-		return serviceCloser{}, err
+		return nil, fmt.Errorf("encryption_key: %w", err)
 	}
-	m.logger.Info("database opened", zap.String("path", dbPath))
-	return serviceCloser{svc}, nil
+	return key, nil
 }
 
-func (m *Gateway) loadKey(repl *caddy.Replacer, dbPath string) ([]byte, error) {
-	if m.EncryptionKey != "" {
-		v, err := repl.ReplaceOrErr(m.EncryptionKey, true, true)
-		if err != nil {
-			return nil, fmt.Errorf("encryption_key: %w", err)
-		}
-		key, err := seal.ParseKey(v)
-		if err != nil {
-			return nil, fmt.Errorf("encryption_key: %w", err)
-		}
-		return key, nil
+// loadKey is the master key: encryption_key, or the key file named by
+// key_file or else kept beside the store, created on first use (mode 0600).
+func (m *Gateway) loadKey(st Store) ([]byte, error) {
+	if m.key != nil {
+		return m.key, nil
 	}
-	path := repl.ReplaceAll(m.KeyFile, "")
+	path := caddy.NewReplacer().ReplaceAll(m.KeyFile, "")
 	if path == "" {
-		path = filepath.Join(filepath.Dir(dbPath), "key")
+		path = st.DefaultKeyFile()
 	}
 	key, err := seal.LoadOrCreateKeyFile(path, nil)
 	if err != nil {
@@ -284,33 +287,29 @@ func (m *Gateway) Validate() error {
 	return nil
 }
 
-// ServeHTTP hands the request to the gateway core.
+// ServeHTTP hands the request to the request guard. Before the mfa app has
+// started this handler (a moment at start-up) nothing passes: 503.
 func (m *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	return m.gw.ServeHTTP(w, r, next)
+	gw := m.gw.load()
+	if gw == nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("mfa_gateway: not started yet"))
+	}
+	return gw.ServeHTTP(w, r, next)
 }
 
-// Cleanup releases this config's hold on the shared database; the last user
-// closes it.
+// Cleanup removes this handler from its service and closes its mail
+// outbox; the mfa app releases the store.
 func (m *Gateway) Cleanup() error {
-	if m.gw != nil {
-		m.gw.Release() // before the outbox closes: nothing may queue on it after
+	if gw := m.gw.load(); gw != nil {
+		gw.Release() // before the outbox closes: nothing may queue on it after
 	}
 	if m.outbox != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = m.outbox.Close(ctx) // queued notices get a few seconds to go out
 		cancel()
 	}
-	if m.dbPath == "" {
-		return nil
-	}
-	_, err := pool.Delete(m.dbPath)
-	return err
+	return nil
 }
-
-// pool shares one Runtime per database path across config reloads: Caddy
-// provisions the new config before it cleans up the old one, and a second
-// bbolt open of the same file would wait on its lock.
-var pool = caddy.NewUsagePool()
 
 // WidgetConfig names the widget traffic. The defaults: the claimed user id
 // in X-Widget-User-Id, the token in Authorization: Bearer, the verdict to
@@ -364,10 +363,6 @@ type anyMatch caddyhttp.MatcherSets
 func (a anyMatch) MatchWithError(r *http.Request) (bool, error) {
 	return caddyhttp.MatcherSets(a).AnyMatchWithError(r)
 }
-
-type serviceCloser struct{ *mfa.Service }
-
-func (s serviceCloser) Destruct() error { return s.Close() }
 
 // Interface guards.
 var (

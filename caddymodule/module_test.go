@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,12 +38,25 @@ func newModule(dbPath string) *Gateway {
 	}
 }
 
-// provisionWithin runs Provision and fails the test if it takes longer than
-// d: a second bbolt open of a held file would wait on the lock.
+// provisionWithin provisions m on a new mfa app (as one config load does)
+// and starts the app, failing the test if that takes longer than d: a
+// second bbolt open of a held file would wait on the lock. Cleanup stops the
+// app and cleans m up, as Caddy does when the config is unloaded.
 func provisionWithin(t *testing.T, m *Gateway, ctx caddy.Context, d time.Duration) error {
 	t.Helper()
+	app := &App{}
+	if err := app.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testApps.Store(m, app)
 	done := make(chan error, 1)
-	go func() { done <- m.Provision(ctx) }()
+	go func() {
+		err := m.provisionOn(ctx, app)
+		if err == nil {
+			err = app.Start()
+		}
+		done <- err
+	}()
 	select {
 	case err := <-done:
 		return err
@@ -50,6 +64,19 @@ func provisionWithin(t *testing.T, m *Gateway, ctx caddy.Context, d time.Duratio
 		t.Fatalf("Provision did not return within %v", d)
 		return nil
 	}
+}
+
+// testApps is the mfa app each test handler was started on.
+var testApps sync.Map // *Gateway -> *App
+
+// unload stops m's app and cleans m up, in Caddy's order.
+func unload(m *Gateway) error {
+	if a, ok := testApps.LoadAndDelete(m); ok {
+		if err := a.(*App).Stop(); err != nil {
+			return err
+		}
+	}
+	return m.Cleanup()
 }
 
 // openBoltQuickly opens path directly, as a second process would.
@@ -69,7 +96,7 @@ func TestProvisionSharesDatabase(t *testing.T) {
 	if err := provisionWithin(t, first, ctx, 5*time.Second); err != nil {
 		t.Fatalf("first Provision: %v", err)
 	}
-	t.Cleanup(func() { _ = first.Cleanup() })
+	t.Cleanup(func() { _ = unload(first) })
 
 	// As on a reload: the new config is provisioned while the old one still
 	// holds the file. bbolt's lock timeout is 1s, so sharing must be faster.
@@ -77,16 +104,16 @@ func TestProvisionSharesDatabase(t *testing.T) {
 	if err := provisionWithin(t, second, ctx, 5*time.Second); err != nil {
 		t.Fatalf("second Provision on the same db_path: %v", err)
 	}
-	t.Cleanup(func() { _ = second.Cleanup() })
+	t.Cleanup(func() { _ = unload(second) })
 	if el := time.Since(start); el > 900*time.Millisecond {
 		t.Errorf("second Provision took %v: it waited on the bbolt lock", el)
 	}
-	if first.gw == nil || second.gw == nil {
-		t.Fatal("Provision left no gateway")
+	if first.gw.load() == nil || second.gw.load() == nil {
+		t.Fatal("Provision and Start left no guard")
 	}
 
 	// The old config goes away: the new one still holds the database.
-	if err := first.Cleanup(); err != nil {
+	if err := unload(first); err != nil {
 		t.Fatalf("first Cleanup: %v", err)
 	}
 	if err := openBoltQuickly(dbPath); !errors.Is(err, storage.ErrLocked) {
@@ -94,7 +121,7 @@ func TestProvisionSharesDatabase(t *testing.T) {
 	}
 
 	// The last user closes it.
-	if err := second.Cleanup(); err != nil {
+	if err := unload(second); err != nil {
 		t.Fatalf("second Cleanup: %v", err)
 	}
 	start = time.Now()
@@ -115,7 +142,7 @@ func TestProvisionDistinctPathsAreIndependent(t *testing.T) {
 			t.Fatalf("Provision: %v", err)
 		}
 	}
-	if err := a.Cleanup(); err != nil {
+	if err := unload(a); err != nil {
 		t.Fatal(err)
 	}
 	if err := openBoltQuickly(a.DBPath); err != nil {
@@ -124,7 +151,7 @@ func TestProvisionDistinctPathsAreIndependent(t *testing.T) {
 	if err := openBoltQuickly(b.DBPath); !errors.Is(err, storage.ErrLocked) {
 		t.Errorf("b.db while b is live: %v, want ErrLocked", err)
 	}
-	if err := b.Cleanup(); err != nil {
+	if err := unload(b); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -137,10 +164,10 @@ func TestProvisionRelativeAndPlaceholderDBPath(t *testing.T) {
 	if err := provisionWithin(t, m, ctx, 5*time.Second); err != nil {
 		t.Fatalf("Provision: %v", err)
 	}
-	defer m.Cleanup()
+	defer unload(m)
 	want := filepath.Join(dir, "sub", "mfa.db")
-	if m.dbPath != want {
-		t.Errorf("dbPath = %q, want %q", m.dbPath, want)
+	if got := m.store.StoreKey(); got != want {
+		t.Errorf("store = %q, want %q", got, want)
 	}
 	if _, err := os.Stat(want); err != nil {
 		t.Errorf("database not created: %v", err)
@@ -158,7 +185,7 @@ func TestProvisionCreatesKeyFile(t *testing.T) {
 		}
 		keyPath := filepath.Join(dir, "key")
 		first := checkKeyFile(t, keyPath)
-		if err := m.Cleanup(); err != nil {
+		if err := unload(m); err != nil {
 			t.Fatal(err)
 		}
 
@@ -168,7 +195,7 @@ func TestProvisionCreatesKeyFile(t *testing.T) {
 		if err := provisionWithin(t, again, ctx, 5*time.Second); err != nil {
 			t.Fatalf("second Provision: %v", err)
 		}
-		defer again.Cleanup()
+		defer unload(again)
 		if second := checkKeyFile(t, keyPath); second != first {
 			t.Error("key file was rewritten on the second Provision")
 		}
@@ -182,7 +209,7 @@ func TestProvisionCreatesKeyFile(t *testing.T) {
 		if err := provisionWithin(t, m, ctx, 5*time.Second); err != nil {
 			t.Fatalf("Provision: %v", err)
 		}
-		defer m.Cleanup()
+		defer unload(m)
 		checkKeyFile(t, m.KeyFile)
 		if _, err := os.Stat(filepath.Join(dir, "key")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("default key file created although key_file was set: %v", err)
@@ -195,7 +222,7 @@ func TestProvisionCreatesKeyFile(t *testing.T) {
 		if err := provisionWithin(t, m, ctx, 5*time.Second); err != nil {
 			t.Fatalf("Provision: %v", err)
 		}
-		defer m.Cleanup()
+		defer unload(m)
 		if _, err := os.Stat(filepath.Join(dir, "key")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("key file created although encryption_key was set: %v", err)
 		}
@@ -244,7 +271,7 @@ func TestProvisionBadEncryptionKey(t *testing.T) {
 			m.EncryptionKey = tt.key
 			err := provisionWithin(t, m, ctx, 5*time.Second)
 			if err == nil {
-				m.Cleanup()
+				unload(m)
 				t.Fatal("Provision accepted a bad encryption_key")
 			}
 			msg := err.Error()
@@ -255,7 +282,7 @@ func TestProvisionBadEncryptionKey(t *testing.T) {
 				t.Errorf("error %q leaks the key", msg)
 			}
 			// Caddy calls Cleanup after a failed Provision.
-			if err := m.Cleanup(); err != nil {
+			if err := unload(m); err != nil {
 				t.Errorf("Cleanup after failed Provision: %v", err)
 			}
 			if err := openBoltQuickly(dbPath); err != nil {
@@ -272,13 +299,13 @@ func TestProvisionMissingSignIn(t *testing.T) {
 	m.SignInRaw = nil
 	err := provisionWithin(t, m, ctx, 5*time.Second)
 	if err == nil {
-		m.Cleanup()
+		unload(m)
 		t.Fatal("Provision accepted a config without sign_in")
 	}
 	if msg := strings.ToLower(err.Error()); !strings.Contains(msg, "sign-in") && !strings.Contains(msg, "sign_in") {
 		t.Errorf("error %q does not say the sign-in is missing", err)
 	}
-	if err := m.Cleanup(); err != nil {
+	if err := unload(m); err != nil {
 		t.Errorf("Cleanup after failed Provision: %v", err)
 	}
 	if err := openBoltQuickly(dbPath); err != nil {
@@ -295,15 +322,15 @@ func TestProvisionFailureKeepsSharedDatabase(t *testing.T) {
 	if err := provisionWithin(t, live, ctx, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	defer live.Cleanup()
+	defer unload(live)
 
 	bad := newModule(dbPath)
-	bad.IdleTimeout = caddy.Duration(time.Minute) // out of range: guard.New refuses it
+	bad.IdleTimeout = caddy.Duration(time.Minute) // out of range: refused
 	if err := provisionWithin(t, bad, ctx, 5*time.Second); err == nil {
-		bad.Cleanup()
+		unload(bad)
 		t.Fatal("Provision accepted idle_timeout 1m")
 	}
-	if err := bad.Cleanup(); err != nil {
+	if err := unload(bad); err != nil {
 		t.Fatal(err)
 	}
 	if err := openBoltQuickly(dbPath); !errors.Is(err, storage.ErrLocked) {
@@ -317,13 +344,13 @@ func TestProvisionBadSignInMatcher(t *testing.T) {
 	m.SignInRaw = caddyhttp.RawMatcherSets{{"no_such_matcher": json.RawMessage(`1`)}}
 	err := provisionWithin(t, m, ctx, 5*time.Second)
 	if err == nil {
-		m.Cleanup()
+		unload(m)
 		t.Fatal("Provision accepted an unknown matcher")
 	}
 	if !strings.Contains(err.Error(), "sign_in") {
 		t.Errorf("error %q does not name sign_in", err)
 	}
-	if err := m.Cleanup(); err != nil {
+	if err := unload(m); err != nil {
 		t.Errorf("Cleanup: %v", err)
 	}
 }

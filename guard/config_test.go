@@ -81,7 +81,9 @@ func TestNormalize(t *testing.T) {
 		{name: "prefix without leading slash", mod: func(c *Config) { c.Prefix = "auth/" }, wantErr: `prefix "auth/" must start with /`},
 		{name: "prefix /", mod: func(c *Config) { c.Prefix = "/" }, wantErr: "prefix must not be /"},
 		{name: "role from a form field", mod: func(c *Config) { c.RoleFrom = []IdentitySource{{Kind: FromForm, Name: "role"}} }, wantErr: "role source 1: form is sent by the client"},
-		{name: "role from the query", mod: func(c *Config) { c.RoleFrom = []IdentitySource{{Kind: FromHeader, Name: "X-Role"}, {Kind: FromQuery, Name: "role"}} }, wantErr: "role source 2: query is sent by the client"},
+		{name: "role from the query", mod: func(c *Config) {
+			c.RoleFrom = []IdentitySource{{Kind: FromHeader, Name: "X-Role"}, {Kind: FromQuery, Name: "role"}}
+		}, wantErr: "role source 2: query is sent by the client"},
 		{name: "role from basic", mod: func(c *Config) { c.RoleFrom = []IdentitySource{{Kind: FromBasic}} }, wantErr: "role source 1: basic is sent by the client"},
 		{name: "role from JSON", mod: func(c *Config) { c.RoleFrom = []IdentitySource{{Kind: FromJSON, Name: "role"}} }, wantErr: "role source 1: json is sent by the client"},
 		{name: "prefix that cleans to /", mod: func(c *Config) { c.Prefix = "/x/.." }, wantErr: "prefix must not be /"},

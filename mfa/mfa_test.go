@@ -345,3 +345,54 @@ func TestAdminOperationsAuditThemselves(t *testing.T) {
 		}
 	}
 }
+
+// A reload that drops the smtp block: the forced-logout email of a grace
+// period that ends after the reload goes through the configs loaded then,
+// never through the removed config's (closed) outbox.
+func TestReloadForcedLogoutMailsThroughLoadedConfigs(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		newMails bool
+	}{{"smtp removed", false}, {"smtp moved", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc, clk := newService(t)
+			ctx := context.Background()
+			oldBox, newBox := &outbox{}, &outbox{}
+			old, err := svc.Realm(func() Config {
+				c := testConfig()
+				c.GracePeriod, c.Mailer, c.EmailTemplate = time.Hour, oldBox, "{user}@example.com"
+				return c
+			}(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := old.SignIn(ctx, Actor{Address: "192.0.2.2"}, SignIn{User: "bob"}); err != nil {
+				t.Fatal(err)
+			}
+			// The reload: the new config starts before the old one goes.
+			newRealm(t, svc, func(c *Config) {
+				c.GracePeriod, c.EmailTemplate = time.Hour, "{user}@example.com"
+				if tc.newMails {
+					c.Mailer = newBox
+				}
+			})
+			old.Release()
+
+			clk.add(time.Minute)
+			if _, _, err := svc.SetRequire2FA(ctx, Operator, "default", true); err != nil {
+				t.Fatal(err)
+			}
+			clk.add(2 * time.Hour)
+			svc.Sweep()
+			if n := len(svc.SessionList("bob")); n != 0 {
+				t.Fatalf("bob's session outlived the grace period: %d left", n)
+			}
+			if len(oldBox.sent) != 0 {
+				t.Fatalf("the removed config's outbox was used: %+v", oldBox.sent)
+			}
+			if got := len(newBox.sent); (got == 1) != tc.newMails {
+				t.Fatalf("emails through the loaded config: %d", got)
+			}
+		})
+	}
+}

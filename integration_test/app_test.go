@@ -1,0 +1,112 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mfagate/mfagate/demoapp"
+)
+
+// exampleStack runs the built Caddy on Caddyfile.example (its ports moved
+// to free ones, its upstream to a demo app on loopback), with Caddy's data
+// directory in a temporary folder: the default bbolt store lives there.
+type exampleStack struct {
+	bin, caddyfile, base string
+	env                  []string
+	dataDir              string
+}
+
+func startExample(t *testing.T, bin string) *exampleStack {
+	t.Helper()
+	app := httptest.NewServer(demoapp.New(demoapp.Options{}))
+	t.Cleanup(app.Close)
+	raw, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	site, admin := freePort(t), freePort(t)
+	up, _ := url.Parse(app.URL)
+	cf := strings.NewReplacer(
+		"localhost:8080", fmt.Sprintf("127.0.0.1:%d", site),
+		"localhost:2019", fmt.Sprintf("127.0.0.1:%d", admin),
+		"127.0.0.1:9080", up.Host,
+	).Replace(string(raw))
+	s := &exampleStack{
+		bin: bin, caddyfile: filepath.Join(dir, "Caddyfile"), base: fmt.Sprintf("http://127.0.0.1:%d", site),
+		env:     append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config")),
+		dataDir: filepath.Join(dir, "data", "caddy"),
+	}
+	if err := os.WriteFile(s.caddyfile, []byte(cf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--config", s.caddyfile)
+	cmd.Env = s.env
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("caddy run output:\n%s", out.String())
+		}
+	})
+	if err := dialWithin(fmt.Sprintf("127.0.0.1:%d", site), 20*time.Second); err != nil {
+		t.Fatalf("Caddy on Caddyfile.example did not start: %v\n%s", err, out.String())
+	}
+	return s
+}
+
+// TestValidateWhileRunning: `caddy validate` (and `caddy adapt`) of the
+// config a running Caddy uses succeed at once. Validation provisions the
+// config but never opens the database the running Caddy holds.
+func TestValidateWhileRunning(t *testing.T) {
+	bin := buildCaddy(t)
+	s := startExample(t, bin)
+
+	// The running gateway works, and holds its default store.
+	c := (&env{t: t, Base: s.base}).newClient()
+	if r := c.signIn("alice", "alice-password"); r.StatusCode != http.StatusSeeOther && r.StatusCode != http.StatusFound {
+		t.Fatalf("sign-in through the example config: %d %s", r.StatusCode, r.Body)
+	}
+	db := filepath.Join(s.dataDir, "mfagate", "mfagate.db")
+	if _, err := os.Stat(db); err != nil {
+		t.Fatalf("default store not at %s: %v", db, err)
+	}
+
+	for _, args := range [][]string{
+		{"validate", "--config", s.caddyfile},
+		{"adapt", "--config", s.caddyfile, "--validate"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = s.env
+		start := time.Now()
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("caddy %s while Caddy runs: %v\n%s", args[0], err, out)
+		}
+		if strings.Contains(string(out), "locked") {
+			t.Fatalf("caddy %s waited on the database:\n%s", args[0], out)
+		}
+		t.Logf("caddy %s: %v", args[0], time.Since(start).Round(time.Millisecond))
+	}
+
+	// And the running instance is untouched: its session still counts.
+	if r := c.get("/_mfa/api/v1/status"); r.StatusCode != http.StatusOK {
+		t.Fatalf("status after validate: %d, want 200 (the session survives): %s", r.StatusCode, r.Body)
+	}
+}
