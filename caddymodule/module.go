@@ -19,6 +19,7 @@ import (
 	"github.com/mfagate/mfagate/mail"
 	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/seal"
+	"github.com/mfagate/mfagate/web"
 )
 
 func init() {
@@ -169,6 +170,7 @@ func (m *Gateway) provisionOn(ctx caddy.Context, app *App) error {
 		m.outbox = mail.NewOutbox(sender, m.logger.Named("mail"), 1000)
 		cfg.Mailer = m.outbox
 	}
+	cfg.Identified = setPlaceholders
 	m.cfg = cfg
 	if m.EncryptionKey != "" {
 		if m.key, err = parseKey(repl, m.EncryptionKey); err != nil {
@@ -294,8 +296,28 @@ func (m *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if gw == nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("mfa_gateway: not started yet"))
 	}
-	return gw.ServeHTTP(w, r, next)
+	err := gw.ServeHTTP(w, r, next)
+	var fault *web.Error
+	if errors.As(err, &fault) {
+		// An internal failure: Caddy's error handling (handle_errors) answers.
+		return caddyhttp.Error(fault.Status, err)
+	}
+	return err
 }
+
+// setPlaceholders publishes the signed-in user for access logs and later
+// handlers, as Caddy's authentication handler does.
+func setPlaceholders(r *http.Request, user string, aal uint8) {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return
+	}
+	repl.Set("http.auth.user.id", user)
+	repl.Set("http.mfa_gateway.user", user)
+	repl.Set("http.mfa_gateway.aal", aalText[aal&3])
+}
+
+var aalText = [...]string{"0", "1", "2", "3"}
 
 // Cleanup removes this handler from its service and closes its mail
 // outbox; the mfa app releases the store.

@@ -101,6 +101,9 @@ type Config struct {
 	PolicyMaxAge  time.Duration // how stale a policy read from the store may be, default 5m
 	Admins        []string      // user ids allowed on the admin page (with AAL2)
 	GracePeriod   time.Duration // sessions from before "require 2FA" without it end after this, default 7 days
+	// Identified, if set, is told the user and AAL of every request with an
+	// active session (the Caddy glue sets placeholders from them).
+	Identified func(r *http.Request, user string, aal uint8)
 }
 
 // Defaults.

@@ -117,6 +117,9 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 		v := []string{cur.Session.User, aalValue[cur.Session.AAL&3]} // one allocation for both
 		r.Header[g.cfg.UserHeader] = v[0:1:1]
 		r.Header[g.cfg.AALHeader] = v[1:2:2]
+		if g.cfg.Identified != nil {
+			g.cfg.Identified(r, cur.Session.User, cur.Session.AAL)
+		}
 	}
 	iw := &interceptWriter{g: g, w: w, r: r, cur: cur, scan: sc, signin: signin, now: now}
 	if active && signin == nil && g.cfg.SignOut != nil {

@@ -110,3 +110,30 @@ func TestValidateWhileRunning(t *testing.T) {
 		t.Fatalf("status after validate: %d, want 200 (the session survives): %s", r.StatusCode, r.Body)
 	}
 }
+
+// TestPlaceholders: later handlers and logs see who is signed in, as with
+// Caddy's own authentication: {http.auth.user.id}, {http.mfa_gateway.user}
+// and {http.mfa_gateway.aal}; a client cannot set them.
+func TestPlaceholders(t *testing.T) {
+	e := start(t, demoapp.Options{}, defaultGateway)
+	e.extra = `	header >X-Seen "{http.auth.user.id}|{http.mfa_gateway.user}|{http.mfa_gateway.aal}"`
+	e.load(defaultGateway)
+
+	anon := e.newClient()
+	// Unset placeholders stay as written in a header value.
+	const unset = "{http.auth.user.id}|{http.mfa_gateway.user}|{http.mfa_gateway.aal}"
+	if got := anon.get("/").Header.Get("X-Seen"); got != unset {
+		t.Fatalf("without a session: X-Seen %q, want the placeholders unset", got)
+	}
+	c := e.newClient()
+	c.signIn("alice", "alice-password")
+	c.enrol()
+	if got := c.get("/").Header.Get("X-Seen"); got != "alice|alice|2" {
+		t.Fatalf("signed in at AAL2: X-Seen %q, want alice|alice|2", got)
+	}
+	spoof := e.newClient()
+	r := spoof.req("GET", "/", nil, map[string]string{"X-Mfa-User": "alice"})
+	if got := r.Header.Get("X-Seen"); got != unset {
+		t.Fatalf("a client-sent user header set the placeholders: %q", got)
+	}
+}

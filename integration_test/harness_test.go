@@ -39,6 +39,7 @@ type env struct {
 	port     int
 	gateway  string // the mfa_gateway block's body
 	upstream string
+	extra    string // more directives for the site block
 }
 
 // defaultGateway is the smallest useful block plus a fixed key and db path.
@@ -104,8 +105,9 @@ http://127.0.0.1:%d {
 %s
 	}
 	reverse_proxy %s
+%s
 }
-`, adminDirective(e.Admin), filepath.Join(filepath.Dir(e.DBPath), "caddy-storage"), e.port, block, e.upstream)
+`, adminDirective(e.Admin), filepath.Join(filepath.Dir(e.DBPath), "caddy-storage"), e.port, block, e.upstream, e.extra)
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	cfg, warns, err := adapter.Adapt([]byte(cf), nil)
 	if err != nil {

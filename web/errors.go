@@ -125,8 +125,12 @@ func publicError(log *zap.Logger, err error, op string) *Error {
 	return ErrUnavailable
 }
 
-// WriteJSONError answers a script with e.
+// WriteJSONError answers a script with e. An internal failure (5xx) is
+// returned instead, for Caddy's error handling (handle_errors).
 func WriteJSONError(w http.ResponseWriter, e *Error) error {
+	if e.Status >= 500 {
+		return e
+	}
 	setRetryAfter(w, e)
 	WriteJSON(w, e.Status, map[string]string{"error": e.Code, "message": e.Message})
 	return nil

@@ -179,8 +179,13 @@ func (site *Site) require(c *call, need requirement) *Error {
 	return nil
 }
 
-// WriteError answers with JSON for scripts and a page for people.
+// WriteError answers with JSON for scripts and a page for people. An
+// internal failure (5xx) is returned instead, for Caddy's error handling
+// (handle_errors); its cause is already logged.
 func (site *Site) WriteError(w http.ResponseWriter, r *http.Request, e *Error) error {
+	if e.Status >= 500 {
+		return e
+	}
 	if WantsJSON(r) {
 		return WriteJSONError(w, e)
 	}

@@ -1,0 +1,85 @@
+package guard
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/mfagate/mfagate/mfa"
+	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/web"
+)
+
+// failingStore refuses every write while fail is set, as a full disk would.
+type failingStore struct {
+	storage.Store
+	fail atomic.Bool
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (s *failingStore) Update(ctx context.Context, fn func(storage.Tx) error) error {
+	if s.fail.Load() {
+		return errDiskFull
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+func (s *failingStore) Batch(ctx context.Context, fn func(storage.Tx) error) error {
+	if s.fail.Load() {
+		return errDiskFull
+	}
+	return s.Store.Batch(ctx, fn)
+}
+
+// A sign-in whose session the store cannot take is an internal failure:
+// returned (for Caddy's handle_errors), with nothing of the app's answer
+// written, least of all its session cookie.
+func TestSignInStoreFailureIsReturnedNotWritten(t *testing.T) {
+	bolt, err := storage.OpenBolt(filepath.Join(t.TempDir(), "mfa.db"), storage.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &failingStore{Store: bolt}
+	svc, err := mfa.Open(mfa.Options{Store: store, Key: bytes.Repeat([]byte{7}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Close() })
+	g, err := New(minimalConfig(), svc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		http.SetCookie(w, &http.Cookie{Name: "sid", Value: "app-session"})
+		w.Header().Set("Location", "/dashboard")
+		w.WriteHeader(http.StatusFound)
+		return nil
+	})
+	for _, fail := range []bool{true, false} {
+		store.fail.Store(fail)
+		r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader("username=alice&password=pw"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		w := httptest.NewRecorder()
+		err := g.ServeHTTP(w, r, app)
+		var fault *web.Error
+		if !fail {
+			if err != nil || w.Code != http.StatusFound || !strings.Contains(strings.Join(w.Header()["Set-Cookie"], "\n"), "sid=app-session") {
+				t.Fatalf("with a working store: err %v, status %d, cookies %q", err, w.Code, w.Header()["Set-Cookie"])
+			}
+			continue
+		}
+		if !errors.As(err, &fault) || fault.Status != http.StatusServiceUnavailable {
+			t.Fatalf("store failure: err %v, want a 503 *web.Error", err)
+		}
+		if w.Body.Len() != 0 || len(w.Header()["Set-Cookie"]) != 0 || w.Header().Get("Location") != "" {
+			t.Fatalf("store failure wrote the app's answer: body %q, headers %v", w.Body, w.Header())
+		}
+	}
+}
