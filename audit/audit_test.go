@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 )
 
 // t0 is the tests' reference time.
@@ -31,9 +32,9 @@ func newClock(t time.Time) *clock { c := &clock{}; c.set(t); return c }
 func (c *clock) now() time.Time   { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *clock) set(t time.Time)  { c.ns.Store(t.UnixNano()) }
 
-func openStore(t testing.TB) *storage.Bolt {
+func openStore(t testing.TB) *bolt.Store {
 	t.Helper()
-	b, err := storage.OpenBolt(filepath.Join(t.TempDir(), "mfa.db"), storage.BoltOptions{})
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "mfa.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +158,7 @@ func TestRetention(t *testing.T) {
 
 // blockingStore is a bbolt store whose Batch waits until release is closed.
 type blockingStore struct {
-	*storage.Bolt
+	*bolt.Store
 	release chan struct{}
 	batches atomic.Int32
 }
@@ -165,12 +166,12 @@ type blockingStore struct {
 func (s *blockingStore) Batch(ctx context.Context, fn func(storage.Tx) error) error {
 	s.batches.Add(1)
 	<-s.release
-	return s.Bolt.Batch(ctx, fn)
+	return s.Store.Batch(ctx, fn)
 }
 
 func TestRecordNeverBlocks(t *testing.T) {
 	core, logs := observer.New(zapcore.WarnLevel)
-	store := &blockingStore{Bolt: openStore(t), release: make(chan struct{})}
+	store := &blockingStore{Store: openStore(t), release: make(chan struct{})}
 	l := newLog(t, store, Options{Buffer: 100, FlushInterval: time.Millisecond, Logger: zap.New(core)})
 	var once sync.Once
 	release := func() { once.Do(func() { close(store.release) }) }
@@ -270,7 +271,7 @@ func TestClose(t *testing.T) {
 }
 
 // failingStore fails every Batch.
-type failingStore struct{ *storage.Bolt }
+type failingStore struct{ *bolt.Store }
 
 func (failingStore) Batch(context.Context, func(storage.Tx) error) error {
 	return errors.New("disk full")

@@ -22,6 +22,7 @@ import (
 	"github.com/mfagate/mfagate/gateway"
 	"github.com/mfagate/mfagate/seal"
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 )
 
 func init() {
@@ -140,7 +141,7 @@ func offline(cmd *cobra.Command, db string) (caller, func(), error) {
 // offlineHandler opens the database file and serves the operator API on it
 // in-process.
 func offlineHandler(cmd *cobra.Command, db string) (http.Handler, func(), error) {
-	store, err := storage.OpenBolt(db, storage.BoltOptions{Timeout: time.Second})
+	store, err := bolt.Open(db, bolt.Options{Timeout: time.Second})
 	if errors.Is(err, storage.ErrLocked) {
 		return nil, nil, fmt.Errorf("%w: Caddy is probably running; drop --db to go through its admin endpoint", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/mfagate/mfagate/mail"
 	"github.com/mfagate/mfagate/seal"
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 )
 
 func init() {
@@ -231,7 +232,7 @@ func (m *Gateway) config(ctx caddy.Context) (gateway.Config, error) {
 
 // openRuntime opens the database once per path; later configs share it.
 func (m *Gateway) openRuntime(dbPath string, key []byte) (runtimeCloser, error) {
-	store, err := storage.OpenBolt(dbPath, storage.BoltOptions{Timeout: time.Second})
+	store, err := bolt.Open(dbPath, bolt.Options{Timeout: time.Second})
 	if err != nil {
 		if errors.Is(err, storage.ErrLocked) {
 			return runtimeCloser{}, fmt.Errorf("%w (is another Caddy, or `caddy mfa`, using it?)", err)

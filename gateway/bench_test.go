@@ -24,6 +24,7 @@ import (
 
 	"github.com/mfagate/mfagate/session"
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 )
 
 // countingStore counts every transaction a Runtime starts.
@@ -83,11 +84,11 @@ const (
 
 func newBenchFixture(tb testing.TB) *benchFixture {
 	tb.Helper()
-	bolt, err := storage.OpenBolt(filepath.Join(tb.TempDir(), "mfagate.db"), storage.BoltOptions{})
+	db, err := bolt.Open(filepath.Join(tb.TempDir(), "mfagate.db"), bolt.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	store := &countingStore{Store: bolt}
+	store := &countingStore{Store: db}
 	rt, err := OpenRuntime(RuntimeOptions{
 		Store: store,
 		Key:   bytes.Repeat([]byte{0x42}, 32),

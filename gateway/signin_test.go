@@ -11,15 +11,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 )
 
 // newTestRuntime opens a Runtime on a bbolt file in a temporary directory.
 func newTestRuntime(tb testing.TB) *Runtime {
 	tb.Helper()
-	store, err := storage.OpenBolt(filepath.Join(tb.TempDir(), "mfa.db"), storage.BoltOptions{})
+	store, err := bolt.Open(filepath.Join(tb.TempDir(), "mfa.db"), bolt.Options{})
 	if err != nil {
-		tb.Fatalf("OpenBolt: %v", err)
+		tb.Fatalf("bolt.Open: %v", err)
 	}
 	rt, err := OpenRuntime(RuntimeOptions{Store: store, Key: bytes.Repeat([]byte{7}, 32)})
 	if err != nil {

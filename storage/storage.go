@@ -1,6 +1,8 @@
 // Package storage defines the gateway's persistent state (users, sessions and
-// small settings) as a transactional, record-based Store, and implements it
-// on an embedded bbolt file (Bolt).
+// small settings) as a transactional, record-based Store. It holds the
+// engine-neutral contract only; package storage/bolt implements it on an
+// embedded bbolt file, and package storage/storetest is the conformance
+// suite every implementation must pass.
 //
 // The interface is shaped so that a networked SQL store can implement it
 // later without changes to the core: records are plain structs, every access
