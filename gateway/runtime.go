@@ -105,7 +105,7 @@ func OpenRuntime(opts RuntimeOptions) (*Runtime, error) {
 		done:        make(chan struct{}),
 	}
 	rt.keyID = sha256.Sum256(opts.Key)
-	rt.Audit = audit.New(opts.Store, audit.Options{Retention: opts.AuditRetention, Now: opts.Now, Logger: opts.Logger.Named("audit")})
+	rt.Audit = audit.New(opts.Store.Audit(), audit.Options{Retention: opts.AuditRetention, Now: opts.Now, Logger: opts.Logger.Named("audit")})
 	rt.sweepIdle.Store(int64(DefaultIdleTimeout))
 	rt.sweepEvery.Store(int64(time.Minute))
 	if err := rt.load(); err != nil {

@@ -1,8 +1,8 @@
 // Package storage defines the gateway's persistent state (users, sessions and
-// small settings) as a transactional, record-based Store. It holds the
-// engine-neutral contract only; package storage/bolt implements it on an
-// embedded bbolt file, and package storage/storetest is the conformance
-// suite every implementation must pass.
+// small settings) as a transactional, record-based Store, and the audit log
+// as an AuditStore of its own. It holds the engine-neutral contract only:
+// package storage/bolt implements it on an embedded bbolt file, and package
+// storage/storetest is the conformance suite every implementation must pass.
 //
 // The interface is shaped so that a networked SQL store can implement it
 // later without changes to the core: records are plain structs, every access
@@ -27,8 +27,8 @@ var (
 	// process, such as a second Caddy started on the same data directory.
 	ErrLocked = errors.New("storage: database is locked by another process")
 
-	// ErrBadCursor is returned (wrapped) by ScanAudit for a cursor it did
-	// not issue. Cursors come from clients (an admin page's "older" link),
+	// ErrBadCursor is returned (wrapped) by AuditTx.ScanAudit for a cursor
+	// it did not issue. Cursors come from clients (an admin page's "older" link),
 	// so a caller can map this to a 400 rather than a server error.
 	ErrBadCursor = errors.New("storage: malformed audit cursor")
 )
@@ -97,7 +97,12 @@ type Store interface {
 	// transaction. fn may run more than once, so it must be idempotent.
 	Batch(ctx context.Context, fn func(Tx) error) error
 
-	// Close releases the store. Transactions must not be running.
+	// Audit returns the store's audit log. It may live in the same
+	// database or elsewhere (see AuditStore); it is usable until Close.
+	Audit() AuditStore
+
+	// Close releases the store, its audit log included. Transactions must
+	// not be running.
 	Close() error
 }
 
@@ -122,25 +127,6 @@ type Tx interface {
 
 	Setting(key string) ([]byte, error) // ErrNotFound
 	PutSetting(key string, value []byte) error
-
-	// AppendAudit stores one audit record at time t. Records are opaque
-	// bytes (package audit stores JSON) kept in time order; records with
-	// the same t are kept in the order they were appended and never
-	// collide. t must lie between the Unix epoch and the year 2262 (the
-	// range of int64 Unix nanoseconds).
-	AppendAudit(t time.Time, data []byte) error
-	// ScanAudit calls fn for audit records newest first, starting strictly
-	// before the record named by before ("" = start at the newest), until
-	// fn returns false or an error (which ScanAudit returns). cursor names
-	// the record passed to fn: opaque text that a later ScanAudit, even in
-	// another transaction, can start from, so a reader can page; it stays
-	// valid after the record is pruned. A cursor this store did not issue
-	// fails with an error wrapping ErrBadCursor. data is the caller's copy.
-	// fn must not write audit records (append or prune) during the scan.
-	ScanAudit(before string, fn func(cursor string, t time.Time, data []byte) (bool, error)) error
-	// PruneAudit deletes the audit records older than t (strictly) and
-	// returns how many.
-	PruneAudit(t time.Time) (int, error)
 }
 
 // SweepSessions deletes sessions whose ExpiresAt is before now (including

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,36 @@ import (
 
 	"github.com/mfagate/mfagate/storage"
 )
+
+// Audit implements storage.Store. The audit log is a bucket of the same
+// file, written in the same kinds of transaction; and a storage.Tx of this
+// store is a storage.AuditTx too, so an append can commit (or roll back)
+// together with the change it records.
+func (b *Store) Audit() storage.AuditStore { return auditLog{b} }
+
+// auditLog is a Store's audit log: the store's transactions, typed for
+// storage.AuditTx.
+type auditLog struct{ s *Store }
+
+var (
+	_ storage.AuditStore = auditLog{}
+	_ storage.AuditTx    = (*txn)(nil)
+)
+
+// View implements storage.AuditStore.
+func (a auditLog) View(ctx context.Context, fn func(storage.AuditTx) error) error {
+	return a.s.view(ctx, func(t *txn) error { return fn(t) })
+}
+
+// Update implements storage.AuditStore.
+func (a auditLog) Update(ctx context.Context, fn func(storage.AuditTx) error) error {
+	return a.s.update(ctx, func(t *txn) error { return fn(t) })
+}
+
+// Batch implements storage.AuditStore; see Store.Batch.
+func (a auditLog) Batch(ctx context.Context, fn func(storage.AuditTx) error) error {
+	return a.s.batch(ctx, func(t *txn) error { return fn(t) })
+}
 
 // Audit records live in their own bucket under a 16-byte key: the record's
 // time in Unix nanoseconds, then the bucket's next sequence number, both
@@ -65,7 +96,7 @@ func parseAuditCursor(cursor string) ([]byte, error) {
 	return k, nil
 }
 
-// AppendAudit implements storage.Tx.
+// AppendAudit implements storage.AuditTx.
 func (t *txn) AppendAudit(at time.Time, data []byte) error {
 	if err := t.appendAudit(at, data); err != nil {
 		return fmt.Errorf("bolt: append audit record: %w", err)
@@ -91,7 +122,7 @@ func (t *txn) appendAudit(at time.Time, data []byte) error {
 	return b.Put(auditKey(at, seq), bytes.Clone(data)) // bbolt holds value until commit
 }
 
-// ScanAudit implements storage.Tx.
+// ScanAudit implements storage.AuditTx.
 func (t *txn) ScanAudit(before string, fn func(cursor string, t time.Time, data []byte) (bool, error)) error {
 	var from []byte
 	if before != "" {
@@ -130,7 +161,7 @@ func (t *txn) ScanAudit(before string, fn func(cursor string, t time.Time, data 
 	return nil
 }
 
-// PruneAudit implements storage.Tx.
+// PruneAudit implements storage.AuditTx.
 func (t *txn) PruneAudit(before time.Time) (int, error) {
 	n, err := t.pruneAudit(before)
 	if err != nil {

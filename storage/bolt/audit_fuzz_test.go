@@ -23,7 +23,7 @@ func FuzzScanAuditCursor(f *testing.F) {
 	f.Cleanup(func() { _ = b.Close() })
 	ctx := context.Background()
 	base := time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
-	if err := b.Update(ctx, func(tx storage.Tx) error {
+	if err := b.Audit().Update(ctx, func(tx storage.AuditTx) error {
 		for i := range 20 {
 			if err := tx.AppendAudit(base.Add(time.Duration(i%7)*time.Second), []byte(`{"n":1}`)); err != nil {
 				return err
@@ -43,7 +43,7 @@ func FuzzScanAuditCursor(f *testing.F) {
 	f.Add(strings.Repeat("a", auditCursorLen+2))
 	f.Fuzz(func(t *testing.T, cursor string) {
 		var keys []string
-		err := b.View(ctx, func(tx storage.Tx) error {
+		err := b.Audit().View(ctx, func(tx storage.AuditTx) error {
 			return tx.ScanAudit(cursor, func(c string, at time.Time, data []byte) (bool, error) {
 				keys = append(keys, c)
 				return true, nil

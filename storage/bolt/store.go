@@ -136,28 +136,19 @@ func (b *Store) Path() string { return b.path }
 
 // View implements storage.Store.
 func (b *Store) View(ctx context.Context, fn func(storage.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return b.db.View(func(btx *bbolt.Tx) error { return run(btx, fn) })
+	return b.view(ctx, func(t *txn) error { return fn(t) })
 }
 
 // Update implements storage.Store.
 func (b *Store) Update(ctx context.Context, fn func(storage.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return b.db.Update(func(btx *bbolt.Tx) error { return run(btx, fn) })
+	return b.update(ctx, func(t *txn) error { return fn(t) })
 }
 
 // Batch implements storage.Store with bbolt's DB.Batch, which groups
 // concurrent callers into one transaction and one fsync; if one fn fails,
 // the others are retried without it, which is why fn must be idempotent.
 func (b *Store) Batch(ctx context.Context, fn func(storage.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return b.db.Batch(func(btx *bbolt.Tx) error { return run(btx, fn) })
+	return b.batch(ctx, func(t *txn) error { return fn(t) })
 }
 
 // Close implements storage.Store. Calling it again returns nil.
@@ -168,10 +159,33 @@ func (b *Store) Close() error {
 	return nil
 }
 
-// run calls fn with a Tx wrapping btx and invalidates it afterwards: bbolt
-// memory is only valid during the transaction, so a Tx kept past fn would
+// view, update and batch run fn in bbolt's transactions of those kinds;
+// both Store and its audit log go through them.
+func (b *Store) view(ctx context.Context, fn func(*txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.db.View(func(btx *bbolt.Tx) error { return run(btx, fn) })
+}
+
+func (b *Store) update(ctx context.Context, fn func(*txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.db.Update(func(btx *bbolt.Tx) error { return run(btx, fn) })
+}
+
+func (b *Store) batch(ctx context.Context, fn func(*txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.db.Batch(func(btx *bbolt.Tx) error { return run(btx, fn) })
+}
+
+// run calls fn with a txn wrapping btx and invalidates it afterwards: bbolt
+// memory is only valid during the transaction, so a txn kept past fn would
 // read unmapped pages.
-func run(btx *bbolt.Tx, fn func(storage.Tx) error) error {
+func run(btx *bbolt.Tx, fn func(*txn) error) error {
 	tx := &txn{tx: btx}
 	defer func() { tx.tx = nil }()
 	return fn(tx)

@@ -294,7 +294,7 @@ func TestUpgradeV1(t *testing.T) {
 	b := open(t, path)
 	ctx := context.Background()
 	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	if err := b.Update(ctx, func(tx storage.Tx) error { return tx.AppendAudit(at, []byte(`{"type":"x"}`)) }); err != nil {
+	if err := b.Audit().Update(ctx, func(tx storage.AuditTx) error { return tx.AppendAudit(at, []byte(`{"type":"x"}`)) }); err != nil {
 		t.Fatalf("AppendAudit on an upgraded file: %v", err)
 	}
 	err = b.View(ctx, func(tx storage.Tx) error {
@@ -307,6 +307,12 @@ func TestUpgradeV1(t *testing.T) {
 		if v, err := tx.Setting("k"); err != nil || string(v) != "v" {
 			t.Errorf("setting after upgrade: %q, %v", v, err)
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Audit().View(ctx, func(tx storage.AuditTx) error {
 		n := 0
 		err := tx.ScanAudit("", func(_ string, got time.Time, data []byte) (bool, error) {
 			n++
@@ -368,7 +374,7 @@ func TestCorruptAuditKey(t *testing.T) {
 		return tx.Bucket([]byte("audit")).Put([]byte("short"), []byte("{}"))
 	})
 	b = open(t, path)
-	err = b.View(context.Background(), func(tx storage.Tx) error {
+	err = b.Audit().View(context.Background(), func(tx storage.AuditTx) error {
 		return tx.ScanAudit("", func(string, time.Time, []byte) (bool, error) { return true, nil })
 	})
 	if err == nil || !strings.Contains(err.Error(), "audit") || !strings.Contains(err.Error(), "73686f7274") {
