@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -408,5 +410,84 @@ func testAuditApart(t *testing.T, s storage.Store) {
 	}
 	if got := dataOf(scanAudit(t, log, "", 0)); !reflect.DeepEqual(got, []string{"new"}) {
 		t.Fatalf("audit log after deleting records: %q, want [new]", got)
+	}
+}
+
+// testAuditReadYourWrites checks that a scan later in an Update sees the
+// transaction's own appends and prunes.
+func testAuditReadYourWrites(t *testing.T, s storage.AuditStore) {
+	appendAudit(t, s, t0(), "old")
+	auditUpdate(t, s, func(tx storage.AuditTx) error {
+		if err := tx.AppendAudit(t0().Add(time.Hour), []byte("new")); err != nil {
+			return err
+		}
+		if n, err := tx.PruneAudit(t0().Add(time.Minute)); err != nil || n != 1 {
+			return fmt.Errorf("PruneAudit = %d, %v; want 1", n, err)
+		}
+		var got []string
+		if err := tx.ScanAudit("", func(_ string, _ time.Time, data []byte) (bool, error) {
+			got = append(got, string(data))
+			return true, nil
+		}); err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(got, []string{"new"}) {
+			return fmt.Errorf("scan in the same transaction: %q, want [new]", got)
+		}
+		return nil
+	})
+}
+
+// testAuditBatchRetry is testBatchRetry for the audit log: one callback of
+// a concurrent Batch appends and then fails. Every other caller's records
+// must be there exactly once, however often its callback ran, and none of
+// the failing one's.
+func testAuditBatchRetry(t *testing.T, s storage.AuditStore) {
+	const n, each = 16, 3
+	fail := errors.New("callback failed")
+	errs := make([]error, n)
+	var wg, ready sync.WaitGroup
+	fn := func(i int) func(storage.AuditTx) error {
+		return func(tx storage.AuditTx) error {
+			for k := range each {
+				if err := tx.AppendAudit(t0(), []byte(fmt.Sprintf("%02d-%d", i, k))); err != nil {
+					return err
+				}
+			}
+			if i == n-1 {
+				return fail
+			}
+			return nil
+		}
+	}
+	ready.Add(n - 1)
+	for i := range n - 1 {
+		wg.Go(func() {
+			ready.Done()
+			errs[i] = s.Batch(context.Background(), fn(i))
+		})
+	}
+	ready.Wait() // the failing caller last, as in testBatchRetry
+	wg.Go(func() { errs[n-1] = s.Batch(context.Background(), fn(n-1)) })
+	wg.Wait()
+	for i, err := range errs {
+		if i == n-1 {
+			if !errors.Is(err, fail) {
+				t.Fatalf("failing Batch returned %v, want its callback's error", err)
+			}
+		} else if err != nil {
+			t.Fatalf("Batch %d: %v", i, err)
+		}
+	}
+	got := dataOf(scanAudit(t, s, "", 0))
+	slices.Sort(got)
+	var want []string
+	for i := range n - 1 {
+		for k := range each {
+			want = append(want, fmt.Sprintf("%02d-%d", i, k))
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("records after a batch with one failing callback:\n got %q\nwant %q", got, want)
 	}
 }

@@ -34,7 +34,12 @@ func RunConformance(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"CanceledContext", testCanceledContext},
 		{"Batch", testBatch},
 		{"SweepSessions", testSweepSessions},
+		{"ReadYourWrites", testReadYourWrites},
+		{"LostUpdate", testLostUpdate},
+		{"BatchRetry", testBatchRetry},
+		{"ConcurrentUser", testConcurrentUser},
 		{"AuditApart", testAuditApart},
+		{"AuditInUpdate", testAuditInUpdate},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
@@ -60,6 +65,8 @@ func RunAuditConformance(t *testing.T, open func(t *testing.T) storage.AuditStor
 		{"Copies", testAuditCopies},
 		{"Transactions", testAuditTransactions},
 		{"TimeRange", testAuditTimeRange},
+		{"ReadYourWrites", testAuditReadYourWrites},
+		{"BatchRetry", testAuditBatchRetry},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
