@@ -11,9 +11,11 @@ import (
 // networked deployment can keep the log where append-only data belongs (its
 // own table or service) and package audit depends on nothing else.
 //
-// The transaction methods follow Store's: View is read-only, Update is all
-// or nothing, and Batch may combine callers and run fn more than once, so fn
-// must be idempotent and free of side effects outside the transaction.
+// The transaction methods follow Store's (see "Transactions" there): View is
+// read-only, Update is serialisable and all or nothing, and Batch may
+// combine callers and run fn more than once. fn may run more than once in
+// both Update and Batch, so it must be idempotent and have no effect outside
+// the transaction.
 type AuditStore interface {
 	// View runs fn in a read-only transaction. Writes inside fn fail.
 	View(ctx context.Context, fn func(AuditTx) error) error
