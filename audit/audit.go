@@ -12,6 +12,9 @@
 // is evidence, but the gateway's availability comes first. The events still
 // queued are written on Close, so a clean shutdown loses none.
 //
+// The log is kept in a storage.AuditStore (Store.Audit), not the whole
+// Store, so that it can live apart from the gateway's other state.
+//
 // Events never hold secrets; see Event.
 package audit
 
@@ -54,7 +57,7 @@ type Options struct {
 
 // Log is the audit log. It is safe for concurrent use.
 type Log struct {
-	store      storage.Store
+	store      storage.AuditStore
 	now        func() time.Time
 	logger     *zap.Logger
 	retention  time.Duration
@@ -90,14 +93,14 @@ type Log struct {
 // which writes the queued events in one storage Batch every FlushInterval
 // (or as soon as half of Buffer is queued) and prunes events older than
 // Retention at start and then hourly. Close stops it.
-func New(store storage.Store, opts Options) *Log {
+func New(store storage.AuditStore, opts Options) *Log {
 	l := newUnstarted(store, opts)
 	go l.run()
 	return l
 }
 
 // newUnstarted is New without the goroutine.
-func newUnstarted(store storage.Store, opts Options) *Log {
+func newUnstarted(store storage.AuditStore, opts Options) *Log {
 	l := &Log{
 		store:      store,
 		now:        opts.Now,
@@ -273,7 +276,7 @@ func (l *Log) write() error {
 		l.buf, l.recs = buf, recs
 	}
 	defer clear(recs)
-	err := l.store.Batch(context.Background(), func(tx storage.Tx) error {
+	err := l.store.Batch(context.Background(), func(tx storage.AuditTx) error {
 		for i, data := range recs {
 			if err := tx.AppendAudit(batch[i].Time, data); err != nil {
 				return err
@@ -296,7 +299,7 @@ func (l *Log) write() error {
 func (l *Log) prune(ctx context.Context) {
 	before := l.now().Add(-l.retention)
 	var n int
-	err := l.store.Update(ctx, func(tx storage.Tx) error {
+	err := l.store.Update(ctx, func(tx storage.AuditTx) error {
 		var err error
 		n, err = tx.PruneAudit(before)
 		return err

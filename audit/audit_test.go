@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 )
 
 // t0 is the tests' reference time.
@@ -31,18 +32,20 @@ func newClock(t time.Time) *clock { c := &clock{}; c.set(t); return c }
 func (c *clock) now() time.Time   { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *clock) set(t time.Time)  { c.ns.Store(t.UnixNano()) }
 
-func openStore(t testing.TB) *storage.Bolt {
+// openStore returns the audit log of a fresh bbolt store, closed when the
+// test ends.
+func openStore(t testing.TB) storage.AuditStore {
 	t.Helper()
-	b, err := storage.OpenBolt(filepath.Join(t.TempDir(), "mfa.db"), storage.BoltOptions{})
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "mfa.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	return b
+	return b.Audit()
 }
 
 // newLog returns a Log on a fresh bbolt store, closed when the test ends.
-func newLog(t testing.TB, store storage.Store, opts Options) *Log {
+func newLog(t testing.TB, store storage.AuditStore, opts Options) *Log {
 	t.Helper()
 	if store == nil {
 		store = openStore(t)
@@ -157,20 +160,20 @@ func TestRetention(t *testing.T) {
 
 // blockingStore is a bbolt store whose Batch waits until release is closed.
 type blockingStore struct {
-	*storage.Bolt
+	storage.AuditStore
 	release chan struct{}
 	batches atomic.Int32
 }
 
-func (s *blockingStore) Batch(ctx context.Context, fn func(storage.Tx) error) error {
+func (s *blockingStore) Batch(ctx context.Context, fn func(storage.AuditTx) error) error {
 	s.batches.Add(1)
 	<-s.release
-	return s.Bolt.Batch(ctx, fn)
+	return s.AuditStore.Batch(ctx, fn)
 }
 
 func TestRecordNeverBlocks(t *testing.T) {
 	core, logs := observer.New(zapcore.WarnLevel)
-	store := &blockingStore{Bolt: openStore(t), release: make(chan struct{})}
+	store := &blockingStore{AuditStore: openStore(t), release: make(chan struct{})}
 	l := newLog(t, store, Options{Buffer: 100, FlushInterval: time.Millisecond, Logger: zap.New(core)})
 	var once sync.Once
 	release := func() { once.Do(func() { close(store.release) }) }
@@ -270,9 +273,9 @@ func TestClose(t *testing.T) {
 }
 
 // failingStore fails every Batch.
-type failingStore struct{ *storage.Bolt }
+type failingStore struct{ storage.AuditStore }
 
-func (failingStore) Batch(context.Context, func(storage.Tx) error) error {
+func (failingStore) Batch(context.Context, func(storage.AuditTx) error) error {
 	return errors.New("disk full")
 }
 

@@ -10,10 +10,10 @@ import (
 )
 
 // blackhole accepts every write without doing it.
-type blackhole struct{ storage.Store }
+type blackhole struct{ storage.AuditStore }
 
-func (blackhole) Batch(context.Context, func(storage.Tx) error) error  { return nil }
-func (blackhole) Update(context.Context, func(storage.Tx) error) error { return nil }
+func (blackhole) Batch(context.Context, func(storage.AuditTx) error) error  { return nil }
+func (blackhole) Update(context.Context, func(storage.AuditTx) error) error { return nil }
 
 const benchUA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
 

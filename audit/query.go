@@ -66,7 +66,7 @@ func (l *Log) Query(ctx context.Context, f Filter, cursor string, limit int) ([]
 	needles := f.needles()
 	var events []Event
 	var next string
-	err := l.store.View(ctx, func(tx storage.Tx) error {
+	err := l.store.View(ctx, func(tx storage.AuditTx) error {
 		events, next = events[:0], ""
 		scanned := 0
 		return tx.ScanAudit(cursor, func(c string, t time.Time, data []byte) (bool, error) {

@@ -14,6 +14,7 @@ import (
 	"github.com/mfagate/mfagate/guard"
 	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 )
 
 func init() {
@@ -213,7 +214,7 @@ func (b *BoltStore) StoreKey() string { return b.path }
 
 // OpenStore implements Store.
 func (b *BoltStore) OpenStore() (storage.Store, error) {
-	return storage.OpenBolt(b.path, storage.BoltOptions{Timeout: time.Second})
+	return bolt.Open(b.path, bolt.Options{Timeout: time.Second})
 }
 
 // DefaultKeyFile implements Store: the key file lives beside the database.

@@ -21,6 +21,7 @@ import (
 	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/seal"
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 	"github.com/mfagate/mfagate/web"
 )
 
@@ -152,7 +153,7 @@ func offline(cmd *cobra.Command, db string) (caller, func(), error) {
 
 // openOffline opens the database file and its service in-process.
 func openOffline(cmd *cobra.Command, db string) (*mfa.Service, error) {
-	store, err := storage.OpenBolt(db, storage.BoltOptions{Timeout: time.Second})
+	store, err := bolt.Open(db, bolt.Options{Timeout: time.Second})
 	if errors.Is(err, storage.ErrLocked) {
 		return nil, fmt.Errorf("%w: Caddy is probably running; drop --db to go through its admin endpoint", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 )
 
 // testKey is a valid 32-byte master key in hex.
@@ -81,7 +82,7 @@ func unload(m *Gateway) error {
 
 // openBoltQuickly opens path directly, as a second process would.
 func openBoltQuickly(path string) error {
-	db, err := storage.OpenBolt(path, storage.BoltOptions{Timeout: 200 * time.Millisecond})
+	db, err := bolt.Open(path, bolt.Options{Timeout: 200 * time.Millisecond})
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/session"
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 )
 
 // countingStore counts every transaction a mfa.Service starts.
@@ -84,11 +85,11 @@ const (
 
 func newBenchFixture(tb testing.TB) *benchFixture {
 	tb.Helper()
-	bolt, err := storage.OpenBolt(filepath.Join(tb.TempDir(), "mfagate.db"), storage.BoltOptions{})
+	db, err := bolt.Open(filepath.Join(tb.TempDir(), "mfagate.db"), bolt.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	store := &countingStore{Store: bolt}
+	store := &countingStore{Store: db}
 	rt, err := mfa.Open(mfa.Options{
 		Store: store,
 		Key:   bytes.Repeat([]byte{0x42}, 32),

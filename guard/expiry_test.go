@@ -14,7 +14,7 @@ import (
 
 	"github.com/mfagate/mfagate/demoapp"
 	"github.com/mfagate/mfagate/mfa"
-	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 )
 
 // expiryClock is a settable clock: idle and lifetime limits are minutes and
@@ -54,7 +54,7 @@ func (m pathMatcher) MatchWithError(r *http.Request) (bool, error) {
 func expiryStack(t *testing.T, cfg Config) (*httptest.Server, *expiryClock, *demoapp.App, *Guard) {
 	t.Helper()
 	clock := &expiryClock{t: time.Now()}
-	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "mfa.db"), storage.BoltOptions{})
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "mfa.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

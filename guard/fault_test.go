@@ -13,6 +13,7 @@ import (
 
 	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 	"github.com/mfagate/mfagate/web"
 )
 
@@ -42,11 +43,11 @@ func (s *failingStore) Batch(ctx context.Context, fn func(storage.Tx) error) err
 // returned (for Caddy's handle_errors), with nothing of the app's answer
 // written, least of all its session cookie.
 func TestSignInStoreFailureIsReturnedNotWritten(t *testing.T) {
-	bolt, err := storage.OpenBolt(filepath.Join(t.TempDir(), "mfa.db"), storage.BoltOptions{})
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "mfa.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := &failingStore{Store: bolt}
+	store := &failingStore{Store: db}
 	svc, err := mfa.Open(mfa.Options{Store: store, Key: bytes.Repeat([]byte{7}, 32)})
 	if err != nil {
 		t.Fatal(err)

@@ -12,13 +12,13 @@ import (
 	"testing"
 
 	"github.com/mfagate/mfagate/mfa"
-	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 )
 
 // newTestRuntime opens a mfa.Service on a bbolt file in a temporary directory.
 func newTestRuntime(tb testing.TB) *mfa.Service {
 	tb.Helper()
-	store, err := storage.OpenBolt(filepath.Join(tb.TempDir(), "mfa.db"), storage.BoltOptions{})
+	store, err := bolt.Open(filepath.Join(tb.TempDir(), "mfa.db"), bolt.Options{})
 	if err != nil {
 		tb.Fatalf("OpenBolt: %v", err)
 	}

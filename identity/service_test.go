@@ -19,6 +19,7 @@ import (
 
 	"github.com/mfagate/mfagate/seal"
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 )
 
 // countingStore counts write transactions.
@@ -47,7 +48,7 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	db, err := storage.OpenBolt(filepath.Join(t.TempDir(), "mfa.db"), storage.BoltOptions{})
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "mfa.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mfagate/mfagate/demoapp"
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 )
 
 // startWith runs Caddy with the gateway block in front of any upstream
@@ -233,7 +234,7 @@ func stopCaddy(t *testing.T) {
 // editSessions rewrites every stored session of user while Caddy is stopped.
 func editSessions(t *testing.T, dbPath, user string, fn func(*storage.Session)) int {
 	t.Helper()
-	st, err := storage.OpenBolt(dbPath, storage.BoltOptions{Timeout: 2 * time.Second})
+	st, err := bolt.Open(dbPath, bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

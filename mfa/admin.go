@@ -175,10 +175,13 @@ func (svc *Service) SetRequire2FA(ctx context.Context, a Actor, scope string, on
 	if err != nil {
 		return Policy{}, false, err
 	}
-	was := pc.get(svc)
 	p, err = pc.update(ctx, svc, func(p *Policy) error {
+		// Judged on what the transaction reads, not on the cache: another
+		// instance may have switched it since.
+		was := merge(*pc.def.Load(), *p)
+		changed = was.Require2FA != on
 		switch {
-		case was.Require2FA != on && on:
+		case changed && on:
 			p.Since = svc.now()
 		case on && p.Since.IsZero():
 			p.Since = was.Since
@@ -189,7 +192,7 @@ func (svc *Service) SetRequire2FA(ctx context.Context, a Actor, scope string, on
 	if err != nil {
 		return p, false, err
 	}
-	if changed = was.Require2FA != on; changed {
+	if changed {
 		svc.logger.Info("policy changed", zap.String("scope", scope), zap.Bool("require_2fa", on), zap.String("by", a.User))
 		svc.Audit.Record(a.event(audit.TypePolicyChanged, "", map[string]string{"scope": scope, "require_2fa": strconv.FormatBool(on)}))
 	}

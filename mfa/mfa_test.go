@@ -13,7 +13,7 @@ import (
 	"github.com/mfagate/mfagate/audit"
 	"github.com/mfagate/mfagate/mail"
 	"github.com/mfagate/mfagate/session"
-	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 	"github.com/mfagate/mfagate/totp"
 )
 
@@ -52,7 +52,7 @@ func (o *outbox) Queue(m mail.Message) bool {
 
 func newService(t *testing.T) (*Service, *clock) {
 	t.Helper()
-	store, err := storage.OpenBolt(filepath.Join(t.TempDir(), "mfa.db"), storage.BoltOptions{})
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "mfa.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

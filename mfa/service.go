@@ -110,7 +110,7 @@ func Open(opts Options) (*Service, error) {
 		done:        make(chan struct{}),
 	}
 	svc.keyID = sha256.Sum256(opts.Key)
-	svc.Audit = audit.New(opts.Store, audit.Options{Retention: opts.AuditRetention, Now: opts.Now, Logger: opts.Logger.Named("audit")})
+	svc.Audit = audit.New(opts.Store.Audit(), audit.Options{Retention: opts.AuditRetention, Now: opts.Now, Logger: opts.Logger.Named("audit")})
 	svc.sweepIdle.Store(int64(DefaultIdleTimeout))
 	svc.sweepEvery.Store(int64(time.Minute))
 	if err := svc.load(); err != nil {

@@ -1,10 +1,14 @@
 // Package storage defines the gateway's persistent state (users, sessions and
-// small settings) as a transactional, record-based Store, and implements it
-// on an embedded bbolt file (Bolt).
+// small settings) as a transactional, record-based Store, and the audit log
+// as an AuditStore of its own. It holds the engine-neutral contract only:
+// package storage/bolt implements it on an embedded bbolt file, and package
+// storage/storetest is the conformance suite every implementation must pass.
 //
 // The interface is shaped so that a networked SQL store can implement it
 // later without changes to the core: records are plain structs, every access
 // happens inside a transaction, and nothing exposes the underlying engine.
+// Sharing one store between several gateway instances needs more than that;
+// Store's documentation lists what.
 // Encryption is the caller's job: fields documented as sealed arrive already
 // encrypted (see package seal) and are stored as opaque bytes.
 package storage
@@ -25,8 +29,8 @@ var (
 	// process, such as a second Caddy started on the same data directory.
 	ErrLocked = errors.New("storage: database is locked by another process")
 
-	// ErrBadCursor is returned (wrapped) by ScanAudit for a cursor it did
-	// not issue. Cursors come from clients (an admin page's "older" link),
+	// ErrBadCursor is returned (wrapped) by AuditTx.ScanAudit for a cursor
+	// it did not issue. Cursors come from clients (an admin page's "older" link),
 	// so a caller can map this to a 400 rather than a server error.
 	ErrBadCursor = errors.New("storage: malformed audit cursor")
 )
@@ -78,24 +82,108 @@ type Session struct {
 // Store is the gateway's persistent state. Implementations must be safe for
 // concurrent use.
 //
+// # Transactions
+//
 // All access goes through transactions so that read-modify-write sequences
-// (consuming a recovery code, advancing TOTPLastStep) cannot race. A
-// transaction must stay short: never hold one across network calls or
+// (consuming a recovery code, advancing TOTPLastStep) cannot race:
+//
+//   - View is read-only and sees commits whole or not at all.
+//   - Update is serialisable: fn behaves as if no other transaction ran
+//     between its first read and its commit, so a read-modify-write never
+//     loses a concurrent change. A store with optimistic concurrency meets
+//     this by rolling back on a serialisation conflict and running fn
+//     again, so fn may run more than once. (bbolt runs it once; callers
+//     must not count on that.)
+//   - Batch is Update for many small writes: the store may coalesce several
+//     callers' fn into one transaction and, when one of them fails, roll
+//     back and run the others again (bbolt does). fn may run more than once.
+//   - An error from fn rolls back every write fn made (audit appends too,
+//     where the Tx is also an AuditTx) and is returned to that caller so
+//     that errors.Is finds it.
+//
+// Because fn may run more than once, or run and be rolled back, it must be
+// idempotent and have no effect outside the transaction: no emails, no
+// audit events recorded other than through the transaction, no changes to
+// in-memory state (caches, counters, session tables). Compute everything
+// from what fn reads, on every run; let fn only set variables that the
+// caller reads after the call succeeds, and act on them then.
+//
+// A transaction must stay short: never hold one across network calls or
 // user-visible waits, and never start one inside another.
+//
+// # Single-instance assumptions
+//
+// Today one process owns the store (bbolt's file lock enforces it), and the
+// gateway relies on that in the places below. A store shared by several
+// gateway instances must come with what each item says instead; package
+// storetest checks only the transaction contract above.
+//
+//   - Live sessions: the in-memory session table (package session) is the
+//     authority. The per-request check never reads the store; the table is
+//     loaded once at start, and revocation (sign-out, admin revoke or reset,
+//     grace-period logout) removes the session from this instance's table
+//     and deletes its record. Another instance would go on accepting a
+//     session revoked elsewhere and would not know one created elsewhere.
+//     Needed: a store lookup on a table miss, and revocation that reaches
+//     every instance within a bound (a change feed, or re-checking the
+//     record every few seconds), or sticky routing.
+//   - Session activity and expiry: last-seen times are kept in memory and
+//     flushed in batches every few seconds but never read back; idle expiry
+//     is decided from this instance's view, and the sweep deletes the
+//     records of the sessions it expired without re-reading them.
+//     Anonymous (pre-sign-in) sessions exist only in memory. Needed: idle
+//     decisions from the latest last-seen of all instances, a sweep that
+//     re-checks a record in the transaction that deletes it, and sticky
+//     routing or shared storage for anonymous sessions.
+//   - Wrong-code attempt counters (lockouts) are per process: n instances
+//     allow n times max_attempts, and a restart forgets them. Needed:
+//     shared counters with an atomic increment and a window expiry.
+//   - Policy: each instance caches a scope's policy and re-reads it in the
+//     background once it is older than policy_cache (5 minutes by default),
+//     so other instances see a change within policy_cache. Changing it is a
+//     read-modify-write in one Update, judged on what the Update reads.
+//   - Widget identity: health counters are kept in memory and flushed with
+//     a Batch that adds them to the stored counts, which is safe to share.
+//     The identity state (mode, secrets) is written whole from the
+//     instance's in-memory copy, not re-read in the transaction, so of two
+//     instances changing it at once the last write wins; others pick it up
+//     on their next refresh (every 5s). Needed: a compare-and-set of that
+//     setting, or the change made on what the Update reads.
+//   - TOTP replay and recovery codes: the last accepted TOTP step is checked
+//     and advanced, and a recovery code spent, in the same Update that
+//     stores the session it creates. Only a serialisable Update (or row
+//     locks on the user) stops two instances accepting one code.
+//   - Audit: each instance queues events in memory and writes them every
+//     second; records with the same time keep their append order. Needed:
+//     cursors that order records from all instances the same way (ties
+//     broken by a stable key), and pruning that may run on every instance
+//     at once (it is idempotent).
+//   - Background work (activity flush, sweeps, grace-period logouts and
+//     their emails, audit pruning, identity flush) runs in every process
+//     over its own view; each must be safe to run on several at once, as
+//     above.
 type Store interface {
 	// View runs fn in a read-only transaction. Writes inside fn fail.
 	View(ctx context.Context, fn func(Tx) error) error
 
-	// Update runs fn in a read-write transaction, all or nothing: if fn
-	// returns an error, nothing it wrote is kept and that error is returned.
+	// Update runs fn in a serialisable read-write transaction, all or
+	// nothing: if fn returns an error, nothing it wrote is kept and that
+	// error is returned. fn may run more than once (see Transactions).
 	Update(ctx context.Context, fn func(Tx) error) error
 
 	// Batch is Update for many small concurrent writes (such as flushing
 	// last-seen times): the store may combine several callers' fn into one
-	// transaction. fn may run more than once, so it must be idempotent.
+	// transaction and re-run them when another caller's fn fails, so fn may
+	// run more than once and must be idempotent. An error from fn is
+	// returned to its own caller only; the others can still commit.
 	Batch(ctx context.Context, fn func(Tx) error) error
 
-	// Close releases the store. Transactions must not be running.
+	// Audit returns the store's audit log. It may live in the same
+	// database or elsewhere (see AuditStore); it is usable until Close.
+	Audit() AuditStore
+
+	// Close releases the store, its audit log included. Transactions must
+	// not be running.
 	Close() error
 }
 
@@ -120,30 +208,13 @@ type Tx interface {
 
 	Setting(key string) ([]byte, error) // ErrNotFound
 	PutSetting(key string, value []byte) error
-
-	// AppendAudit stores one audit record at time t. Records are opaque
-	// bytes (package audit stores JSON) kept in time order; records with
-	// the same t are kept in the order they were appended and never
-	// collide. t must lie between the Unix epoch and the year 2262 (the
-	// range of int64 Unix nanoseconds).
-	AppendAudit(t time.Time, data []byte) error
-	// ScanAudit calls fn for audit records newest first, starting strictly
-	// before the record named by before ("" = start at the newest), until
-	// fn returns false or an error (which ScanAudit returns). cursor names
-	// the record passed to fn: opaque text that a later ScanAudit, even in
-	// another transaction, can start from, so a reader can page; it stays
-	// valid after the record is pruned. A cursor this store did not issue
-	// fails with an error wrapping ErrBadCursor. data is the caller's copy.
-	// fn must not write audit records (append or prune) during the scan.
-	ScanAudit(before string, fn func(cursor string, t time.Time, data []byte) (bool, error)) error
-	// PruneAudit deletes the audit records older than t (strictly) and
-	// returns how many.
-	PruneAudit(t time.Time) (int, error)
 }
 
 // SweepSessions deletes sessions whose ExpiresAt is before now (including
 // sessions with no ExpiresAt, which are invalid) and returns how many.
-// It is written against Store alone, so every implementation gets it.
+// It is written against Store alone, so every implementation gets it; the
+// check and the delete share one Update, so it is safe to run on several
+// instances at once.
 func SweepSessions(ctx context.Context, s Store, now time.Time) (int, error) {
 	var n int
 	err := s.Update(ctx, func(tx Tx) error {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,16 +20,30 @@ type auditRec struct {
 	data   string
 }
 
-func appendAudit(t *testing.T, s storage.Store, at time.Time, data string) {
+func auditUpdate(t *testing.T, s storage.AuditStore, fn func(storage.AuditTx) error) {
 	t.Helper()
-	update(t, s, func(tx storage.Tx) error { return tx.AppendAudit(at, []byte(data)) })
+	if err := s.Update(context.Background(), fn); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+}
+
+func auditView(t *testing.T, s storage.AuditStore, fn func(storage.AuditTx) error) {
+	t.Helper()
+	if err := s.View(context.Background(), fn); err != nil {
+		t.Fatalf("View: %v", err)
+	}
+}
+
+func appendAudit(t *testing.T, s storage.AuditStore, at time.Time, data string) {
+	t.Helper()
+	auditUpdate(t, s, func(tx storage.AuditTx) error { return tx.AppendAudit(at, []byte(data)) })
 }
 
 // scanAudit returns up to max records (all if max <= 0) before cursor.
-func scanAudit(t *testing.T, s storage.Store, before string, max int) []auditRec {
+func scanAudit(t *testing.T, s storage.AuditStore, before string, max int) []auditRec {
 	t.Helper()
 	var got []auditRec
-	view(t, s, func(tx storage.Tx) error {
+	auditView(t, s, func(tx storage.AuditTx) error {
 		got = got[:0]
 		return tx.ScanAudit(before, func(c string, at time.Time, data []byte) (bool, error) {
 			got = append(got, auditRec{c, at, string(data)})
@@ -45,7 +61,7 @@ func dataOf(recs []auditRec) []string {
 	return out
 }
 
-func testAuditOrder(t *testing.T, s storage.Store) {
+func testAuditOrder(t *testing.T, s storage.AuditStore) {
 	if got := scanAudit(t, s, "", 0); len(got) != 0 {
 		t.Fatalf("empty store scanned %d records", len(got))
 	}
@@ -54,7 +70,7 @@ func testAuditOrder(t *testing.T, s storage.Store) {
 	// come newest-appended first.
 	appendAudit(t, s, t0().Add(2*time.Second), "c")
 	appendAudit(t, s, t0(), "a")
-	update(t, s, func(tx storage.Tx) error {
+	auditUpdate(t, s, func(tx storage.AuditTx) error {
 		for _, d := range []string{"d1", "d2", "d3"} {
 			if err := tx.AppendAudit(t0().Add(3*time.Second), []byte(d)); err != nil {
 				return err
@@ -87,9 +103,9 @@ func testAuditOrder(t *testing.T, s storage.Store) {
 	}
 }
 
-func testAuditPaging(t *testing.T, s storage.Store) {
+func testAuditPaging(t *testing.T, s storage.AuditStore) {
 	const n, page = 25, 10
-	update(t, s, func(tx storage.Tx) error {
+	auditUpdate(t, s, func(tx storage.AuditTx) error {
 		for i := range n {
 			if err := tx.AppendAudit(t0().Add(time.Duration(i)*time.Second), []byte(fmt.Sprint(i))); err != nil {
 				return err
@@ -130,12 +146,12 @@ func testAuditPaging(t *testing.T, s storage.Store) {
 	}
 }
 
-func testAuditCursorAfterPrune(t *testing.T, s storage.Store) {
+func testAuditCursorAfterPrune(t *testing.T, s storage.AuditStore) {
 	for i := range 5 {
 		appendAudit(t, s, t0().Add(time.Duration(i)*time.Second), fmt.Sprint(i))
 	}
 	page := scanAudit(t, s, "", 2) // 4, 3
-	update(t, s, func(tx storage.Tx) error {
+	auditUpdate(t, s, func(tx storage.AuditTx) error {
 		_, err := tx.PruneAudit(t0().Add(4 * time.Second)) // removes 0..3, the cursor's record too
 		return err
 	})
@@ -145,7 +161,7 @@ func testAuditCursorAfterPrune(t *testing.T, s storage.Store) {
 	}
 }
 
-func testAuditBadCursor(t *testing.T, s storage.Store) {
+func testAuditBadCursor(t *testing.T, s storage.AuditStore) {
 	appendAudit(t, s, t0(), "a")
 	good := scanAudit(t, s, "", 1)[0].cursor
 	for _, tc := range []struct{ name, cursor string }{
@@ -160,7 +176,7 @@ func testAuditBadCursor(t *testing.T, s storage.Store) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			called := false
-			err := s.View(context.Background(), func(tx storage.Tx) error {
+			err := s.View(context.Background(), func(tx storage.AuditTx) error {
 				return tx.ScanAudit(tc.cursor, func(string, time.Time, []byte) (bool, error) {
 					called = true
 					return true, nil
@@ -173,20 +189,20 @@ func testAuditBadCursor(t *testing.T, s storage.Store) {
 	}
 }
 
-func testAuditStop(t *testing.T, s storage.Store) {
+func testAuditStop(t *testing.T, s storage.AuditStore) {
 	for i := range 3 {
 		appendAudit(t, s, t0().Add(time.Duration(i)*time.Second), fmt.Sprint(i))
 	}
 	stop := errors.New("stop")
 	calls := 0
-	err := s.View(context.Background(), func(tx storage.Tx) error {
+	err := s.View(context.Background(), func(tx storage.AuditTx) error {
 		return tx.ScanAudit("", func(string, time.Time, []byte) (bool, error) { calls++; return true, stop })
 	})
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Fatalf("ScanAudit with failing fn: err = %v after %d calls", err, calls)
 	}
 	calls = 0
-	view(t, s, func(tx storage.Tx) error {
+	auditView(t, s, func(tx storage.AuditTx) error {
 		return tx.ScanAudit("", func(string, time.Time, []byte) (bool, error) { calls++; return false, nil })
 	})
 	if calls != 1 {
@@ -194,9 +210,9 @@ func testAuditStop(t *testing.T, s storage.Store) {
 	}
 }
 
-func testAuditPrune(t *testing.T, s storage.Store) {
+func testAuditPrune(t *testing.T, s storage.AuditStore) {
 	now := t0().Add(90 * 24 * time.Hour)
-	update(t, s, func(tx storage.Tx) error {
+	auditUpdate(t, s, func(tx storage.AuditTx) error {
 		for _, r := range []struct {
 			at   time.Time
 			data string
@@ -212,7 +228,7 @@ func testAuditPrune(t *testing.T, s storage.Store) {
 				return err
 			}
 		}
-		return tx.PutUser(fullUser("alice")) // other records are untouched
+		return nil
 	})
 	for _, tc := range []struct {
 		name string
@@ -226,7 +242,7 @@ func testAuditPrune(t *testing.T, s storage.Store) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var n int
-			update(t, s, func(tx storage.Tx) error { var err error; n, err = tx.PruneAudit(tc.at); return err })
+			auditUpdate(t, s, func(tx storage.AuditTx) error { var err error; n, err = tx.PruneAudit(tc.at); return err })
 			if n != tc.want {
 				t.Fatalf("PruneAudit = %d, want %d", n, tc.want)
 			}
@@ -235,26 +251,27 @@ func testAuditPrune(t *testing.T, s storage.Store) {
 	if got := dataOf(scanAudit(t, s, "", 0)); !reflect.DeepEqual(got, []string{"new", "at-now2", "at-now"}) {
 		t.Fatalf("left after prune: %q", got)
 	}
-	if _, err := getUser(t, s, "alice"); err != nil {
-		t.Fatalf("prune touched users: %v", err)
-	}
 	var n int
-	update(t, s, func(tx storage.Tx) error { var err error; n, err = tx.PruneAudit(now.Add(24 * time.Hour)); return err })
+	auditUpdate(t, s, func(tx storage.AuditTx) error {
+		var err error
+		n, err = tx.PruneAudit(now.Add(24 * time.Hour))
+		return err
+	})
 	if n != 3 || len(scanAudit(t, s, "", 0)) != 0 {
 		t.Fatalf("pruning everything: %d deleted, %d left", n, len(scanAudit(t, s, "", 0)))
 	}
 }
 
-func testAuditCopies(t *testing.T, s storage.Store) {
+func testAuditCopies(t *testing.T, s storage.AuditStore) {
 	data := []byte("record")
-	update(t, s, func(tx storage.Tx) error {
+	auditUpdate(t, s, func(tx storage.AuditTx) error {
 		err := tx.AppendAudit(t0(), data)
 		data[0] = 'X' // after the call, before the commit
 		return err
 	})
 	var kept []byte
 	for range 2 {
-		view(t, s, func(tx storage.Tx) error {
+		auditView(t, s, func(tx storage.AuditTx) error {
 			return tx.ScanAudit("", func(_ string, _ time.Time, d []byte) (bool, error) {
 				if string(d) != "record" {
 					return false, fmt.Errorf("stored record changed: %q", d)
@@ -268,9 +285,9 @@ func testAuditCopies(t *testing.T, s storage.Store) {
 	}
 }
 
-func testAuditTransactions(t *testing.T, s storage.Store) {
+func testAuditTransactions(t *testing.T, s storage.AuditStore) {
 	boom := errors.New("boom")
-	err := s.Update(context.Background(), func(tx storage.Tx) error {
+	err := s.Update(context.Background(), func(tx storage.AuditTx) error {
 		if err := tx.AppendAudit(t0(), []byte("rolled back")); err != nil {
 			return err
 		}
@@ -286,10 +303,10 @@ func testAuditTransactions(t *testing.T, s storage.Store) {
 	appendAudit(t, s, t0(), "kept")
 	for _, tc := range []struct {
 		name string
-		fn   func(storage.Tx) error
+		fn   func(storage.AuditTx) error
 	}{
-		{"AppendAudit", func(tx storage.Tx) error { return tx.AppendAudit(t0(), []byte("x")) }},
-		{"PruneAudit", func(tx storage.Tx) error { _, err := tx.PruneAudit(t0().Add(time.Hour)); return err }},
+		{"AppendAudit", func(tx storage.AuditTx) error { return tx.AppendAudit(t0(), []byte("x")) }},
+		{"PruneAudit", func(tx storage.AuditTx) error { _, err := tx.PruneAudit(t0().Add(time.Hour)); return err }},
 	} {
 		t.Run(tc.name+" in View", func(t *testing.T) {
 			if err := s.View(context.Background(), tc.fn); err == nil {
@@ -306,7 +323,7 @@ func testAuditTransactions(t *testing.T, s storage.Store) {
 	errs := make(chan error, n)
 	for i := range n {
 		go func() {
-			errs <- s.Batch(context.Background(), func(tx storage.Tx) error {
+			errs <- s.Batch(context.Background(), func(tx storage.AuditTx) error {
 				return tx.AppendAudit(t0().Add(time.Minute), []byte(fmt.Sprint(i)))
 			})
 		}()
@@ -321,7 +338,7 @@ func testAuditTransactions(t *testing.T, s storage.Store) {
 	}
 }
 
-func testAuditTimeRange(t *testing.T, s storage.Store) {
+func testAuditTimeRange(t *testing.T, s storage.AuditStore) {
 	for _, tc := range []struct {
 		name string
 		at   time.Time
@@ -331,7 +348,7 @@ func testAuditTimeRange(t *testing.T, s storage.Store) {
 		{"year 3000", time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := s.Update(context.Background(), func(tx storage.Tx) error { return tx.AppendAudit(tc.at, []byte("x")) })
+			err := s.Update(context.Background(), func(tx storage.AuditTx) error { return tx.AppendAudit(tc.at, []byte("x")) })
 			if err == nil {
 				t.Fatal("AppendAudit accepted an unstorable time")
 			}
@@ -347,5 +364,130 @@ func testAuditTimeRange(t *testing.T, s storage.Store) {
 	if len(got) != 3 || !got[0].t.Equal(time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)) ||
 		!got[1].t.Equal(t0()) || !got[2].t.Equal(time.Unix(0, 0)) {
 		t.Fatalf("range ends: %+v", got)
+	}
+}
+
+// testAuditApart checks that the audit log and the records do not touch
+// each other: pruning the log keeps users, sessions and settings; deleting
+// those keeps the log.
+func testAuditApart(t *testing.T, s storage.Store) {
+	update(t, s, func(tx storage.Tx) error {
+		if err := tx.PutUser(fullUser("alice")); err != nil {
+			return err
+		}
+		if err := tx.PutSession(fullSession("s")); err != nil {
+			return err
+		}
+		return tx.PutSetting("k", []byte("v"))
+	})
+	log := s.Audit()
+	appendAudit(t, log, t0(), "old")
+	appendAudit(t, log, t0().Add(time.Hour), "new")
+	auditUpdate(t, log, func(tx storage.AuditTx) error {
+		_, err := tx.PruneAudit(t0().Add(time.Minute))
+		return err
+	})
+	view(t, s, func(tx storage.Tx) error {
+		if _, err := tx.User("alice"); err != nil {
+			return fmt.Errorf("prune touched users: %w", err)
+		}
+		if _, err := tx.Session("s"); err != nil {
+			return fmt.Errorf("prune touched sessions: %w", err)
+		}
+		if _, err := tx.Setting("k"); err != nil {
+			return fmt.Errorf("prune touched settings: %w", err)
+		}
+		return nil
+	})
+	update(t, s, func(tx storage.Tx) error {
+		if err := tx.DeleteUser("alice"); err != nil {
+			return err
+		}
+		return tx.DeleteSession("s")
+	})
+	if _, err := storage.SweepSessions(context.Background(), s, t0().Add(100*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := dataOf(scanAudit(t, log, "", 0)); !reflect.DeepEqual(got, []string{"new"}) {
+		t.Fatalf("audit log after deleting records: %q, want [new]", got)
+	}
+}
+
+// testAuditReadYourWrites checks that a scan later in an Update sees the
+// transaction's own appends and prunes.
+func testAuditReadYourWrites(t *testing.T, s storage.AuditStore) {
+	appendAudit(t, s, t0(), "old")
+	auditUpdate(t, s, func(tx storage.AuditTx) error {
+		if err := tx.AppendAudit(t0().Add(time.Hour), []byte("new")); err != nil {
+			return err
+		}
+		if n, err := tx.PruneAudit(t0().Add(time.Minute)); err != nil || n != 1 {
+			return fmt.Errorf("PruneAudit = %d, %v; want 1", n, err)
+		}
+		var got []string
+		if err := tx.ScanAudit("", func(_ string, _ time.Time, data []byte) (bool, error) {
+			got = append(got, string(data))
+			return true, nil
+		}); err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(got, []string{"new"}) {
+			return fmt.Errorf("scan in the same transaction: %q, want [new]", got)
+		}
+		return nil
+	})
+}
+
+// testAuditBatchRetry is testBatchRetry for the audit log: one callback of
+// a concurrent Batch appends and then fails. Every other caller's records
+// must be there exactly once, however often its callback ran, and none of
+// the failing one's.
+func testAuditBatchRetry(t *testing.T, s storage.AuditStore) {
+	const n, each = 16, 3
+	fail := errors.New("callback failed")
+	errs := make([]error, n)
+	var wg, ready sync.WaitGroup
+	fn := func(i int) func(storage.AuditTx) error {
+		return func(tx storage.AuditTx) error {
+			for k := range each {
+				if err := tx.AppendAudit(t0(), []byte(fmt.Sprintf("%02d-%d", i, k))); err != nil {
+					return err
+				}
+			}
+			if i == n-1 {
+				return fail
+			}
+			return nil
+		}
+	}
+	ready.Add(n - 1)
+	for i := range n - 1 {
+		wg.Go(func() {
+			ready.Done()
+			errs[i] = s.Batch(context.Background(), fn(i))
+		})
+	}
+	ready.Wait() // the failing caller last, as in testBatchRetry
+	wg.Go(func() { errs[n-1] = s.Batch(context.Background(), fn(n-1)) })
+	wg.Wait()
+	for i, err := range errs {
+		if i == n-1 {
+			if !errors.Is(err, fail) {
+				t.Fatalf("failing Batch returned %v, want its callback's error", err)
+			}
+		} else if err != nil {
+			t.Fatalf("Batch %d: %v", i, err)
+		}
+	}
+	got := dataOf(scanAudit(t, s, "", 0))
+	slices.Sort(got)
+	var want []string
+	for i := range n - 1 {
+		for k := range each {
+			want = append(want, fmt.Sprintf("%02d-%d", i, k))
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("records after a batch with one failing callback:\n got %q\nwant %q", got, want)
 	}
 }

@@ -1,6 +1,7 @@
-// Package storetest is the conformance suite every storage.Store
-// implementation must pass, so that the gateway core behaves the same on the
-// embedded bbolt store and on any future networked store.
+// Package storetest is the conformance suite every storage.Store (and
+// storage.AuditStore) implementation must pass, so that the gateway core
+// behaves the same on the embedded bbolt store and on any future networked
+// store.
 package storetest
 
 import (
@@ -12,9 +13,10 @@ import (
 	"github.com/mfagate/mfagate/storage"
 )
 
-// RunConformance runs the suite. open must return a new, empty store for the
-// calling (sub)test and arrange for it to be closed, typically with
-// t.Cleanup; each subtest calls it once.
+// RunConformance runs the suite, the audit log's (RunAuditConformance, on
+// Store.Audit) included. open must return a new, empty store for the calling
+// (sub)test and arrange for it to be closed, typically with t.Cleanup; each
+// subtest calls it once.
 func RunConformance(t *testing.T, open func(t *testing.T) storage.Store) {
 	for _, tc := range []struct {
 		name string
@@ -32,15 +34,39 @@ func RunConformance(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"CanceledContext", testCanceledContext},
 		{"Batch", testBatch},
 		{"SweepSessions", testSweepSessions},
-		{"AuditOrder", testAuditOrder},
-		{"AuditPaging", testAuditPaging},
-		{"AuditCursorAfterPrune", testAuditCursorAfterPrune},
-		{"AuditBadCursor", testAuditBadCursor},
-		{"AuditStop", testAuditStop},
-		{"AuditPrune", testAuditPrune},
-		{"AuditCopies", testAuditCopies},
-		{"AuditTransactions", testAuditTransactions},
-		{"AuditTimeRange", testAuditTimeRange},
+		{"ReadYourWrites", testReadYourWrites},
+		{"LostUpdate", testLostUpdate},
+		{"BatchRetry", testBatchRetry},
+		{"ConcurrentUser", testConcurrentUser},
+		{"AuditApart", testAuditApart},
+		{"AuditInUpdate", testAuditInUpdate},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
+	}
+	t.Run("Audit", func(t *testing.T) {
+		RunAuditConformance(t, func(t *testing.T) storage.AuditStore { return open(t).Audit() })
+	})
+}
+
+// RunAuditConformance runs the audit log's part of the suite on its own, for
+// an AuditStore implemented apart from any Store. open must return a new,
+// empty log for the calling (sub)test and arrange for it to be closed.
+func RunAuditConformance(t *testing.T, open func(t *testing.T) storage.AuditStore) {
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, storage.AuditStore)
+	}{
+		{"Order", testAuditOrder},
+		{"Paging", testAuditPaging},
+		{"CursorAfterPrune", testAuditCursorAfterPrune},
+		{"BadCursor", testAuditBadCursor},
+		{"Stop", testAuditStop},
+		{"Prune", testAuditPrune},
+		{"Copies", testAuditCopies},
+		{"Transactions", testAuditTransactions},
+		{"TimeRange", testAuditTimeRange},
+		{"ReadYourWrites", testAuditReadYourWrites},
+		{"BatchRetry", testAuditBatchRetry},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}

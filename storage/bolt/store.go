@@ -1,4 +1,6 @@
-package storage
+// Package bolt implements storage.Store on one embedded bbolt file, for a
+// gateway that runs as a single process.
+package bolt
 
 import (
 	"context"
@@ -9,8 +11,10 @@ import (
 	"strconv"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/mfagate/mfagate/storage"
 )
 
 // Bucket names. Each record type has its own bucket, keyed by ID. They are
@@ -45,61 +49,62 @@ const schemaVersion = 2
 // that forgot to share the handle) instead of telling the operator.
 const defaultLockTimeout = time.Second
 
-// BoltOptions configures OpenBolt.
-type BoltOptions struct {
+// Options configures Open.
+type Options struct {
 	// Timeout is how long to wait for another process to release the
-	// file lock before failing with ErrLocked; 0 (or negative) means 1s.
+	// file lock before failing with storage.ErrLocked; 0 (or negative)
+	// means 1s.
 	Timeout time.Duration
 }
 
-// Bolt is a Store in one bbolt file. bbolt allows a single process to hold
-// the file, so open it once per process and share it (the Caddy module keeps
-// it in a usage pool across config reloads).
-type Bolt struct {
-	db   *bolt.DB
+// Store is a storage.Store in one bbolt file. bbolt allows a single process
+// to hold the file, so open it once per process and share it (the Caddy
+// module keeps it in a usage pool across config reloads).
+type Store struct {
+	db   *bbolt.DB
 	path string
 }
 
-var _ Store = (*Bolt)(nil)
+var _ storage.Store = (*Store)(nil)
 
-// OpenBolt opens or creates the database file at path with mode 0600,
-// creating missing parent directories with mode 0700 (the file holds
-// session and recovery-code hashes and sealed secrets). If another process
-// holds the file for longer than opts.Timeout, the error wraps ErrLocked.
-func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
+// Open opens or creates the database file at path with mode 0600, creating
+// missing parent directories with mode 0700 (the file holds session and
+// recovery-code hashes and sealed secrets). If another process holds the
+// file for longer than opts.Timeout, the error wraps storage.ErrLocked.
+func Open(path string, opts Options) (*Store, error) {
 	if path == "" {
-		return nil, errors.New("storage: open bolt: empty path")
+		return nil, errors.New("bolt: open: empty path")
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("storage: open %s: %w", path, err)
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = defaultLockTimeout
 	}
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
-		return nil, fmt.Errorf("storage: open %s: %w", abs, err)
+		return nil, fmt.Errorf("bolt: open %s: %w", abs, err)
 	}
-	db, err := bolt.Open(abs, 0o600, &bolt.Options{Timeout: timeout})
+	db, err := bbolt.Open(abs, 0o600, &bbolt.Options{Timeout: timeout})
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("storage: open %s (waited %v): %w", abs, timeout, ErrLocked)
+		return nil, fmt.Errorf("bolt: open %s (waited %v): %w", abs, timeout, storage.ErrLocked)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("storage: open %s: %w", abs, err)
+		return nil, fmt.Errorf("bolt: open %s: %w", abs, err)
 	}
 	if err := db.Update(initSchema); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("storage: open %s: %w", abs, err)
+		return nil, fmt.Errorf("bolt: open %s: %w", abs, err)
 	}
-	return &Bolt{db: db, path: abs}, nil
+	return &Store{db: db, path: abs}, nil
 }
 
 // initSchema creates every bucket in one transaction, so later transactions
 // can assume they exist (and read-only ones need not create them), checks
 // the schema version and upgrades an older file in the same transaction, so
 // a failed upgrade leaves the file as it was.
-func initSchema(tx *bolt.Tx) error {
+func initSchema(tx *bbolt.Tx) error {
 	for _, name := range []string{bucketUsers, bucketSessions, bucketSettings, bucketMeta, bucketAudit} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %q: %w", name, err)
@@ -127,47 +132,61 @@ func initSchema(tx *bolt.Tx) error {
 
 // Path returns the absolute path of the database file, a stable key for
 // sharing one handle across config reloads.
-func (b *Bolt) Path() string { return b.path }
+func (b *Store) Path() string { return b.path }
 
-// View implements Store.
-func (b *Bolt) View(ctx context.Context, fn func(Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return b.db.View(func(btx *bolt.Tx) error { return run(btx, fn) })
+// View implements storage.Store.
+func (b *Store) View(ctx context.Context, fn func(storage.Tx) error) error {
+	return b.view(ctx, func(t *txn) error { return fn(t) })
 }
 
-// Update implements Store.
-func (b *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return b.db.Update(func(btx *bolt.Tx) error { return run(btx, fn) })
+// Update implements storage.Store.
+func (b *Store) Update(ctx context.Context, fn func(storage.Tx) error) error {
+	return b.update(ctx, func(t *txn) error { return fn(t) })
 }
 
-// Batch implements Store with bbolt's DB.Batch, which groups concurrent
-// callers into one transaction and one fsync; if one fn fails, the others
-// are retried without it, which is why fn must be idempotent.
-func (b *Bolt) Batch(ctx context.Context, fn func(Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return b.db.Batch(func(btx *bolt.Tx) error { return run(btx, fn) })
+// Batch implements storage.Store with bbolt's DB.Batch, which groups
+// concurrent callers into one transaction and one fsync; if one fn fails,
+// the others are retried without it, which is why fn must be idempotent.
+func (b *Store) Batch(ctx context.Context, fn func(storage.Tx) error) error {
+	return b.batch(ctx, func(t *txn) error { return fn(t) })
 }
 
-// Close implements Store. Calling it again returns nil.
-func (b *Bolt) Close() error {
+// Close implements storage.Store. Calling it again returns nil.
+func (b *Store) Close() error {
 	if err := b.db.Close(); err != nil {
-		return fmt.Errorf("storage: close %s: %w", b.path, err)
+		return fmt.Errorf("bolt: close %s: %w", b.path, err)
 	}
 	return nil
 }
 
-// run calls fn with a Tx wrapping btx and invalidates it afterwards: bbolt
-// memory is only valid during the transaction, so a Tx kept past fn would
+// view, update and batch run fn in bbolt's transactions of those kinds;
+// both Store and its audit log go through them.
+func (b *Store) view(ctx context.Context, fn func(*txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.db.View(func(btx *bbolt.Tx) error { return run(btx, fn) })
+}
+
+func (b *Store) update(ctx context.Context, fn func(*txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.db.Update(func(btx *bbolt.Tx) error { return run(btx, fn) })
+}
+
+func (b *Store) batch(ctx context.Context, fn func(*txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return b.db.Batch(func(btx *bbolt.Tx) error { return run(btx, fn) })
+}
+
+// run calls fn with a txn wrapping btx and invalidates it afterwards: bbolt
+// memory is only valid during the transaction, so a txn kept past fn would
 // read unmapped pages.
-func run(btx *bolt.Tx, fn func(Tx) error) error {
-	tx := &boltTx{tx: btx}
+func run(btx *bbolt.Tx, fn func(*txn) error) error {
+	tx := &txn{tx: btx}
 	defer func() { tx.tx = nil }()
 	return fn(tx)
 }

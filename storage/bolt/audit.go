@@ -1,14 +1,47 @@
-package storage
+package bolt
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/mfagate/mfagate/storage"
 )
+
+// Audit implements storage.Store. The audit log is a bucket of the same
+// file, written in the same kinds of transaction; and a storage.Tx of this
+// store is a storage.AuditTx too, so an append can commit (or roll back)
+// together with the change it records.
+func (b *Store) Audit() storage.AuditStore { return auditLog{b} }
+
+// auditLog is a Store's audit log: the store's transactions, typed for
+// storage.AuditTx.
+type auditLog struct{ s *Store }
+
+var (
+	_ storage.AuditStore = auditLog{}
+	_ storage.AuditTx    = (*txn)(nil)
+)
+
+// View implements storage.AuditStore.
+func (a auditLog) View(ctx context.Context, fn func(storage.AuditTx) error) error {
+	return a.s.view(ctx, func(t *txn) error { return fn(t) })
+}
+
+// Update implements storage.AuditStore.
+func (a auditLog) Update(ctx context.Context, fn func(storage.AuditTx) error) error {
+	return a.s.update(ctx, func(t *txn) error { return fn(t) })
+}
+
+// Batch implements storage.AuditStore; see Store.Batch.
+func (a auditLog) Batch(ctx context.Context, fn func(storage.AuditTx) error) error {
+	return a.s.batch(ctx, func(t *txn) error { return fn(t) })
+}
 
 // Audit records live in their own bucket under a 16-byte key: the record's
 // time in Unix nanoseconds, then the bucket's next sequence number, both
@@ -54,24 +87,24 @@ func formatAuditCursor(k []byte) string { return hex.EncodeToString(k) }
 // input is not echoed: it may be long or hostile).
 func parseAuditCursor(cursor string) ([]byte, error) {
 	if len(cursor) != auditCursorLen {
-		return nil, fmt.Errorf("cursor of %d characters, want %d hex digits: %w", len(cursor), auditCursorLen, ErrBadCursor)
+		return nil, fmt.Errorf("cursor of %d characters, want %d hex digits: %w", len(cursor), auditCursorLen, storage.ErrBadCursor)
 	}
 	k, err := hex.DecodeString(cursor)
 	if err != nil {
-		return nil, fmt.Errorf("cursor is not hex: %w", ErrBadCursor)
+		return nil, fmt.Errorf("cursor is not hex: %w", storage.ErrBadCursor)
 	}
 	return k, nil
 }
 
-// AppendAudit implements Tx.
-func (t *boltTx) AppendAudit(at time.Time, data []byte) error {
+// AppendAudit implements storage.AuditTx.
+func (t *txn) AppendAudit(at time.Time, data []byte) error {
 	if err := t.appendAudit(at, data); err != nil {
-		return fmt.Errorf("storage: append audit record: %w", err)
+		return fmt.Errorf("bolt: append audit record: %w", err)
 	}
 	return nil
 }
 
-func (t *boltTx) appendAudit(at time.Time, data []byte) error {
+func (t *txn) appendAudit(at time.Time, data []byte) error {
 	if at.Before(auditMinTime()) || at.After(auditMaxTime()) {
 		return fmt.Errorf("time %v outside the years %d to %d", at, auditMinTime().Year(), auditMaxTime().Year())
 	}
@@ -89,19 +122,19 @@ func (t *boltTx) appendAudit(at time.Time, data []byte) error {
 	return b.Put(auditKey(at, seq), bytes.Clone(data)) // bbolt holds value until commit
 }
 
-// ScanAudit implements Tx.
-func (t *boltTx) ScanAudit(before string, fn func(cursor string, t time.Time, data []byte) (bool, error)) error {
+// ScanAudit implements storage.AuditTx.
+func (t *txn) ScanAudit(before string, fn func(cursor string, t time.Time, data []byte) (bool, error)) error {
 	var from []byte
 	if before != "" {
 		k, err := parseAuditCursor(before)
 		if err != nil {
-			return fmt.Errorf("storage: scan audit: %w", err)
+			return fmt.Errorf("bolt: scan audit: %w", err)
 		}
 		from = k
 	}
 	b, err := t.bucket(bucketAudit)
 	if err != nil {
-		return fmt.Errorf("storage: scan audit: %w", err)
+		return fmt.Errorf("bolt: scan audit: %w", err)
 	}
 	c := b.Cursor()
 	var k, v []byte
@@ -115,7 +148,7 @@ func (t *boltTx) ScanAudit(before string, fn func(cursor string, t time.Time, da
 	for ; k != nil; k, v = c.Prev() {
 		at, err := auditKeyTime(k)
 		if err != nil {
-			return fmt.Errorf("storage: scan audit: %w", err)
+			return fmt.Errorf("bolt: scan audit: %w", err)
 		}
 		more, err := fn(formatAuditCursor(k), at, bytes.Clone(v))
 		if err != nil {
@@ -128,16 +161,16 @@ func (t *boltTx) ScanAudit(before string, fn func(cursor string, t time.Time, da
 	return nil
 }
 
-// PruneAudit implements Tx.
-func (t *boltTx) PruneAudit(before time.Time) (int, error) {
+// PruneAudit implements storage.AuditTx.
+func (t *txn) PruneAudit(before time.Time) (int, error) {
 	n, err := t.pruneAudit(before)
 	if err != nil {
-		return n, fmt.Errorf("storage: prune audit records: %w", err)
+		return n, fmt.Errorf("bolt: prune audit records: %w", err)
 	}
 	return n, nil
 }
 
-func (t *boltTx) pruneAudit(before time.Time) (int, error) {
+func (t *txn) pruneAudit(before time.Time) (int, error) {
 	b, err := t.bucket(bucketAudit)
 	if err != nil {
 		return 0, err

@@ -1,4 +1,4 @@
-package storage
+package bolt
 
 import (
 	"bytes"
@@ -6,104 +6,106 @@ import (
 	"errors"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/mfagate/mfagate/storage"
 )
 
-// boltTx implements Tx on a bbolt transaction. Records are stored as JSON,
-// keyed by ID; decoding copies every byte out of bbolt's memory map, so
-// returned records stay valid after the transaction ends.
-type boltTx struct {
-	tx *bolt.Tx // nil once the transaction's fn has returned
+// txn implements storage.Tx on a bbolt transaction. Records are stored as
+// JSON, keyed by ID; decoding copies every byte out of bbolt's memory map,
+// so returned records stay valid after the transaction ends.
+type txn struct {
+	tx *bbolt.Tx // nil once the transaction's fn has returned
 }
 
-var _ Tx = (*boltTx)(nil)
+var _ storage.Tx = (*txn)(nil)
 
 var errTxDone = errors.New("transaction already finished")
 
-func (t *boltTx) bucket(name string) (*bolt.Bucket, error) {
+func (t *txn) bucket(name string) (*bbolt.Bucket, error) {
 	if t.tx == nil {
 		return nil, errTxDone
 	}
 	b := t.tx.Bucket([]byte(name))
-	if b == nil { // OpenBolt creates every bucket; a missing one means a damaged file
+	if b == nil { // Open creates every bucket; a missing one means a damaged file
 		return nil, fmt.Errorf("bucket %q missing", name)
 	}
 	return b, nil
 }
 
-// User implements Tx.
-func (t *boltTx) User(id string) (User, error) {
-	u, err := get[User](t, bucketUsers, id, func(u *User) string { return u.ID })
+// User implements storage.Tx.
+func (t *txn) User(id string) (storage.User, error) {
+	u, err := get[storage.User](t, bucketUsers, id, func(u *storage.User) string { return u.ID })
 	if err != nil {
-		return User{}, fmt.Errorf("storage: get user %q: %w", id, err)
+		return storage.User{}, fmt.Errorf("bolt: get user %q: %w", id, err)
 	}
 	return u, nil
 }
 
-// PutUser implements Tx.
-func (t *boltTx) PutUser(u User) error {
+// PutUser implements storage.Tx.
+func (t *txn) PutUser(u storage.User) error {
 	if err := put(t, bucketUsers, u.ID, u); err != nil {
-		return fmt.Errorf("storage: put user %q: %w", u.ID, err)
+		return fmt.Errorf("bolt: put user %q: %w", u.ID, err)
 	}
 	return nil
 }
 
-// DeleteUser implements Tx.
-func (t *boltTx) DeleteUser(id string) error {
+// DeleteUser implements storage.Tx.
+func (t *txn) DeleteUser(id string) error {
 	if err := del(t, bucketUsers, id); err != nil {
-		return fmt.Errorf("storage: delete user %q: %w", id, err)
+		return fmt.Errorf("bolt: delete user %q: %w", id, err)
 	}
 	return nil
 }
 
-// ForEachUser implements Tx.
-func (t *boltTx) ForEachUser(fn func(User) error) error {
-	return forEach(t, bucketUsers, func(u *User) string { return u.ID }, fn)
+// ForEachUser implements storage.Tx.
+func (t *txn) ForEachUser(fn func(storage.User) error) error {
+	return forEach(t, bucketUsers, func(u *storage.User) string { return u.ID }, fn)
 }
 
-// Session implements Tx.
-func (t *boltTx) Session(id string) (Session, error) {
-	s, err := get[Session](t, bucketSessions, id, func(s *Session) string { return s.ID })
+// Session implements storage.Tx.
+func (t *txn) Session(id string) (storage.Session, error) {
+	s, err := get[storage.Session](t, bucketSessions, id, func(s *storage.Session) string { return s.ID })
 	if err != nil {
-		return Session{}, fmt.Errorf("storage: get session %q: %w", id, err)
+		return storage.Session{}, fmt.Errorf("bolt: get session %q: %w", id, err)
 	}
 	return s, nil
 }
 
-// PutSession implements Tx.
-func (t *boltTx) PutSession(s Session) error {
+// PutSession implements storage.Tx.
+func (t *txn) PutSession(s storage.Session) error {
 	if err := put(t, bucketSessions, s.ID, s); err != nil {
-		return fmt.Errorf("storage: put session %q: %w", s.ID, err)
+		return fmt.Errorf("bolt: put session %q: %w", s.ID, err)
 	}
 	return nil
 }
 
-// DeleteSession implements Tx.
-func (t *boltTx) DeleteSession(id string) error {
+// DeleteSession implements storage.Tx.
+func (t *txn) DeleteSession(id string) error {
 	if err := del(t, bucketSessions, id); err != nil {
-		return fmt.Errorf("storage: delete session %q: %w", id, err)
+		return fmt.Errorf("bolt: delete session %q: %w", id, err)
 	}
 	return nil
 }
 
-// ForEachSession implements Tx.
-func (t *boltTx) ForEachSession(fn func(Session) error) error {
-	return forEach(t, bucketSessions, func(s *Session) string { return s.ID }, fn)
+// ForEachSession implements storage.Tx.
+func (t *txn) ForEachSession(fn func(storage.Session) error) error {
+	return forEach(t, bucketSessions, func(s *storage.Session) string { return s.ID }, fn)
 }
 
-// Setting implements Tx.
-func (t *boltTx) Setting(key string) ([]byte, error) {
+// Setting implements storage.Tx.
+func (t *txn) Setting(key string) ([]byte, error) {
 	v, err := getRaw(t, bucketSettings, key)
 	if err != nil {
-		return nil, fmt.Errorf("storage: get setting %q: %w", key, err)
+		return nil, fmt.Errorf("bolt: get setting %q: %w", key, err)
 	}
 	return v, nil
 }
 
-// PutSetting implements Tx.
-func (t *boltTx) PutSetting(key string, value []byte) error {
+// PutSetting implements storage.Tx.
+func (t *txn) PutSetting(key string, value []byte) error {
 	if err := putRaw(t, bucketSettings, key, value); err != nil {
-		return fmt.Errorf("storage: put setting %q: %w", key, err)
+		return fmt.Errorf("bolt: put setting %q: %w", key, err)
 	}
 	return nil
 }
@@ -111,7 +113,7 @@ func (t *boltTx) PutSetting(key string, value []byte) error {
 // getRaw returns a copy of the value at key, or ErrNotFound. It uses a
 // cursor rather than Bucket.Get so that a stored empty value is told apart
 // from a missing key, and returns a non-nil slice for an empty value.
-func getRaw(t *boltTx, bucket, key string) ([]byte, error) {
+func getRaw(t *txn, bucket, key string) ([]byte, error) {
 	if key == "" {
 		return nil, errors.New("empty key")
 	}
@@ -121,12 +123,12 @@ func getRaw(t *boltTx, bucket, key string) ([]byte, error) {
 	}
 	k, v := b.Cursor().Seek([]byte(key))
 	if k == nil || string(k) != key {
-		return nil, ErrNotFound
+		return nil, storage.ErrNotFound
 	}
 	return append([]byte{}, v...), nil
 }
 
-func putRaw(t *boltTx, bucket, key string, value []byte) error {
+func putRaw(t *txn, bucket, key string, value []byte) error {
 	if key == "" {
 		return errors.New("empty key")
 	}
@@ -139,7 +141,7 @@ func putRaw(t *boltTx, bucket, key string, value []byte) error {
 	return b.Put([]byte(key), bytes.Clone(value))
 }
 
-func del(t *boltTx, bucket, key string) error {
+func del(t *txn, bucket, key string) error {
 	if key == "" {
 		return errors.New("empty key")
 	}
@@ -150,7 +152,7 @@ func del(t *boltTx, bucket, key string) error {
 	return b.Delete([]byte(key))
 }
 
-func put[R any](t *boltTx, bucket, key string, rec R) error {
+func put[R any](t *txn, bucket, key string, rec R) error {
 	if key == "" {
 		return errors.New("empty id")
 	}
@@ -165,7 +167,7 @@ func put[R any](t *boltTx, bucket, key string, rec R) error {
 	return b.Put([]byte(key), data)
 }
 
-func get[R any](t *boltTx, bucket, key string, idOf func(*R) string) (R, error) {
+func get[R any](t *txn, bucket, key string, idOf func(*R) string) (R, error) {
 	var rec R
 	if key == "" {
 		return rec, errors.New("empty id")
@@ -176,7 +178,7 @@ func get[R any](t *boltTx, bucket, key string, idOf func(*R) string) (R, error) 
 	}
 	data := b.Get([]byte(key))
 	if data == nil {
-		return rec, ErrNotFound
+		return rec, storage.ErrNotFound
 	}
 	return decode(bucket, []byte(key), data, idOf)
 }
@@ -200,17 +202,17 @@ func decode[R any](bucket string, key, data []byte, idOf func(*R) string) (R, er
 // collected first, so that fn may put and delete records (as SweepSessions
 // does) without disturbing the iteration; a record deleted by fn before its
 // turn is skipped.
-func forEach[R any](t *boltTx, bucket string, idOf func(*R) string, fn func(R) error) error {
+func forEach[R any](t *txn, bucket string, idOf func(*R) string, fn func(R) error) error {
 	b, err := t.bucket(bucket)
 	if err != nil {
-		return fmt.Errorf("storage: list %s: %w", bucket, err)
+		return fmt.Errorf("bolt: list %s: %w", bucket, err)
 	}
 	var keys [][]byte
 	if err := b.ForEach(func(k, _ []byte) error {
 		keys = append(keys, bytes.Clone(k))
 		return nil
 	}); err != nil {
-		return fmt.Errorf("storage: list %s: %w", bucket, err)
+		return fmt.Errorf("bolt: list %s: %w", bucket, err)
 	}
 	for _, k := range keys {
 		data := b.Get(k)
@@ -219,7 +221,7 @@ func forEach[R any](t *boltTx, bucket string, idOf func(*R) string, fn func(R) e
 		}
 		rec, err := decode(bucket, k, data, idOf)
 		if err != nil {
-			return fmt.Errorf("storage: list %s: %w", bucket, err)
+			return fmt.Errorf("bolt: list %s: %w", bucket, err)
 		}
 		if err := fn(rec); err != nil {
 			return err

@@ -1,8 +1,10 @@
-package storage
+package bolt
 
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/mfagate/mfagate/storage"
 )
 
 // FuzzDecode feeds arbitrary bytes to the record decoder, as a damaged or
@@ -14,10 +16,10 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(""), []byte(`null`))
 	f.Add([]byte("x"), []byte(`{"id":"x","state":300}`))
 	f.Fuzz(func(t *testing.T, key, data []byte) {
-		if u, err := decode(bucketUsers, key, data, func(u *User) string { return u.ID }); err == nil {
+		if u, err := decode(bucketUsers, key, data, func(u *storage.User) string { return u.ID }); err == nil {
 			roundTrip(t, key, u)
 		}
-		if s, err := decode(bucketSessions, key, data, func(s *Session) string { return s.ID }); err == nil {
+		if s, err := decode(bucketSessions, key, data, func(s *storage.Session) string { return s.ID }); err == nil {
 			roundTrip(t, key, s)
 		}
 	})
@@ -31,9 +33,9 @@ func roundTrip[R any](t *testing.T, key []byte, rec R) {
 	}
 	again, err := decode(bucketUsers, key, data, func(r *R) string {
 		switch r := any(r).(type) {
-		case *User:
+		case *storage.User:
 			return r.ID
-		case *Session:
+		case *storage.Session:
 			return r.ID
 		}
 		return ""

@@ -1,4 +1,4 @@
-package storage_test
+package bolt_test
 
 import (
 	"context"
@@ -10,32 +10,33 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/storage/bolt"
 	"github.com/mfagate/mfagate/storage/storetest"
 )
 
-func openBolt(t *testing.T, path string) *storage.Bolt {
+func open(t *testing.T, path string) *bolt.Store {
 	t.Helper()
-	b, err := storage.OpenBolt(path, storage.BoltOptions{Timeout: 100 * time.Millisecond})
+	b, err := bolt.Open(path, bolt.Options{Timeout: 100 * time.Millisecond})
 	if err != nil {
-		t.Fatalf("OpenBolt: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	return b
 }
 
-func TestBoltConformance(t *testing.T) {
+func TestConformance(t *testing.T) {
 	storetest.RunConformance(t, func(t *testing.T) storage.Store {
-		return openBolt(t, filepath.Join(t.TempDir(), "mfa.db"))
+		return open(t, filepath.Join(t.TempDir(), "mfa.db"))
 	})
 }
 
-func TestBoltReopen(t *testing.T) {
+func TestReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mfa.db")
 	ctx := context.Background()
-	b, err := storage.OpenBolt(path, storage.BoltOptions{})
+	b, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestBoltReopen(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 
-	b = openBolt(t, path)
+	b = open(t, path)
 	err = b.View(ctx, func(tx storage.Tx) error {
 		u, err := tx.User("alice")
 		if err != nil || string(u.TOTPSecret) != "\x01\x02" {
@@ -77,14 +78,14 @@ func TestBoltReopen(t *testing.T) {
 	}
 }
 
-func TestBoltLocked(t *testing.T) {
+func TestLocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mfa.db")
-	openBolt(t, path)
+	open(t, path)
 	start := time.Now()
-	b2, err := storage.OpenBolt(path, storage.BoltOptions{Timeout: 100 * time.Millisecond})
+	b2, err := bolt.Open(path, bolt.Options{Timeout: 100 * time.Millisecond})
 	if err == nil {
 		_ = b2.Close()
-		t.Fatal("second OpenBolt on a held file succeeded")
+		t.Fatal("second Open on a held file succeeded")
 	}
 	if !errors.Is(err, storage.ErrLocked) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("err = %v; want ErrLocked naming %s", err, path)
@@ -94,13 +95,13 @@ func TestBoltLocked(t *testing.T) {
 	}
 }
 
-func TestBoltFileMode(t *testing.T) {
+func TestFileMode(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no Unix permission bits")
 	}
 	dir := filepath.Join(t.TempDir(), "data", "mfa")
 	path := filepath.Join(dir, "mfa.db")
-	b := openBolt(t, path)
+	b := open(t, path)
 	if b.Path() != path {
 		t.Fatalf("Path() = %q, want %q", b.Path(), path)
 	}
@@ -115,15 +116,15 @@ func TestBoltFileMode(t *testing.T) {
 	}
 }
 
-func TestBoltPathIsAbsolute(t *testing.T) {
+func TestPathIsAbsolute(t *testing.T) {
 	t.Chdir(t.TempDir())
-	b := openBolt(t, "rel.db")
+	b := open(t, "rel.db")
 	if !filepath.IsAbs(b.Path()) || filepath.Base(b.Path()) != "rel.db" {
 		t.Fatalf("Path() = %q", b.Path())
 	}
 }
 
-func TestBoltOpenErrors(t *testing.T) {
+func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
 	notDB := filepath.Join(dir, "garbage.db")
 	if err := os.WriteFile(notDB, []byte(strings.Repeat("not a bolt file ", 512)), 0o600); err != nil {
@@ -135,26 +136,26 @@ func TestBoltOpenErrors(t *testing.T) {
 		{"not a database", notDB},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := storage.OpenBolt(tc.path, storage.BoltOptions{Timeout: 100 * time.Millisecond})
+			b, err := bolt.Open(tc.path, bolt.Options{Timeout: 100 * time.Millisecond})
 			if err == nil {
 				_ = b.Close()
-				t.Fatal("OpenBolt succeeded")
+				t.Fatal("Open succeeded")
 			}
 		})
 	}
 }
 
-func TestBoltNewerSchemaRefused(t *testing.T) {
+func TestNewerSchemaRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mfa.db")
-	b, err := storage.OpenBolt(path, storage.BoltOptions{})
+	b, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = b.Close()
-	rawUpdate(t, path, func(tx *bolt.Tx) error {
+	rawUpdate(t, path, func(tx *bbolt.Tx) error {
 		return tx.Bucket([]byte("meta")).Put([]byte("schema"), []byte("99"))
 	})
-	if b, err := storage.OpenBolt(path, storage.BoltOptions{}); err == nil {
+	if b, err := bolt.Open(path, bolt.Options{}); err == nil {
 		_ = b.Close()
 		t.Fatal("opened a file with a newer schema")
 	} else if !strings.Contains(err.Error(), "99") {
@@ -163,9 +164,9 @@ func TestBoltNewerSchemaRefused(t *testing.T) {
 }
 
 // rawUpdate writes to the file behind the store's back, as damage would.
-func rawUpdate(t *testing.T, path string, fn func(*bolt.Tx) error) {
+func rawUpdate(t *testing.T, path string, fn func(*bbolt.Tx) error) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,14 +176,14 @@ func rawUpdate(t *testing.T, path string, fn func(*bolt.Tx) error) {
 	}
 }
 
-func TestBoltCorruptRecord(t *testing.T) {
+func TestCorruptRecord(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mfa.db")
-	b, err := storage.OpenBolt(path, storage.BoltOptions{})
+	b, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = b.Close()
-	rawUpdate(t, path, func(tx *bolt.Tx) error {
+	rawUpdate(t, path, func(tx *bbolt.Tx) error {
 		for _, kv := range []struct{ bucket, key, val string }{
 			{"users", "bad-json", `{"id":"bad-json","totp_secret":`},
 			{"users", "wrong-type", `{"id":"wrong-type","totp_last_step":"x"}`},
@@ -196,7 +197,7 @@ func TestBoltCorruptRecord(t *testing.T) {
 		}
 		return nil
 	})
-	b = openBolt(t, path)
+	b = open(t, path)
 
 	for _, tc := range []struct {
 		name, bucket, key string
@@ -233,8 +234,8 @@ func TestBoltCorruptRecord(t *testing.T) {
 	}
 }
 
-func TestBoltTxAfterReturn(t *testing.T) {
-	b := openBolt(t, filepath.Join(t.TempDir(), "mfa.db"))
+func TestTxAfterReturn(t *testing.T) {
+	b := open(t, filepath.Join(t.TempDir(), "mfa.db"))
 	var leaked storage.Tx
 	_ = b.Update(context.Background(), func(tx storage.Tx) error { leaked = tx; return nil })
 	if _, err := leaked.User("alice"); err == nil || errors.Is(err, storage.ErrNotFound) {
@@ -248,8 +249,8 @@ func TestBoltTxAfterReturn(t *testing.T) {
 	}
 }
 
-func TestBoltClosed(t *testing.T) {
-	b, err := storage.OpenBolt(filepath.Join(t.TempDir(), "mfa.db"), storage.BoltOptions{})
+func TestClosed(t *testing.T) {
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "mfa.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,13 +263,13 @@ func TestBoltClosed(t *testing.T) {
 // TestBoltUpgradeV1 opens a file as schema version 1 wrote it (no audit
 // bucket): its records stay readable, the audit log works, and the file is
 // marked version 2 so that an older build no longer opens it.
-func TestBoltUpgradeV1(t *testing.T) {
+func TestUpgradeV1(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mfa.db")
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, kv := range []struct{ bucket, key, val string }{
 			{"users", "alice", `{"id":"alice","totp_secret":"AQI=","totp_confirmed":true}`},
 			{"sessions", "s1", `{"id":"s1","user":"alice","state":2,"aal":2,"created_at":"2025-01-01T00:00:00Z","last_seen":"2025-01-01T00:00:00Z","expires_at":"2025-01-02T00:00:00Z"}`},
@@ -290,10 +291,10 @@ func TestBoltUpgradeV1(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b := openBolt(t, path)
+	b := open(t, path)
 	ctx := context.Background()
 	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	if err := b.Update(ctx, func(tx storage.Tx) error { return tx.AppendAudit(at, []byte(`{"type":"x"}`)) }); err != nil {
+	if err := b.Audit().Update(ctx, func(tx storage.AuditTx) error { return tx.AppendAudit(at, []byte(`{"type":"x"}`)) }); err != nil {
 		t.Fatalf("AppendAudit on an upgraded file: %v", err)
 	}
 	err = b.View(ctx, func(tx storage.Tx) error {
@@ -306,6 +307,12 @@ func TestBoltUpgradeV1(t *testing.T) {
 		if v, err := tx.Setting("k"); err != nil || string(v) != "v" {
 			t.Errorf("setting after upgrade: %q, %v", v, err)
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Audit().View(ctx, func(tx storage.AuditTx) error {
 		n := 0
 		err := tx.ScanAudit("", func(_ string, got time.Time, data []byte) (bool, error) {
 			n++
@@ -324,12 +331,12 @@ func TestBoltUpgradeV1(t *testing.T) {
 	}
 	_ = b.Close()
 
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	_ = db.View(func(tx *bolt.Tx) error {
+	_ = db.View(func(tx *bbolt.Tx) error {
 		if v := tx.Bucket([]byte("meta")).Get([]byte("schema")); string(v) != "2" {
 			t.Errorf("schema after upgrade = %q, want 2", v)
 		}
@@ -337,18 +344,18 @@ func TestBoltUpgradeV1(t *testing.T) {
 	})
 }
 
-func TestBoltBadSchemaVersion(t *testing.T) {
+func TestBadSchemaVersion(t *testing.T) {
 	for _, v := range []string{"0", "-1", "two", ""} {
 		t.Run(v, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "mfa.db")
-			rawUpdate(t, path, func(tx *bolt.Tx) error {
+			rawUpdate(t, path, func(tx *bbolt.Tx) error {
 				b, err := tx.CreateBucket([]byte("meta"))
 				if err != nil {
 					return err
 				}
 				return b.Put([]byte("schema"), []byte(v))
 			})
-			if b, err := storage.OpenBolt(path, storage.BoltOptions{}); err == nil {
+			if b, err := bolt.Open(path, bolt.Options{}); err == nil {
 				_ = b.Close()
 				t.Fatalf("opened a file with schema version %q", v)
 			}
@@ -356,18 +363,18 @@ func TestBoltBadSchemaVersion(t *testing.T) {
 	}
 }
 
-func TestBoltCorruptAuditKey(t *testing.T) {
+func TestCorruptAuditKey(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mfa.db")
-	b, err := storage.OpenBolt(path, storage.BoltOptions{})
+	b, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = b.Close()
-	rawUpdate(t, path, func(tx *bolt.Tx) error {
+	rawUpdate(t, path, func(tx *bbolt.Tx) error {
 		return tx.Bucket([]byte("audit")).Put([]byte("short"), []byte("{}"))
 	})
-	b = openBolt(t, path)
-	err = b.View(context.Background(), func(tx storage.Tx) error {
+	b = open(t, path)
+	err = b.Audit().View(context.Background(), func(tx storage.AuditTx) error {
 		return tx.ScanAudit("", func(string, time.Time, []byte) (bool, error) { return true, nil })
 	})
 	if err == nil || !strings.Contains(err.Error(), "audit") || !strings.Contains(err.Error(), "73686f7274") {

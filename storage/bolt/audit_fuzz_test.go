@@ -1,4 +1,4 @@
-package storage
+package bolt
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mfagate/mfagate/storage"
 )
 
 // FuzzScanAuditCursor feeds arbitrary cursors to ScanAudit, as a client
@@ -14,14 +16,14 @@ import (
 // refuse what it did not issue with ErrBadCursor, and a cursor it accepts
 // must name a key (round trip) and yield only records strictly before it.
 func FuzzScanAuditCursor(f *testing.F) {
-	b, err := OpenBolt(filepath.Join(f.TempDir(), "fuzz.db"), BoltOptions{})
+	b, err := Open(filepath.Join(f.TempDir(), "fuzz.db"), Options{})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { _ = b.Close() })
 	ctx := context.Background()
 	base := time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
-	if err := b.Update(ctx, func(tx Tx) error {
+	if err := b.Audit().Update(ctx, func(tx storage.AuditTx) error {
 		for i := range 20 {
 			if err := tx.AppendAudit(base.Add(time.Duration(i%7)*time.Second), []byte(`{"n":1}`)); err != nil {
 				return err
@@ -41,14 +43,14 @@ func FuzzScanAuditCursor(f *testing.F) {
 	f.Add(strings.Repeat("a", auditCursorLen+2))
 	f.Fuzz(func(t *testing.T, cursor string) {
 		var keys []string
-		err := b.View(ctx, func(tx Tx) error {
+		err := b.Audit().View(ctx, func(tx storage.AuditTx) error {
 			return tx.ScanAudit(cursor, func(c string, at time.Time, data []byte) (bool, error) {
 				keys = append(keys, c)
 				return true, nil
 			})
 		})
 		if err != nil {
-			if !errors.Is(err, ErrBadCursor) {
+			if !errors.Is(err, storage.ErrBadCursor) {
 				t.Fatalf("ScanAudit(%q): %v, want ErrBadCursor", cursor, err)
 			}
 			return
