@@ -68,6 +68,8 @@ func New(cfg Config, svc *mfa.Service, logger *zap.Logger) (*Guard, error) {
 	return &Guard{cfg: cfg, svc: svc, realm: realm, site: site, jar: jar, log: logger, trusted: trustedHeaders(cfg)}, nil
 }
 
+var _ decider = (*Guard)(nil)
+
 // Release removes the guard's realm from the service (on config unload).
 func (g *Guard) Release() { g.realm.Release() }
 
@@ -121,7 +123,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 			g.cfg.Identified(r, cur.Session.User, cur.Session.AAL)
 		}
 	}
-	iw := &interceptWriter{g: g, w: w, r: r, cur: cur, scan: sc, signin: signin, now: now}
+	iw := &interceptWriter{d: g, limit: g.cfg.MaxBodyBytes, w: w, r: r, cur: cur, scan: sc, signin: signin, now: now}
 	if active && signin == nil && g.cfg.SignOut != nil {
 		if iw.signout, err = g.cfg.SignOut.MatchWithError(r); err != nil {
 			return g.site.WriteError(w, r, web.ErrBadRequest.With(err.Error()))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"time"
 
@@ -15,12 +16,28 @@ import (
 	"github.com/mfagate/mfagate/web"
 )
 
+// decider is what the response writer asks of the guard: the writer only
+// watches the app's answer and holds it back when told to; every decision
+// is the guard's.
+type decider interface {
+	// mustCapture reports whether the response must be held back: the app
+	// sets a new value of its session cookie.
+	mustCapture(iw *interceptWriter) bool
+	// passThrough edits the headers of a response that streams through.
+	passThrough(iw *interceptWriter)
+	// decide answers a captured response once the app is done with it.
+	decide(ctx context.Context, iw *interceptWriter, next Handler) error
+	// tooLarge answers a captured response whose body overflowed the limit.
+	tooLarge(iw *interceptWriter) error
+}
+
 // interceptWriter watches the app's response headers. Most responses stream
 // straight through; a sign-in, or any response that sets the app's session
 // cookie for a browser without an active gateway session, is captured so the
 // gateway can decide what the browser gets.
 type interceptWriter struct {
-	g       *Guard
+	d       decider
+	limit   int64 // the most of a captured body that is kept
 	w       http.ResponseWriter
 	r       *http.Request
 	cur     mfa.Current
@@ -59,28 +76,31 @@ func (iw *interceptWriter) WriteHeader(status int) {
 	}
 	iw.wroteHeader = true
 	iw.status = status
-	if iw.signin != nil || iw.mustCapture() {
+	if iw.signin != nil || iw.d.mustCapture(iw) {
 		iw.capture = true
 		return
 	}
-	iw.g.passThrough(iw)
+	iw.d.passThrough(iw)
 	iw.w.WriteHeader(status)
 }
 
-// mustCapture: the app sets a new value of its session cookie, so this may
-// be a sign-in from any URL, or a switch to another user inside a session.
-// A value already bound (rolling refresh) or a deletion streams through.
-func (iw *interceptWriter) mustCapture() bool {
-	h := iw.w.Header()
-	if len(h["Set-Cookie"]) == 0 {
-		return false
+// ReadFrom keeps io.Copy's fast path (sendfile for file_server) for a
+// response that streams through; a captured body is read through Write.
+func (iw *interceptWriter) ReadFrom(src io.Reader) (int64, error) {
+	if !iw.wroteHeader {
+		iw.WriteHeader(http.StatusOK)
 	}
-	s := iw.cur.Session
-	if s != nil && s.State != session.Active {
-		s = nil
+	if !iw.capture {
+		if rf, ok := iw.w.(io.ReaderFrom); ok {
+			return rf.ReadFrom(src)
+		}
+		return io.Copy(writerOnly{iw.w}, src)
 	}
-	return iw.g.jar.SetsNew(h, s, iw.now)
+	return io.Copy(writerOnly{iw}, src)
 }
+
+// writerOnly hides a writer's ReadFrom, so io.Copy does not loop back.
+type writerOnly struct{ io.Writer }
 
 func (iw *interceptWriter) Write(b []byte) (int, error) {
 	if !iw.wroteHeader {
@@ -89,7 +109,7 @@ func (iw *interceptWriter) Write(b []byte) (int, error) {
 	if !iw.capture {
 		return iw.w.Write(b)
 	}
-	if room := iw.g.cfg.MaxBodyBytes - int64(iw.body.Len()); int64(len(b)) > room {
+	if room := iw.limit - int64(iw.body.Len()); int64(len(b)) > room {
 		iw.overflow = true
 		if room > 0 {
 			iw.body.Write(b[:room])
@@ -97,6 +117,21 @@ func (iw *interceptWriter) Write(b []byte) (int, error) {
 		return len(b), nil
 	}
 	return iw.body.Write(b)
+}
+
+// mustCapture: the app sets a new value of its session cookie, so this may
+// be a sign-in from any URL, or a switch to another user inside a session.
+// A value already bound (rolling refresh) or a deletion streams through.
+func (g *Guard) mustCapture(iw *interceptWriter) bool {
+	h := iw.w.Header()
+	if len(h["Set-Cookie"]) == 0 {
+		return false
+	}
+	s := iw.cur.Session
+	if s != nil && s.State != session.Active {
+		s = nil
+	}
+	return g.jar.SetsNew(h, s, iw.now)
 }
 
 // passThrough edits the headers of a response that streams through: the
@@ -127,6 +162,17 @@ func (g *Guard) passThrough(iw *interceptWriter) {
 	}
 }
 
+// tooLarge refuses a captured response the gateway did not see whole: it
+// cannot vouch for it.
+func (g *Guard) tooLarge(iw *interceptWriter) error {
+	g.log.Warn("captured response too large", zap.String("path", iw.r.URL.Path), zap.Int64("limit", g.cfg.MaxBodyBytes))
+	h := iw.w.Header()
+	for k := range h {
+		delete(h, k)
+	}
+	return g.site.WriteError(iw.w, iw.r, web.ErrUnavailable.With("The app's response was too large for the gateway to check."))
+}
+
 // finish decides a captured response once the app is done with it.
 func (iw *interceptWriter) finish(ctx context.Context, next Handler) error {
 	if !iw.wroteHeader {
@@ -135,20 +181,14 @@ func (iw *interceptWriter) finish(ctx context.Context, next Handler) error {
 	if !iw.capture {
 		return nil
 	}
-	return iw.g.decide(ctx, iw, next)
+	return iw.d.decide(ctx, iw, next)
 }
 
 // release writes the captured response as the app sent it (with whatever
 // header edits were made).
 func (iw *interceptWriter) release() error {
 	if iw.overflow {
-		// The gateway cannot vouch for a body it did not see whole.
-		iw.g.log.Warn("captured response too large", zap.String("path", iw.r.URL.Path), zap.Int64("limit", iw.g.cfg.MaxBodyBytes))
-		h := iw.w.Header()
-		for k := range h {
-			delete(h, k)
-		}
-		return iw.g.site.WriteError(iw.w, iw.r, web.ErrUnavailable.With("The app's response was too large for the gateway to check."))
+		return iw.d.tooLarge(iw)
 	}
 	iw.w.WriteHeader(iw.status)
 	_, err := iw.w.Write(iw.body.Bytes())
