@@ -46,6 +46,7 @@ type appState struct {
 	mu       sync.Mutex
 	handlers []*Gateway // this config's handlers, started with the app
 	held     []string   // pool keys this config's app holds
+	stopped  bool
 }
 
 // Store is a storage backend of the mfa app (module namespace mfa.stores).
@@ -87,6 +88,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 // attach registers a handler of this config, started with the app.
 func (a *App) attach(m *Gateway) {
+	m.app = a
 	a.state.mu.Lock()
 	a.state.handlers = append(a.state.handlers, m)
 	a.state.mu.Unlock()
@@ -98,19 +100,39 @@ func (a *App) Start() error {
 	a.state.mu.Lock()
 	defer a.state.mu.Unlock()
 	for _, m := range a.state.handlers {
-		st := m.store
-		if st == nil {
-			st = a.store
-		}
-		if err := a.startHandler(m, st); err != nil {
-			a.releaseLocked()
+		if err := a.startHandler(m); err != nil {
+			_ = a.releaseLocked()
 			return err
 		}
 	}
 	return nil
 }
 
-func (a *App) startHandler(m *Gateway, st Store) error {
+// ensure starts m now if the app has not yet: Caddy starts its apps in no
+// particular order, so the HTTP server may pass a request to a handler
+// before this app's Start reached it. The request waits for the store
+// rather than being refused.
+func (a *App) ensure(m *Gateway) (*guard.Guard, error) {
+	a.state.mu.Lock()
+	defer a.state.mu.Unlock()
+	if a.state.stopped {
+		return nil, errors.New("mfa_gateway: the config is stopping")
+	}
+	if err := a.startHandler(m); err != nil {
+		return nil, err
+	}
+	return m.gw.load(), nil
+}
+
+// startHandler starts m on its store's service, once.
+func (a *App) startHandler(m *Gateway) error {
+	if m.gw.load() != nil {
+		return nil
+	}
+	st := m.store
+	if st == nil {
+		st = a.store
+	}
 	key, err := m.loadKey(st)
 	if err != nil {
 		return err
@@ -140,6 +162,7 @@ func (a *App) startHandler(m *Gateway, st Store) error {
 func (a *App) Stop() error {
 	a.state.mu.Lock()
 	defer a.state.mu.Unlock()
+	a.state.stopped = true
 	return a.releaseLocked()
 }
 

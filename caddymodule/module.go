@@ -123,6 +123,7 @@ type Gateway struct {
 	store  Store     // from db_path; nil: the mfa app's store
 	key    []byte    // from encryption_key; nil: a key file
 	gw     *guardRef // set when the mfa app starts
+	app    *App      // the mfa app of this config
 	outbox *mail.Outbox
 	logger *zap.Logger
 }
@@ -289,12 +290,15 @@ func (m *Gateway) Validate() error {
 	return nil
 }
 
-// ServeHTTP hands the request to the request guard. Before the mfa app has
-// started this handler (a moment at start-up) nothing passes: 503.
+// ServeHTTP hands the request to the request guard, starting it first if
+// the mfa app has not yet (a moment at start-up or reload).
 func (m *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	gw := m.gw.load()
 	if gw == nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("mfa_gateway: not started yet"))
+		var err error
+		if gw, err = m.app.ensure(m); err != nil {
+			return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		}
 	}
 	err := gw.ServeHTTP(w, r, next)
 	var fault *web.Error

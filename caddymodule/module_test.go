@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -371,5 +373,42 @@ func TestCleanupWithoutProvision(t *testing.T) {
 	var m Gateway
 	if err := m.Cleanup(); err != nil {
 		t.Errorf("Cleanup: %v", err)
+	}
+}
+
+// Caddy starts apps in no particular order: a request that reaches a handler
+// before the mfa app's Start starts the handler then, instead of a 503, and
+// the app's Start does not start it twice.
+func TestRequestBeforeAppStart(t *testing.T) {
+	ctx := newCaddyContext(t)
+	m := newModule(filepath.Join(t.TempDir(), "mfa.db"))
+	app := &App{}
+	if err := app.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.provisionOn(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	testApps.Store(m, app)
+	t.Cleanup(func() { _ = unload(m) })
+	if m.gw.load() != nil {
+		t.Fatal("Provision started the handler: it must not touch the store")
+	}
+	called := false
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		called = true
+		return nil
+	})
+	r := httptest.NewRequest(http.MethodGet, "/page", nil)
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	if err := m.ServeHTTP(httptest.NewRecorder(), r, next); err != nil || !called {
+		t.Fatalf("request before Start: err %v, passed on %v", err, called)
+	}
+	first := m.gw.load()
+	if err := app.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if m.gw.load() != first {
+		t.Fatal("Start started the handler a second time")
 	}
 }

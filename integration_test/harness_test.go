@@ -119,6 +119,9 @@ http://127.0.0.1:%d {
 	if err := caddy.Load(cfg, true); err != nil {
 		return fmt.Errorf("load config: %v", err)
 	}
+	// The old server closes its idle keep-alive connections as it stops; a
+	// client must not pick one of them for its next request.
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	return dialWithin(fmt.Sprintf("127.0.0.1:%d", e.port), 5*time.Second)
 }
 
