@@ -234,7 +234,8 @@ func TestReloadKeepsSessions(t *testing.T) {
 	// Traffic during the reloads.
 	var stop atomic.Bool
 	var wg sync.WaitGroup
-	var served atomic.Int64
+	var served, refused atomic.Int64
+	var lastRefused atomic.Int64
 	hdr := c.cookieHeader()
 	for i := 0; i < 4; i++ {
 		wg.Add(1)
@@ -247,6 +248,10 @@ func TestReloadKeepsSessions(t *testing.T) {
 				if res, err := hc.Do(req); err == nil {
 					res.Body.Close()
 					served.Add(1)
+					if res.StatusCode != http.StatusOK {
+						refused.Add(1)
+						lastRefused.Store(int64(res.StatusCode))
+					}
 				}
 			}
 		}()
@@ -275,6 +280,9 @@ func TestReloadKeepsSessions(t *testing.T) {
 	wg.Wait()
 	if served.Load() == 0 {
 		t.Error("no request was served during the reloads")
+	}
+	if n := refused.Load(); n != 0 {
+		t.Errorf("%d of %d signed-in requests during the reloads were refused (last status %d)", n, served.Load(), lastRefused.Load())
 	}
 	if st := c.status(); st["aal"].(float64) != 2 || st["user"] != "alice" {
 		t.Fatalf("status after reloads: %v", st)
