@@ -38,7 +38,7 @@ func policyKey(scope string) string { return "policy/" + scope }
 // policyCache serves a scope's policy from memory. A change made on this
 // instance is seen at once; a change made elsewhere (a shared store) within
 // the cache age, refreshed in the background so no request waits on the store.
-// Its settings come from the configs sharing the runtime and change on a
+// Its settings come from the configs sharing the service and change on a
 // reload while requests read them, hence atomics.
 type policyCache struct {
 	scope      string

@@ -89,7 +89,7 @@ func Open(opts Options) (*Service, error) {
 	}
 	box, err := seal.New(opts.Key, opts.Rand)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: encryption key: %w", err)
+		return nil, fmt.Errorf("mfa: encryption key: %w", err)
 	}
 	codec, err := session.NewCodec(seal.DeriveKey(opts.Key, "session-cookie"))
 	if err != nil {
@@ -126,7 +126,7 @@ func Open(opts Options) (*Service, error) {
 	})
 	if err != nil {
 		svc.Audit.Close()
-		return nil, fmt.Errorf("gateway: identity verification: %w", err)
+		return nil, fmt.Errorf("mfa: identity verification: %w", err)
 	}
 	go svc.loop(opts.FlushInterval)
 	return svc, nil
@@ -149,7 +149,7 @@ func (svc *Service) load() error {
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("gateway: load sessions: %w", err)
+		return fmt.Errorf("mfa: load sessions: %w", err)
 	}
 	svc.logger.Info("sessions loaded", zap.Int("loaded", loaded), zap.Int("dropped", dropped))
 	return nil
@@ -254,8 +254,8 @@ func (svc *Service) deleteSessions(ss []*session.Session) {
 	}
 }
 
-// SameKey reports whether key is the key this runtime was opened with: a
-// config reload shares the open runtime, so a changed key must be noticed
+// SameKey reports whether key is the key this service was opened with: a
+// config reload shares the open service, so a changed key must be noticed
 // rather than silently ignored.
 func (svc *Service) SameKey(key []byte) bool {
 	id := sha256.Sum256(key)

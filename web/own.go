@@ -88,7 +88,6 @@ func (site *Site) Serve(w http.ResponseWriter, r *http.Request, rel string, now 
 	}
 	c := &call{w: w, r: r, cur: site.realm.Lookup(site.jar.Value(r), now), now: now, actor: ActorOf(r)}
 	if s := c.sess(); s != nil && s.State == session.Active {
-		c.actor.User = s.User
 		s.Touch(now)
 	}
 	if api, ok := strings.CutPrefix(rel, "api/v1/"); ok {
