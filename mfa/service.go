@@ -1,3 +1,11 @@
+// Package mfa is the domain of mfagate, free of HTTP: a Service is the state
+// of one database (store, keys, the in-memory session table, attempt
+// counters, background sweeps), and a Realm is one site block's view of it
+// (scope, policy, settings). Every state change is an operation here —
+// sign-in, the session lookup with its one idle rule, enrolment, challenge,
+// recovery, admin and operator actions, policy and grace period — that takes
+// an Actor, audits itself and returns typed errors (errors.go). The request
+// guard, the pages and API, and the command line all call these.
 package mfa
 
 import (
