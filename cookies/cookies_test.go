@@ -202,3 +202,19 @@ func FuzzRewriteCookies(f *testing.F) {
 		}
 	})
 }
+
+// FuzzClassify: any Set-Cookie line is classified without a panic, and a
+// line classified as the app's names one of its session cookies.
+func FuzzClassify(f *testing.F) {
+	for _, s := range []string{"sid=x", "sid=; Max-Age=0", "wp_logged_in_1=v; Expires=Thu, 01 Jan 1970 00:00:00 GMT", "=", "", "a=b; sid=c", "SID=x"} {
+		f.Add(s)
+	}
+	j := testJar(f)
+	now := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, line string) {
+		name, _, _, ok := j.Classify(line, now)
+		if ok && !j.IsApp(name) {
+			t.Fatalf("Classify(%q) names %q, not an app session cookie", line, name)
+		}
+	})
+}
