@@ -43,6 +43,7 @@ type Service struct {
 
 	box         *seal.Box
 	codec       *session.Codec
+	cookies     *cookieCache // gateway cookies already verified
 	csrfKey     []byte
 	recoveryKey []byte
 	attempts    *limiter
@@ -108,6 +109,7 @@ func Open(opts Options) (*Service, error) {
 		Sessions:    session.NewTable(),
 		box:         box,
 		codec:       codec,
+		cookies:     newCookieCache(),
 		csrfKey:     seal.DeriveKey(opts.Key, "csrf"),
 		recoveryKey: seal.DeriveKey(opts.Key, "recovery-codes"),
 		attempts:    newLimiter(),

@@ -51,12 +51,12 @@ func (r *Realm) Lookup(value string, now time.Time) Current {
 	if value == "" {
 		return cur
 	}
-	cl, err := r.svc.codec.Decode(value, false)
+	cl, key, err := r.svc.cookies.verify(r.svc.codec, value)
 	if err != nil {
 		cur.Reason = session.Revoked
 		return cur
 	}
-	s := r.svc.Sessions.Get(cl.ID.Key())
+	s := r.svc.Sessions.Get(key)
 	if s == nil {
 		cur.Reason = session.Revoked
 		return cur

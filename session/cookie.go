@@ -79,6 +79,10 @@ func (c *Codec) Encode(cl Claims) string {
 	return string(out)
 }
 
+// strictB64 refuses non-canonical encodings (unused trailing bits set), so
+// exactly one cookie string names a session.
+var strictB64 = base64.RawURLEncoding.Strict()
+
 // Decode verifies value and returns its claims. Any defect is ErrBadCookie.
 // The user name is only decoded when withUser is set, so the per-request check
 // allocates nothing.
@@ -99,7 +103,7 @@ func (c *Codec) Decode(value string, withUser bool) (Claims, error) {
 	}
 	sc := c.scratch.Get().(*scratch)
 	defer c.scratch.Put(sc)
-	enc := base64.RawURLEncoding
+	enc := strictB64
 	pn, err := sc.decode(enc, sc.payload[:], value[:dot])
 	if err != nil || pn < fixedLen {
 		return cl, ErrBadCookie

@@ -94,3 +94,28 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// TestDecodeRefusesNonCanonical: only the exact encoding of a cookie
+// verifies; a variant with other unused trailing bits does not.
+func TestDecodeRefusesNonCanonical(t *testing.T) {
+	c, err := NewCodec(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	tried := 0
+	for i := range 50 {
+		v := c.Encode(Claims{ID: ID{byte(i)}, AAL: 1, IdleDeadline: int64(i), User: "alice"})
+		last := strings.IndexByte(alphabet, v[len(v)-1])
+		// A MAC of 32 bytes is 43 characters: the last carries 4 bits, 2 unused.
+		for _, alt := range []int{last ^ 1, last ^ 2} {
+			tried++
+			if _, err := c.Decode(v[:len(v)-1]+string(alphabet[alt]), false); err == nil {
+				t.Fatalf("a non-canonical variant of %q verified", v)
+			}
+		}
+	}
+	if tried == 0 {
+		t.Fatal("nothing tried")
+	}
+}
