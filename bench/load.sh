@@ -4,10 +4,19 @@
 #
 #   bash bench/load.sh            # 5 interleaved rounds of 5 s each
 #   ROUNDS=7 DURATION=10s bash bench/load.sh
+#   MODE=side-by-side ROUNDS=5 DURATION=15s bash bench/load.sh
 #
-# Env: ROUNDS (5), DURATION (5s), CONNS (16), THREADS (1), PATH_UNDER_TEST
-# (/api/data), SERVER_CPUS / CLIENT_CPUS (taskset lists, default 0 / 1 on a
-# machine with 2+ cores), KEEP=1 keeps the temp dir.
+# Env: MODE (interleaved, or side-by-side), ROUNDS (5), DURATION (5s), CONNS
+# (16), THREADS (1), PATH_UNDER_TEST (/api/data), SERVER_CPUS / CLIENT_CPUS
+# (taskset lists, default 0 / 1 on a machine with 2+ cores), KEEP=1 keeps the
+# temp dir, CADDY=path uses that binary as it is (default: ./caddy, rebuilt
+# when older than the sources).
+#
+# MODE=side-by-side runs bare and gateway at the same time, both Caddys on
+# SERVER_CPUS and both wrk on CLIENT_CPUS, each round: the two share the
+# server CPU, so machine-speed drift (other load, a busy host) hits both alike
+# and their requests/s ratio is far steadier than interleaved rounds. It
+# prints each round and the median and range of the ratio.
 #
 # What it does: builds ./caddy if missing or older than the sources, builds
 # the demo app, starts it and two Caddy instances (bench/Caddyfile.bare and
@@ -22,6 +31,7 @@
 # (/proc/<pid>/stat) over a round divided by the requests wrk completed.
 set -euo pipefail
 
+MODE=${MODE:-interleaved}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5s}
 CONNS=${CONNS:-16}
@@ -32,7 +42,11 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 die() { echo "load.sh: $*" >&2; exit 1; }
-for c in go wrk curl awk; do command -v "$c" >/dev/null || die "$c is not on PATH"; done
+for c in go wrk curl awk timeout; do command -v "$c" >/dev/null || die "$c is not on PATH"; done
+[[ $MODE == interleaved || $MODE == side-by-side ]] || die "MODE must be interleaved or side-by-side"
+((ROUNDS >= 1 && ROUNDS <= 50)) || die "ROUNDS must be 1 to 50"
+WRK_LIMIT=600 # hard bound on one wrk run
+if [[ $DURATION =~ ^([0-9]+)s$ ]]; then WRK_LIMIT=$((BASH_REMATCH[1] + 30)); fi
 
 WORK=$(mktemp -d /tmp/mfagate-bench.XXXXXX)
 PIDS=()
@@ -47,7 +61,9 @@ trap 'exit 130' INT TERM
 
 # --- binaries -------------------------------------------------------------
 stale=""
-if [[ ! -x ./caddy ]]; then
+if [[ -n ${CADDY:-} ]]; then
+	[[ -x $CADDY ]] || die "CADDY=$CADDY is not an executable"
+elif [[ ! -x ./caddy ]]; then
 	stale="missing"
 elif [[ -n $(find . -path ./integration_test -prune -o \( -name '*.go' ! -name '*_test.go' -newer ./caddy -print \) | head -1) ]] ||
 	[[ go.mod -nt ./caddy || go.sum -nt ./caddy ]]; then
@@ -117,12 +133,9 @@ gateway_cookie() {
 gateway_cookie
 
 # --- measurement ----------------------------------------------------------
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-CLK_TCK=$(getconf CLK_TCK)
-
 run_wrk() { # port cookie duration -> "requests rps non2xx"
 	local out
-	out=$("${PIN_CLIENT[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$3" --timeout 2s \
+	out=$("${PIN_CLIENT[@]}" timeout "$WRK_LIMIT" wrk -t"$THREADS" -c"$CONNS" -d"$3" --timeout 2s \
 		-H "Cookie: $2" "http://127.0.0.1:$1$PATH_UNDER_TEST")
 	echo "$out" >>"$WORK/wrk.log"
 	awk '/requests in/ {req=$1} /^Requests\/sec/ {rps=$2} /Non-2xx/ {bad=$NF} /Socket errors/ {err=1}
@@ -142,6 +155,24 @@ measure() { # name port cookie pid -> appends "name round rps cpu_us app_cpu_us"
 	awk -v n="$1" -v r="$ROUND" -v rps="$rps" -v req="$req" -v dc="$((c1 - c0))" -v da="$((a1 - a0))" -v hz="$CLK_TCK" \
 		'BEGIN { printf "%s %d %.0f %.2f %.2f\n", n, r, rps, dc / hz * 1e6 / req, da / hz * 1e6 / req }' >>"$WORK/results"
 }
+
+if [[ $MODE == side-by-side ]]; then
+	echo "mfagate load comparison, side by side: $ROUNDS rounds of bare and gateway at once, wrk -t$THREADS -c$CONNS -d$DURATION GET $PATH_UNDER_TEST each"
+	echo "placement: $PLACEMENT (both Caddys share the server CPU); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	wrk_bare() { run_wrk "$BARE_PORT" "$BARE_COOKIE" "${DUR:-$DURATION}"; }
+	wrk_gw() { run_wrk "$GW_PORT" "$GW_COOKIE" "${DUR:-$DURATION}"; }
+	echo "warming up..."
+	ROUND=0 DUR=2s side_round warmup "$BARE_PID" "$GW_PID" wrk_bare wrk_gw
+	: >"$WORK/side"
+	for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+		gateway_cookie # fresh session: no per-request re-stamp during the round
+		side_round pass-through "$BARE_PID" "$GW_PID" wrk_bare wrk_gw
+	done
+	side_report pass-through 0.97
+	echo "placement: $PLACEMENT; load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "CPU time from /proc/<pid>/stat utime+stime (1/$CLK_TCK s ticks) over each round / requests completed"
+	exit 0
+fi
 
 echo "mfagate load comparison: $ROUNDS rounds x (bare, gateway), wrk -t$THREADS -c$CONNS -d$DURATION GET $PATH_UNDER_TEST"
 echo "placement: $PLACEMENT; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -9,12 +9,19 @@
 #
 #   bash bench/widget_load.sh              # 5 interleaved rounds of 5 s
 #   ROUNDS=7 DURATION=10s bash bench/widget_load.sh
+#   MODE=side-by-side ROUNDS=5 DURATION=15s bash bench/widget_load.sh
 #
-# Env: ROUNDS (5), DURATION (5s, whole seconds), CONNS (16), THREADS (1),
+# MODE=side-by-side runs bare and gateway at the same time in each round
+# (both Caddys on SERVER_CPUS, both wrk on CLIENT_CPUS), as bench/load.sh
+# does: machine-speed drift hits both alike, and the median and range of the
+# per-round ratio are printed for reuse and for fresh tokens.
+#
+# Env: MODE (interleaved, or side-by-side), ROUNDS (5), DURATION (5s, whole
+# seconds), CONNS (16), THREADS (1),
 # TOKENS (500000; must exceed the gateway's fresh-token requests over the
 # whole run, the script says so if they ran out), SERVER_CPUS / CLIENT_CPUS
 # (taskset lists, default 0 / 1 on a machine with 2+ cores), KEEP=1 keeps
-# the temp dir.
+# the temp dir, CADDY=path uses that binary as it is.
 #
 # What it does: uses ./caddy if it is newer than the sources (else builds
 # one into the temp dir; the work tree is not touched), builds the demo app
@@ -37,6 +44,7 @@
 # Everything listens on 127.0.0.1; every process started is killed on exit.
 set -euo pipefail
 
+MODE=${MODE:-interleaved}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5s}
 CONNS=${CONNS:-16}
@@ -50,6 +58,8 @@ die() { echo "widget_load.sh: $*" >&2; exit 1; }
 for c in go wrk curl awk timeout; do command -v "$c" >/dev/null || die "$c is not on PATH"; done
 [[ $DURATION =~ ^[0-9]+s$ ]] || die "DURATION must be whole seconds, like 5s"
 ((TOKENS >= 100000)) || die "TOKENS must be at least 100000"
+[[ $MODE == interleaved || $MODE == side-by-side ]] || die "MODE must be interleaved or side-by-side"
+((ROUNDS >= 1 && ROUNDS <= 50)) || die "ROUNDS must be 1 to 50"
 WRK_LIMIT=$((${DURATION%s} + 60)) # hard bound on one wrk run (token loading included)
 
 WORK=$(mktemp -d /tmp/mfagate-widget-bench.XXXXXX)
@@ -64,14 +74,17 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- binaries -------------------------------------------------------------
-CADDY=./caddy
-if [[ ! -x ./caddy ]] ||
-	[[ -n $(find . -path ./integration_test -prune -o \( -name '*.go' ! -name '*_test.go' ! -path './bench/*' -newer ./caddy -print \) | head -1) ]] ||
-	[[ go.mod -nt ./caddy || go.sum -nt ./caddy ]]; then
-	echo "building caddy into $WORK (./caddy is missing or older than the sources)..."
-	timeout 600 go build -o "$WORK/caddy" ./cmd/caddy
-	CADDY=$WORK/caddy
+if [[ -z ${CADDY:-} ]]; then
+	CADDY=./caddy
+	if [[ ! -x ./caddy ]] ||
+		[[ -n $(find . -path ./integration_test -prune -o \( -name '*.go' ! -name '*_test.go' ! -path './bench/*' -newer ./caddy -print \) | head -1) ]] ||
+		[[ go.mod -nt ./caddy || go.sum -nt ./caddy ]]; then
+		echo "building caddy into $WORK (./caddy is missing or older than the sources)..."
+		timeout 600 go build -o "$WORK/caddy" ./cmd/caddy
+		CADDY=$WORK/caddy
+	fi
 fi
+[[ -x $CADDY ]] || die "CADDY=$CADDY is not an executable"
 timeout 300 go build -o "$WORK/demoapp" ./cmd/demoapp
 timeout 300 go build -o "$WORK/mint" ./bench/mint
 
@@ -152,8 +165,6 @@ end
 LUA
 
 # --- measurement ----------------------------------------------------------
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-CLK_TCK=$(getconf CLK_TCK)
 NEXT_GW=0   # first token index the gateway has not seen
 NEXT_BARE=0 # the bare instance does not verify: it may cycle
 
@@ -201,6 +212,40 @@ pair() { # kind
 		measure "$1" bare "$BARE_PORT" "$BARE_PID"
 	fi
 }
+
+if [[ $MODE == side-by-side ]]; then
+	echo "mfagate widget load comparison (Enforce), side by side: $ROUNDS rounds x (reuse, fresh) of bare and gateway at once, wrk -t$THREADS -c$CONNS -d$DURATION GET $WIDGET_PATH each; $TOKENS fresh tokens"
+	echo "placement: $PLACEMENT (both Caddys share the server CPU); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	side_bare() { run_wrk "$KIND" "$BARE_PORT" "${DUR:-$DURATION}" "$NEXT_BARE"; }
+	side_gw() { run_wrk "$KIND" "$GW_PORT" "${DUR:-$DURATION}" "$NEXT_GW"; }
+	next_tokens() { # after a fresh round: where each side's tokens go on
+		local nx wr
+		read -r _ _ _ _ nx wr <"$WORK/side.gw"
+		((wr == 0)) || echo "  warning: round $ROUND: the gateway's fresh tokens ran out and were reused (raise TOKENS)" >&2
+		NEXT_GW=$nx
+		read -r _ _ _ _ nx _ <"$WORK/side.bare"
+		NEXT_BARE=$((nx % TOKENS))
+	}
+	: >"$WORK/side"
+	# Reuse rounds first, for the reason given below for the interleaved mode.
+	for KIND in reuse fresh; do
+		echo "warming up ($KIND)..."
+		ROUND=0 DUR=2s side_round "warmup-$KIND" "$BARE_PID" "$GW_PID" side_bare side_gw
+		if [[ $KIND == fresh ]]; then next_tokens; fi
+		for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+			side_round "$KIND" "$BARE_PID" "$GW_PID" side_bare side_gw
+			if [[ $KIND == fresh ]]; then next_tokens; fi
+		done
+	done
+	side_report reuse 0.97
+	side_report fresh 0.93
+	echo
+	echo "Caddy RSS at the end: bare $(awk '/^VmRSS/ {printf "%.0f MB", $2 / 1024}' "/proc/$BARE_PID/status"), gateway $(awk '/^VmRSS/ {printf "%.0f MB", $2 / 1024}' "/proc/$GW_PID/status")"
+	echo "gateway fresh tokens used: $NEXT_GW of $TOKENS (no token sent twice to the gateway unless warned above)"
+	echo "placement: $PLACEMENT; load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "CPU time from /proc/<pid>/stat utime+stime (1/$CLK_TCK s ticks) over each round / requests completed"
+	exit 0
+fi
 
 echo "mfagate widget load comparison (Enforce): $ROUNDS rounds x (reuse, fresh) x (bare, gateway), wrk -t$THREADS -c$CONNS -d$DURATION GET $WIDGET_PATH; $TOKENS fresh tokens"
 echo "placement: $PLACEMENT; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"

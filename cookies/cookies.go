@@ -11,6 +11,8 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/mfagate/mfagate/session"
 )
@@ -232,6 +234,11 @@ type Scan struct {
 // not bound to sess from the request, so the app sees its own cookie only
 // when it comes with the gateway session it was issued under. Pending
 // sessions forward nothing: their cookies are held until the challenge.
+//
+// This runs on every request. The cookies kept are usually one run of the
+// browser's single Cookie line joined by "; " (the gateway cookie comes first
+// or last), and then the rewritten header is a substring of that line: no
+// copy. Anything else is joined anew in a builder.
 func (j *Jar) Rewrite(r *http.Request, sess *session.Session) Scan {
 	var sc Scan
 	lines := r.Header["Cookie"]
@@ -241,18 +248,31 @@ func (j *Jar) Rewrite(r *http.Request, sess *session.Session) Scan {
 	gwName := j.Name(r)
 	forward := sess != nil && sess.State != session.Pending
 	var b strings.Builder
-	n := 0
-	for _, line := range lines {
-		n += len(line)
+	joined := len(lines) > 1   // writing into b rather than keeping a run
+	runStart, runEnd := -1, -1 // the kept run of lines[0], while !joined
+	gap := false               // a part was dropped since the run started
+	changed := len(lines) > 1
+	if joined {
+		n := 0
+		for _, line := range lines {
+			n += len(line)
+		}
+		b.Grow(n)
 	}
-	b.Grow(n)
-	changed := false
 	for _, line := range lines {
-		for part := range strings.SplitSeq(line, ";") {
-			part = strings.TrimSpace(part)
-			if part == "" {
+		for pos := 0; pos <= len(line); {
+			end := strings.IndexByte(line[pos:], ';')
+			if end < 0 {
+				end = len(line)
+			} else {
+				end += pos
+			}
+			ps, pe := trimSpan(line, pos, end)
+			pos = end + 1
+			if ps == pe {
 				continue
 			}
+			part := line[ps:pe]
 			n, v, _ := strings.Cut(part, "=")
 			// Apps differ in how they read a name: trimmed, or with '.' and
 			// ' ' as '_'. Any spelling that reads as a protected cookie is
@@ -275,7 +295,21 @@ func (j *Jar) Rewrite(r *http.Request, sess *session.Session) Scan {
 			}
 			if !keep {
 				changed = true
+				gap = runStart >= 0
 				continue
+			}
+			if !joined {
+				if runStart < 0 {
+					runStart, runEnd = ps, pe
+					continue
+				}
+				if !gap && line[runEnd:ps] == "; " {
+					runEnd = pe
+					continue
+				}
+				joined = true
+				b.Grow(len(line))
+				b.WriteString(line[runStart:runEnd])
 			}
 			if b.Len() > 0 {
 				b.WriteString("; ")
@@ -283,17 +317,38 @@ func (j *Jar) Rewrite(r *http.Request, sess *session.Session) Scan {
 			b.WriteString(part)
 		}
 	}
-	if len(lines) > 1 {
-		changed = true
-	}
 	if !changed {
 		return sc
 	}
-	if b.Len() == 0 {
+	out := b.String()
+	if !joined && runStart >= 0 {
+		out = lines[0][runStart:runEnd]
+	}
+	if out == "" {
 		r.Header.Del("Cookie")
 	} else {
-		lines[0] = b.String() // the request's own slice: no new one
+		lines[0] = out // the request's own slice: no new one
 		r.Header["Cookie"] = lines[:1]
 	}
 	return sc
+}
+
+// trimSpan is strings.TrimSpace(s[ps:pe]) as offsets into s.
+func trimSpan(s string, ps, pe int) (int, int) {
+	for ps < pe && asciiSpace(s[ps]) {
+		ps++
+	}
+	for pe > ps && asciiSpace(s[pe-1]) {
+		pe--
+	}
+	if ps < pe && (s[ps] >= utf8.RuneSelf || s[pe-1] >= utf8.RuneSelf) {
+		t := strings.TrimLeftFunc(s[ps:pe], unicode.IsSpace)
+		ps = pe - len(t)
+		pe = ps + len(strings.TrimRightFunc(t, unicode.IsSpace))
+	}
+	return ps, pe
+}
+
+func asciiSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,7 +183,11 @@ func FuzzRewriteCookies(f *testing.F) {
 		for _, s := range []*session.Session{nil, sess} {
 			r := httptest.NewRequest("GET", "/", nil)
 			r.Header["Cookie"] = []string{line1, line2}
+			want := joinedRewrite(g, []string{line1, line2}, s)
 			sc := g.Rewrite(r, s)
+			if !reflect.DeepEqual(r.Header["Cookie"], want) {
+				t.Fatalf("Cookie %q became %q, want %q", []string{line1, line2}, r.Header["Cookie"], want)
+			}
 			for _, c := range r.Cookies() {
 				if g.IsApp(c.Name) && !(s != nil && c.Name == "sid" && c.Value == "good") {
 					t.Fatalf("Cookie %q forwarded %s=%q (Cookie now %q)", []string{line1, line2}, c.Name, c.Value, r.Header["Cookie"])
@@ -217,4 +222,74 @@ func FuzzClassify(f *testing.F) {
 			t.Fatalf("Classify(%q) names %q, not an app session cookie", line, name)
 		}
 	})
+}
+
+// joinedRewrite is what Rewrite computes, done the plain way: every
+// kept part, trimmed, joined by "; " whenever anything was dropped or there
+// were several lines. Rewrite must give the same header (it returns a
+// substring of the line when it can, and builds the rest).
+func joinedRewrite(g *Jar, lines []string, sess *session.Session) []string {
+	forward := sess != nil && sess.State != session.Pending
+	var kept []string
+	changed := len(lines) > 1
+	for _, line := range lines {
+		for _, part := range strings.Split(line, ";") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			n, v, _ := strings.Cut(part, "=")
+			key := Key(strings.TrimSpace(n))
+			switch {
+			case key == g.name || key == g.hostName:
+				changed = true
+				continue
+			case g.IsApp(key) && !(n == key && forward && sess.Bound(n, v)):
+				changed = true
+				continue
+			}
+			kept = append(kept, part)
+		}
+	}
+	switch {
+	case !changed:
+		return lines
+	case len(kept) == 0:
+		return nil
+	}
+	return []string{strings.Join(kept, "; ")}
+}
+
+func TestRewriteCookiesSameAsJoined(t *testing.T) {
+	g, err := NewJar("mfa_session", []string{"sid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := boundSession(session.Active, "sid", "good")
+	parts := []string{"a=1", "b=2", "mfa_session=GW", "sid=good", "sid=bad", "", " ", "c=3 ", " d=4", "e", "\u00a0f=5", "g=6\u00a0", "\u0085mfa_session=x"}
+	seps := []string{"; ", ";", ";  ", " ; "}
+	rng := uint32(1)
+	next := func(n int) int { rng = rng*1664525 + 1013904223; return int(rng>>8) % n }
+	for i := range 20000 {
+		var lines []string
+		for range 1 + next(4)/3 { // mostly one line, as browsers send
+			var b strings.Builder
+			for j := range next(6) {
+				if j > 0 {
+					b.WriteString(seps[next(len(seps))])
+				}
+				b.WriteString(parts[next(len(parts))])
+			}
+			lines = append(lines, b.String())
+		}
+		for _, s := range []*session.Session{nil, sess} {
+			want := joinedRewrite(g, append([]string(nil), lines...), s)
+			r := httptest.NewRequest("GET", "/", nil)
+			r.Header["Cookie"] = append([]string(nil), lines...)
+			g.Rewrite(r, s)
+			if got := r.Header["Cookie"]; !reflect.DeepEqual(got, want) {
+				t.Fatalf("case %d: Cookie %q became %q, want %q", i, lines, got, want)
+			}
+		}
+	}
 }

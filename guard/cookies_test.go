@@ -31,6 +31,14 @@ func TestStripTrusted(t *testing.T) {
 			keys: []string{"Remote-User", "REMOTE_USER", "remote-aal", "Remote-Aal", "X-Mfa-User", "Remote-Users"},
 			kept: []string{"Remote-Users", "X-Mfa-User"},
 		},
+		{
+			// The Kelvin sign folds to 'k': a non-ASCII first byte is
+			// always compared in full.
+			name:       "non-ASCII spelling",
+			userHeader: "Kid-User",
+			keys:       []string{"\u212aid-User", "\u212aid_user", "Kid-Users", "Accept"},
+			kept:       []string{"Accept", "Kid-Users"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -78,8 +80,9 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 	g.stripTrusted(r.Header)
 	clean := cleanPath(r.URL.Path)
 	now := g.svc.Now()
-	if strings.HasPrefix(clean+"/", g.cfg.Prefix) {
-		rel := strings.TrimPrefix(strings.TrimPrefix(clean+"/", g.cfg.Prefix), "/")
+	// clean+"/" has the prefix: tested without building the string.
+	if p := g.cfg.Prefix; strings.HasPrefix(clean, p) || clean == p[:len(p)-1] {
+		rel := strings.TrimPrefix(strings.TrimPrefix(clean+"/", p), "/")
 		return g.site.Serve(w, r, strings.TrimSuffix(rel, "/"), now)
 	}
 	if wc := g.cfg.Widget; wc != nil {
@@ -114,16 +117,17 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 	}
 	sc := g.jar.Rewrite(r, cur.Session)
 	active := cur.Session != nil && cur.Session.State == session.Active
+	iw := &interceptWriter{d: g, limit: g.cfg.MaxBodyBytes, w: w, r: r, cur: cur, scan: sc, signin: signin, now: now}
 	if active {
 		cur.Session.Touch(now)
-		v := []string{cur.Session.User, aalValue[cur.Session.AAL&3]} // one allocation for both
-		r.Header[g.cfg.UserHeader] = v[0:1:1]
-		r.Header[g.cfg.AALHeader] = v[1:2:2]
+		// The values live in iw: no allocation of their own.
+		iw.identity = [2]string{cur.Session.User, aalValue[cur.Session.AAL&3]}
+		r.Header[g.cfg.UserHeader] = iw.identity[0:1:1]
+		r.Header[g.cfg.AALHeader] = iw.identity[1:2:2]
 		if g.cfg.Identified != nil {
 			g.cfg.Identified(r, cur.Session.User, cur.Session.AAL)
 		}
 	}
-	iw := &interceptWriter{d: g, limit: g.cfg.MaxBodyBytes, w: w, r: r, cur: cur, scan: sc, signin: signin, now: now}
 	if active && signin == nil && g.cfg.SignOut != nil {
 		if iw.signout, err = g.cfg.SignOut.MatchWithError(r); err != nil {
 			return g.site.WriteError(w, r, web.ErrBadRequest.With(err.Error()))
@@ -167,48 +171,62 @@ func trustedHeaders(cfg Config) []string {
 	return t
 }
 
-// headerKeyIs reports headerKey(k) == t without allocating: this runs for
-// every header of every request. t is already in headerKey form.
-func headerKeyIs(k, t string) bool {
-	if len(k) != len(t) {
-		for i := 0; i < len(k); i++ {
-			if k[i] >= 0x80 {
-				return headerKey(k) == t
-			}
-		}
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case c >= 0x80:
-			return headerKey(k) == t // non-ASCII case folding can change lengths
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		case c == '_':
-			c = '-'
-		}
-		if c != t[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // stripTrusted removes client-sent copies of the headers the gateway sets, in
 // every spelling.
 func (g *Guard) stripTrusted(h http.Header) {
 	for k := range h {
-		if len(k) < 2 {
-			continue
-		}
-		for _, t := range g.trusted {
-			if headerKeyIs(k, t) {
-				delete(h, k)
-				break
-			}
+		if len(k) >= 2 && g.isTrusted(k) {
+			delete(h, k)
 		}
 	}
+}
+
+// isTrusted reports whether header name k reads as a trusted header, that
+// is headerKey(k) is one of g.trusted, without allocating for ASCII names.
+// It runs for every header of every request: folding ASCII keeps each byte in
+// place, so an ASCII first byte that starts no trusted name rules k out
+// without a scan, and an ASCII name can only match a name of its length.
+func (g *Guard) isTrusted(k string) bool {
+	if c := k[0]; c < utf8.RuneSelf {
+		c = foldHeaderByte(c)
+		first := false
+		for _, t := range g.trusted {
+			first = first || t[0] == c
+		}
+		if !first {
+			return false
+		}
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] >= utf8.RuneSelf {
+			// Non-ASCII case folding can change lengths: compare in full.
+			return slices.Contains(g.trusted, headerKey(k))
+		}
+	}
+	for _, t := range g.trusted {
+		if len(t) != len(k) {
+			continue
+		}
+		i := 0
+		for i < len(k) && foldHeaderByte(k[i]) == t[i] {
+			i++
+		}
+		if i == len(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// foldHeaderByte is headerKey for one ASCII byte.
+func foldHeaderByte(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + 'a' - 'A'
+	case c == '_':
+		return '-'
+	}
+	return c
 }
 
 // stripCredentials removes credential-bearing headers and query parameters

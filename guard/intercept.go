@@ -46,6 +46,8 @@ type interceptWriter struct {
 	signout bool
 	now     time.Time
 
+	identity [2]string // backs the user and AAL header values sent upstream
+
 	wroteHeader bool
 	capture     bool
 	status      int
