@@ -76,8 +76,17 @@ type Binding struct {
 	Hash [32]byte
 }
 
-// HashValue hashes an app cookie value for a Binding.
-func HashValue(v string) [32]byte { return sha256.Sum256([]byte(v)) }
+// HashValue hashes an app cookie value for a Binding. It runs on every
+// request that carries an app cookie, so values up to 256 bytes (nearly all
+// session ids) are copied into a stack buffer instead of a new slice.
+func HashValue(v string) [32]byte {
+	var buf [256]byte
+	if len(v) <= len(buf) {
+		n := copy(buf[:], v)
+		return sha256.Sum256(buf[:n])
+	}
+	return sha256.Sum256([]byte(v))
+}
 
 // Session is one gateway session as the per-request check sees it. The plain
 // fields never change after the session is put in a Table (a change makes a

@@ -2,6 +2,8 @@ package session
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"strings"
 	"testing"
 	"time"
 )
@@ -91,5 +93,18 @@ func TestTableSweepAndActivity(t *testing.T) {
 	}
 	if tb.Remove(live.Key) != live || !live.Revoked() {
 		t.Fatal("remove did not revoke")
+	}
+}
+
+func TestHashValueMatchesSHA256(t *testing.T) {
+	for _, n := range []int{0, 1, 32, 255, 256, 257, 4096} {
+		v := strings.Repeat("a", n)
+		if got, want := HashValue(v), sha256.Sum256([]byte(v)); got != want {
+			t.Errorf("HashValue of %d bytes differs from sha256", n)
+		}
+	}
+	long := strings.Repeat("s", 200) // a long session id, as some apps issue
+	if allocs := testing.AllocsPerRun(100, func() { HashValue(long) }); allocs != 0 {
+		t.Errorf("HashValue of a 200-byte value allocates %v times; want 0", allocs)
 	}
 }
