@@ -45,6 +45,8 @@ const (
 	TypeCodesRegenerated        = "codes_regenerated"
 	Type2FADisabled             = "2fa_disabled"
 	TypeLockout                 = "lockout"
+	TypeFactorLocked            = "factor_locked"
+	TypeFactorUnlocked          = "factor_unlocked"
 	TypeSignIn                  = "sign_in"
 	TypeSignInRefused           = "sign_in_refused"
 	TypeSignOut                 = "sign_out"
@@ -65,7 +67,7 @@ func Types() []string {
 	return []string{
 		TypeEnrolStarted, Type2FAEnabled, TypeCodesAcknowledged,
 		TypeChallengePassed, TypeChallengeFailed, TypeRecoveryUsed, TypeRecoveryFailed,
-		TypeCodesRegenerated, Type2FADisabled, TypeLockout,
+		TypeCodesRegenerated, Type2FADisabled, TypeLockout, TypeFactorLocked, TypeFactorUnlocked,
 		TypeSignIn, TypeSignInRefused, TypeSignOut,
 		TypePolicyChanged, TypeTimeoutChanged, TypeAdminReset,
 		TypeSessionRevoked, TypeForcedLogout, TypeSessionExpired,

@@ -54,6 +54,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    strip_header <header>...
 //	    strip_param <param>...
 //	    max_attempts <n>
+//	    max_failed_codes <n>
 //	    attempt_window <duration>
 //	    template_dir <dir>
 //	    scope <name>
@@ -263,7 +264,7 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				m.StripParams = append(m.StripParams, args...)
 			}
-		case "max_attempts":
+		case "max_attempts", "max_failed_codes":
 			if err := once(name); err != nil {
 				return err
 			}
@@ -271,11 +272,15 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 1000 {
-				return d.Errf("max_attempts %q: want a number from 1 to 1000", v)
+			dst, most := &m.MaxAttempts, 1000
+			if name == "max_failed_codes" {
+				dst, most = &m.MaxFailedCodes, 100
 			}
-			m.MaxAttempts = n
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > most {
+				return d.Errf("%s %q: want a number from 1 to %d", name, v, most)
+			}
+			*dst = n
 		default:
 			return d.Errf("unrecognized subdirective '%s'", name)
 		}

@@ -46,6 +46,7 @@ or the MFA_KEY environment variable).`,
 			cmd.AddCommand(
 				mfaCommand("users", "List users and their 2FA status", cobra.NoArgs, nil, cmdUsers),
 				mfaCommand("reset <user>", "Reset a user's 2FA: delete their factor and codes, end their sessions", cobra.ExactArgs(1), nil, cmdReset),
+				mfaCommand("unlock <user>", "Unlock a user's authenticator after too many wrong codes", cobra.ExactArgs(1), nil, cmdUnlock),
 				mfaCommand("policy", "Show or set the team policy", cobra.NoArgs, func(c *cobra.Command) {
 					c.Flags().String("scope", "default", "policy scope")
 					c.Flags().String("require-2fa", "", "on or off")
@@ -258,9 +259,9 @@ func cmdUsers(cmd *cobra.Command, _ []string, call caller) error {
 	}
 	var rows [][]string
 	for _, u := range list(m, "members") {
-		rows = append(rows, []string{str(u, "user"), str(u, "enrolled"), str(u, "method"), str(u, "last_sign_in"), str(u, "sessions")})
+		rows = append(rows, []string{str(u, "user"), str(u, "enrolled"), str(u, "method"), str(u, "locked"), str(u, "last_sign_in"), str(u, "sessions")})
 	}
-	table(cmd, "USER\t2FA\tMETHOD\tLAST SIGN-IN\tSESSIONS", rows)
+	table(cmd, "USER\t2FA\tMETHOD\tLOCKED\tLAST SIGN-IN\tSESSIONS", rows)
 	return nil
 }
 
@@ -270,6 +271,15 @@ func cmdReset(cmd *cobra.Command, args []string, call caller) error {
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "2FA reset for %s; %s session(s) ended\n", args[0], str(m, "sessions_ended"))
+	return nil
+}
+
+func cmdUnlock(cmd *cobra.Command, args []string, call caller) error {
+	m, err := call("POST", "users/unlock", map[string]string{"user": args[0]})
+	if err != nil || printJSON(cmd, m) {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "authenticator unlocked for %s\n", args[0])
 	return nil
 }
 

@@ -83,6 +83,10 @@ type Gateway struct {
 	StripParams []string `json:"strip_params,omitempty"`
 	// Wrong codes allowed per user per window (4x per client address). Default 5.
 	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Wrong authenticator codes in a row, however slowly they come, before
+	// the authenticator locks until a recovery code or an unlock. 1 to 100;
+	// default 100.
+	MaxFailedCodes int `json:"max_failed_codes,omitempty"`
 	// Window for MaxAttempts. Default 15m.
 	AttemptWindow caddy.Duration `json:"attempt_window,omitempty"`
 	// Directory of templates overriding the embedded pages.
@@ -216,7 +220,7 @@ func (m *Gateway) config(ctx caddy.Context) (guard.Config, error) {
 		IdleTimeout: time.Duration(m.IdleTimeout), MaxLifetime: time.Duration(m.MaxLifetime),
 		PendingTTL: time.Duration(m.PendingTimeout), Require2FA: m.Require2FA,
 		CookieName: m.CookieName, Issuer: m.Issuer, UserHeader: m.UserHeader, AALHeader: m.AALHeader,
-		StripHeaders: m.StripHeaders, StripParams: m.StripParams, MaxAttempts: m.MaxAttempts,
+		StripHeaders: m.StripHeaders, StripParams: m.StripParams, MaxAttempts: m.MaxAttempts, MaxFailedCodes: m.MaxFailedCodes,
 		AttemptWindow: time.Duration(m.AttemptWindow), TemplateDir: m.TemplateDir,
 		Scope: m.Scope, PolicyMaxAge: time.Duration(m.PolicyCache), Admins: m.Admins,
 		GracePeriod: time.Duration(m.GracePeriod),

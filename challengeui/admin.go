@@ -55,6 +55,7 @@ type MemberView struct {
 	LastSignIn time.Time // zero: never seen signing in
 	Sessions   int       // active sessions
 	Admin      bool
+	Locked     bool // the authenticator is locked after too many wrong codes
 }
 
 // AuditView is one page of the audit log with its filters.

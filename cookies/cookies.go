@@ -21,7 +21,7 @@ import (
 type Jar struct {
 	name     string   // the gateway cookie's name on HTTP
 	hostName string   // and on HTTPS: "__Host-" + name
-	app      []string // the app's session cookie names or globs, in Key form
+	app      []string // the app's session cookie names or globs, in fold(Key) form
 	glob     []bool   // per app entry: a pattern, not a plain name
 }
 
@@ -33,7 +33,7 @@ func NewJar(name string, app []string) (*Jar, error) {
 		if err := CheckPattern(p); err != nil {
 			return nil, err
 		}
-		j.app = append(j.app, Key(p))
+		j.app = append(j.app, strings.ToLower(Key(p)))
 		j.glob = append(j.glob, strings.ContainsAny(p, "*?[\\"))
 	}
 	return j, nil
@@ -67,20 +67,33 @@ func Key(name string) string {
 	}, name)
 }
 
-// IsApp reports whether name is one of the app's session cookies.
+// IsApp reports whether name is one of the app's session cookies, in any
+// spelling an app may read as it: letter case does not count (ASP.NET Core
+// and others read cookie names case-insensitively), nor '.' or ' ' for '_'.
 func (j *Jar) IsApp(name string) bool {
 	name = Key(name)
+	lower := ""
 	for i, p := range j.app {
-		if p == name {
-			return true
-		}
-		if j.glob[i] {
-			if ok, _ := path.Match(p, name); ok {
+		if !j.glob[i] {
+			if strings.EqualFold(p, name) {
 				return true
 			}
+			continue
+		}
+		if lower == "" {
+			lower = strings.ToLower(name)
+		}
+		if ok, _ := path.Match(p, lower); ok {
+			return true
 		}
 	}
 	return false
+}
+
+// isGateway reports whether name reads as the gateway cookie, in either
+// scheme's spelling and any letter case.
+func (j *Jar) isGateway(name string) bool {
+	return strings.EqualFold(name, j.name) || strings.EqualFold(name, j.hostName)
 }
 
 // Name is the gateway cookie's name for r: "__Host-" on HTTPS, so a
@@ -274,22 +287,29 @@ func (j *Jar) Rewrite(r *http.Request, sess *session.Session) Scan {
 			}
 			part := line[ps:pe]
 			n, v, _ := strings.Cut(part, "=")
-			// Apps differ in how they read a name: trimmed, or with '.' and
-			// ' ' as '_'. Any spelling that reads as a protected cookie is
-			// one; only the exact spelling can be forwarded.
+			// Apps differ in how they read a name: trimmed, in any case, or
+			// with '.' and ' ' as '_'. Any spelling that reads as a
+			// protected cookie is one; only the spelling bound is forwarded.
 			key := Key(strings.TrimSpace(n))
 			keep := true
 			switch {
-			case key == gwName || key == j.name || key == j.hostName:
+			case j.isGateway(key):
 				if n == gwName {
 					sc.Gateway = v
 				}
 				keep = false
 			case j.IsApp(key):
-				if n == key && forward && sess.Bound(n, v) {
+				if forward && sess.Bound(n, v) {
 					sc.Forwarded = append(sc.Forwarded, Pair{n, v})
 				} else {
 					sc.Stripped = append(sc.Stripped, strings.TrimSpace(n))
+					keep = false
+				}
+			case strings.IndexByte(part, ',') >= 0:
+				// Some parsers (Python's SimpleCookie among them) also split
+				// on ',': "x=1, sid=stolen" would reach them as sid.
+				if hidden := j.hiddenProtected(part); hidden != "" {
+					sc.Stripped = append(sc.Stripped, hidden)
 					keep = false
 				}
 			}
@@ -331,6 +351,19 @@ func (j *Jar) Rewrite(r *http.Request, sess *session.Session) Scan {
 		r.Header["Cookie"] = lines[:1]
 	}
 	return sc
+}
+
+// hiddenProtected returns the name of a gateway or app session cookie that a
+// parser splitting on ',' would find inside part, or "".
+func (j *Jar) hiddenProtected(part string) string {
+	for piece := range strings.SplitSeq(part, ",") {
+		n, _, _ := strings.Cut(piece, "=")
+		n = strings.TrimSpace(n)
+		if key := Key(n); j.isGateway(key) || j.IsApp(key) {
+			return n
+		}
+	}
+	return ""
 }
 
 // trimSpan is strings.TrimSpace(s[ps:pe]) as offsets into s.

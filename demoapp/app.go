@@ -22,6 +22,7 @@ import (
 	"html/template"
 	"mime"
 	"net/http"
+	"strings"
 	"sync"
 )
 
@@ -62,6 +63,11 @@ type Options struct {
 	CSRF bool
 	// SecureCookie adds the Secure attribute to the session cookie.
 	SecureCookie bool
+	// LaxCookies reads the session cookie the laxest way frameworks do: its
+	// name in any letter case (as ASP.NET Core does), the Cookie header split
+	// on ',' as well as ';' (as Python's SimpleCookie does), values
+	// unquoted; any copy that names a live session is used.
+	LaxCookies bool
 }
 
 // DefaultOptions returns the common shape: default users, cookie
@@ -177,16 +183,37 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	st := &reqState{formErr: parseForm(r)}
-	if c, err := r.Cookie(a.cookieName); err == nil {
-		st.sess, st.ok = a.store.get(c.Value)
-		if st.ok {
-			st.id = c.Value
+	for _, v := range a.sessionCookies(r) {
+		if st.sess, st.ok = a.store.get(v); st.ok {
+			st.id = v
+			break
 		}
 	}
 	if user, ok := a.legacyCredentials(r); ok {
 		a.signIn(w, st, user)
 	}
 	a.route(w, r, st)
+}
+
+// sessionCookies returns the values of the session cookie as the app reads
+// them: net/http's parsing, or the lax one.
+func (a *App) sessionCookies(r *http.Request) []string {
+	if !a.opts.LaxCookies {
+		if c, err := r.Cookie(a.cookieName); err == nil {
+			return []string{c.Value}
+		}
+		return nil
+	}
+	var out []string
+	for _, line := range r.Header["Cookie"] {
+		for _, part := range strings.FieldsFunc(line, func(c rune) bool { return c == ';' || c == ',' }) {
+			n, v, _ := strings.Cut(part, "=")
+			if strings.EqualFold(strings.TrimSpace(n), a.cookieName) {
+				out = append(out, strings.Trim(strings.TrimSpace(v), `"`))
+			}
+		}
+	}
+	return out
 }
 
 // parseForm parses query and body form values. Only url-encoded and multipart

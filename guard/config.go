@@ -70,37 +70,38 @@ type Success struct {
 
 // Config is the gateway's configuration, with defaults applied by Normalize.
 type Config struct {
-	Prefix        string           // gateway paths, default "/_mfa/"
-	SignIn        Matcher          // the app's sign-in request (required)
-	SignInField   *Field           // extra form/JSON condition for apps posting to a shared path
-	SignOut       Matcher          // the app's sign-out; ends the gateway session too
-	AppCookies    []string         // the app's session cookie names or globs (required)
-	Identity      []IdentitySource // tried in order; default: form field "username"
-	EmailFrom     []IdentitySource // where the user's email address comes from, tried in order
-	EmailTemplate string           // or an address made from the user id, e.g. "{user}@example.com"
-	RoleFrom      []IdentitySource // where the user's role (group) comes from, for AdminRoles
-	AdminRoles    []string         // roles that make a user an admin
-	Widget        *WidgetConfig    // widget identity verification; nil: none
-	Mailer        mfa.Mailer       // sends notices; nil: no email configured
-	Success       Success
-	IdleTimeout   time.Duration // default 240m, 5m..1440m
-	MaxLifetime   time.Duration // default 12h: the second factor is asked again after it
-	PendingTTL    time.Duration // how long a password sign-in waits for its second factor, default 10m
-	Require2FA    bool          // users without a factor must enrol before they reach the app
-	CookieName    string        // default "mfa_session"; "__Host-" is prepended on HTTPS
-	Issuer        string        // name in authenticator apps and on pages
-	UserHeader    string        // header the upstream receives the user in, default "X-Mfa-User"
-	AALHeader     string        // default "X-Mfa-Aal"
-	StripHeaders  []string      // extra request headers to remove (e.g. Authorization) outside the sign-in
-	StripParams   []string      // query parameters to remove outside the sign-in (credential-bearing)
-	MaxAttempts   int           // wrong codes per user (and 4x per address) per AttemptWindow, default 5
-	AttemptWindow time.Duration // default 15m
-	MaxBodyBytes  int64         // sign-in request and response bodies read at most, default 1 MiB
-	TemplateDir   string
-	Scope         string        // the population this block's policy applies to, default "default"
-	PolicyMaxAge  time.Duration // how stale a policy read from the store may be, default 5m
-	Admins        []string      // user ids allowed on the admin page (with AAL2)
-	GracePeriod   time.Duration // sessions from before "require 2FA" without it end after this, default 7 days
+	Prefix         string           // gateway paths, default "/_mfa/"
+	SignIn         Matcher          // the app's sign-in request (required)
+	SignInField    *Field           // extra form/JSON condition for apps posting to a shared path
+	SignOut        Matcher          // the app's sign-out; ends the gateway session too
+	AppCookies     []string         // the app's session cookie names or globs (required)
+	Identity       []IdentitySource // tried in order; default: form field "username"
+	EmailFrom      []IdentitySource // where the user's email address comes from, tried in order
+	EmailTemplate  string           // or an address made from the user id, e.g. "{user}@example.com"
+	RoleFrom       []IdentitySource // where the user's role (group) comes from, for AdminRoles
+	AdminRoles     []string         // roles that make a user an admin
+	Widget         *WidgetConfig    // widget identity verification; nil: none
+	Mailer         mfa.Mailer       // sends notices; nil: no email configured
+	Success        Success
+	IdleTimeout    time.Duration // default 240m, 5m..1440m
+	MaxLifetime    time.Duration // default 12h: the second factor is asked again after it
+	PendingTTL     time.Duration // how long a password sign-in waits for its second factor, default 10m
+	Require2FA     bool          // users without a factor must enrol before they reach the app
+	CookieName     string        // default "mfa_session"; "__Host-" is prepended on HTTPS
+	Issuer         string        // name in authenticator apps and on pages
+	UserHeader     string        // header the upstream receives the user in, default "X-Mfa-User"
+	AALHeader      string        // default "X-Mfa-Aal"
+	StripHeaders   []string      // extra request headers to remove (e.g. Authorization) outside the sign-in
+	StripParams    []string      // query parameters to remove outside the sign-in (credential-bearing)
+	MaxAttempts    int           // wrong codes per user (and 4x per address) per AttemptWindow, default 5
+	MaxFailedCodes int           // wrong authenticator codes in a row before it locks, default 100
+	AttemptWindow  time.Duration // default 15m
+	MaxBodyBytes   int64         // sign-in request and response bodies read at most, default 1 MiB
+	TemplateDir    string
+	Scope          string        // the population this block's policy applies to, default "default"
+	PolicyMaxAge   time.Duration // how stale a policy read from the store may be, default 5m
+	Admins         []string      // user ids allowed on the admin page (with AAL2)
+	GracePeriod    time.Duration // sessions from before "require 2FA" without it end after this, default 7 days
 	// Identified, if set, is told the user and AAL of every request with an
 	// active session (the Caddy glue sets placeholders from them).
 	Identified func(r *http.Request, user string, aal uint8)
@@ -186,8 +187,8 @@ func (c *Config) Normalize() error {
 			return fmt.Errorf("%s %v: must not be negative", name, d)
 		}
 	}
-	if c.MaxAttempts < 0 || c.MaxBodyBytes < 0 {
-		return errors.New("max_attempts and the body limit must not be negative")
+	if c.MaxAttempts < 0 || c.MaxBodyBytes < 0 || c.MaxFailedCodes < 0 || c.MaxFailedCodes > mfa.DefaultMaxFailedCodes {
+		return errors.New("max_attempts and the body limit must not be negative; max_failed_codes must be 1 to 100")
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = mfa.DefaultIdleTimeout

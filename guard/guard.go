@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -50,7 +49,7 @@ func New(cfg Config, svc *mfa.Service, logger *zap.Logger) (*Guard, error) {
 	realm, err := svc.Realm(mfa.Config{
 		Scope: cfg.Scope, Issuer: cfg.Issuer, Require2FA: cfg.Require2FA,
 		IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime, PendingTTL: cfg.PendingTTL,
-		MaxAttempts: cfg.MaxAttempts, AttemptWindow: cfg.AttemptWindow,
+		MaxAttempts: cfg.MaxAttempts, AttemptWindow: cfg.AttemptWindow, MaxFailedCodes: cfg.MaxFailedCodes,
 		PolicyMaxAge: cfg.PolicyMaxAge, GracePeriod: cfg.GracePeriod,
 		Admins: cfg.Admins, AdminRoles: cfg.AdminRoles, Mailer: cfg.Mailer, EmailTemplate: cfg.EmailTemplate,
 		Classify: jar.Classify,
@@ -197,25 +196,32 @@ func (g *Guard) isTrusted(k string) bool {
 			return false
 		}
 	}
-	for i := 0; i < len(k); i++ {
-		if k[i] >= utf8.RuneSelf {
-			// Non-ASCII case folding can change lengths: compare in full.
-			return slices.Contains(g.trusted, headerKey(k))
-		}
-	}
 	for _, t := range g.trusted {
-		if len(t) != len(k) {
-			continue
-		}
-		i := 0
-		for i < len(k) && foldHeaderByte(k[i]) == t[i] {
-			i++
-		}
-		if i == len(k) {
+		if sameHeader(k, t) {
 			return true
 		}
 	}
 	return false
+}
+
+// sameHeader reports whether header name k reads as want, a headerKey,
+// without allocating for ASCII names.
+func sameHeader(k, want string) bool {
+	for i := 0; i < len(k); i++ {
+		if k[i] >= utf8.RuneSelf {
+			// Non-ASCII case folding can change lengths: compare in full.
+			return headerKey(k) == want
+		}
+	}
+	if len(k) != len(want) {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if foldHeaderByte(k[i]) != want[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // foldHeaderByte is headerKey for one ASCII byte.

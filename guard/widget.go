@@ -68,18 +68,52 @@ func (g *Guard) checkWidget(w http.ResponseWriter, r *http.Request) (bool, error
 
 var errWidgetBody = &web.Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "The widget request body is too large to verify its identity."}
 
-// widgetUser finds the claimed user id; "" is an anonymous visitor.
+// ambiguousClaim stands for a claim given more than once with different
+// values: the gateway cannot know which copy the app reads, so no token can
+// prove it.
+const ambiguousClaim = "\x00ambiguous"
+
+// widgetUser finds the claimed user id; "" is an anonymous visitor. Every
+// copy counts, in every place the operator named and every spelling an app
+// may read (header names folded as CGI does, query keys in any case): copies
+// that disagree are ambiguousClaim.
 func widgetUser(wc *WidgetConfig, r *http.Request) (string, error) {
+	var claims []string
 	if wc.UserHeader != "" {
-		if v := r.Header.Get(wc.UserHeader); v != "" {
-			return v, nil
+		want := headerKey(wc.UserHeader)
+		for k, vs := range r.Header {
+			if sameHeader(k, want) {
+				claims = append(claims, vs...)
+			}
 		}
 	}
 	if wc.UserQuery != "" && r.URL.RawQuery != "" {
-		if v := r.URL.Query().Get(wc.UserQuery); v != "" {
-			return v, nil
+		for k, vs := range r.URL.Query() {
+			if strings.EqualFold(k, wc.UserQuery) {
+				claims = append(claims, vs...)
+			}
 		}
 	}
+	body, err := widgetBodyClaim(wc, r)
+	if err != nil {
+		return "", err
+	}
+	if body != "" {
+		claims = append(claims, body)
+	}
+	for _, c := range claims[min(1, len(claims)):] {
+		if c != claims[0] {
+			return ambiguousClaim, nil
+		}
+	}
+	if len(claims) == 0 {
+		return "", nil
+	}
+	return claims[0], nil
+}
+
+// widgetBodyClaim reads the claim from a JSON body, when configured.
+func widgetBodyClaim(wc *WidgetConfig, r *http.Request) (string, error) {
 	// The body is read whatever its Content-Type claims: an app may parse
 	// JSON sent as text/plain, and a claim the gateway skipped would pass
 	// unchecked.
@@ -106,7 +140,7 @@ func widgetUser(wc *WidgetConfig, r *http.Request) (string, error) {
 func jsonClaim(body []byte, field string) (string, error) {
 	sh := shapeOf(body)
 	if sh.ambiguous(field) {
-		return "\x00ambiguous", nil
+		return ambiguousClaim, nil
 	}
 	var doc map[string]json.RawMessage
 	if json.Unmarshal(body, &doc) != nil {

@@ -146,9 +146,9 @@ func TestAdminFormsBadInput(t *testing.T) {
 		r := admin.postForm("/_mfa/admin/reset", url.Values{"csrf": {csrf}, "user": {"nobody"}})
 		adminWantPage(t, "reset of an unknown user", r, 404, `id="page-error"`, "No such user.", "Team security")
 		r = admin.postForm("/_mfa/admin/reset", url.Values{"csrf": {csrf}})
-		adminWantPage(t, "reset with no user", r, 400, `id="page-error"`, "Name the user to reset.", "Team security")
+		adminWantPage(t, "reset with no user", r, 400, `id="page-error"`, "Name the user to reset or unlock.", "Team security")
 		r = admin.postForm("/_mfa/admin/reset", url.Values{"csrf": {csrf}, "user": {""}})
-		adminWantPage(t, "reset with an empty user", r, 400, "Name the user to reset.")
+		adminWantPage(t, "reset with an empty user", r, 400, "Name the user to reset or unlock.")
 		r = admin.postForm("/_mfa/admin/reset", url.Values{"csrf": {csrf}, "user": {`<script>alert(1)</script>`}})
 		adminWantPage(t, "reset of a user named like markup", r, 404, "No such user.")
 		if strings.Contains(r.Body, "<script>alert(1)") {

@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -219,5 +220,45 @@ func TestWhoamiAsksAboutTheNewSession(t *testing.T) {
 	}
 	if !strings.HasPrefix(r.Location(), "/_mfa/challenge") {
 		t.Errorf("alice's sign-in was not challenged: %d %q", r.StatusCode, r.Location())
+	}
+}
+
+// TestStolenCookieSpellings: an app that reads its session cookie the lax
+// way (any letter case, the Cookie header also split on ',') is sent a
+// stolen signed-in app cookie in each spelling it accepts, with no gateway
+// session, and alongside the thief's own gateway session. None may reach
+// the app.
+func TestStolenCookieSpellings(t *testing.T) {
+	opts := optsWith(manyUsers())
+	opts.LaxCookies = true
+	e := start(t, opts, defaultGateway)
+	_, _, victim := e.enrolled("alice")
+	stolen := victim.cookie("demo_session")
+	if stolen == "" {
+		t.Fatal("alice has no app cookie")
+	}
+	// The lax app does read each spelling: straight to the app, each one
+	// is alice's session.
+	spellings := []string{
+		"DEMO_SESSION=" + stolen,
+		"Demo_Session=" + stolen,
+		"x=1, demo_session=" + stolen,
+		"x=1,DEMO_SESSION=" + stolen,
+		`demo_session="` + stolen + `"`,
+	}
+	for _, sp := range spellings {
+		req, _ := http.NewRequest("GET", e.AppURL+"/api/data", nil)
+		req.Header.Set("Cookie", sp)
+		if r := e.rawReq(req); !strings.Contains(r.Body, `"user":"alice"`) {
+			t.Fatalf("the lax app does not read %q as alice's session (test app broken): %d %s", sp, r.StatusCode, r.Body)
+		}
+	}
+	thief := e.newClient()
+	thief.signIn("bob", "bob-password")
+	own := "mfa_session=" + thief.cookie("mfa_session")
+	for _, sp := range spellings {
+		for _, cookie := range []string{sp, own + "; " + sp, sp + "; " + own} {
+			notAlice(t, "stolen cookie as "+cookie, e.raw("GET", "/api/data", cookie, nil, nil))
+		}
 	}
 }

@@ -138,3 +138,46 @@ func TestRateLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestWrongCodesInARowLockTheAuthenticator: with max_failed_codes 3 (and a
+// rate limit loose enough not to interfere), three wrong codes lock alice's
+// authenticator: her right code is refused with 403 factor_locked, the admin
+// sees her locked and unlocks her, and then the right code lets her in.
+func TestWrongCodesInARowLockTheAuthenticator(t *testing.T) {
+	e := start(t, optsWith(manyUsers()), adminGateway+`
+		max_failed_codes 3
+		max_attempts 1000
+`)
+	_, _, admin := e.enrolled("admin")
+	secret, _, _ := e.enrolled("alice")
+	c := e.pending("alice")
+	for range 3 {
+		apiErr(t, c.api("challenge", map[string]string{"code": wrongCode(t, secret)}), 401, "invalid_code")
+	}
+	apiErr(t, c.api("challenge", map[string]string{"code": code(t, secret, 1)}), 403, "factor_locked")
+	notAlice(t, "after the lock", c.get("/api/data"))
+
+	members := admin.api("admin/members", nil).JSON(t)["members"].([]any)
+	locked := map[string]bool{}
+	for _, m := range members {
+		mm := m.(map[string]any)
+		locked[mm["user"].(string)] = mm["locked"] == true
+	}
+	if !locked["alice"] || locked["admin"] {
+		t.Fatalf("members' locks: %v, want only alice", locked)
+	}
+	page := admin.get("/_mfa/admin")
+	if !strings.Contains(page.Body, "Locked: too many wrong codes") || !strings.Contains(page.Body, "Unlock authenticator") {
+		t.Errorf("the admin page does not show alice locked with an unlock button")
+	}
+	if r := admin.api("admin/unlock", map[string]string{"user": "alice"}); r.StatusCode != 200 {
+		t.Fatalf("unlock: %d %s", r.StatusCode, r.Body)
+	}
+	apiErr(t, admin.api("admin/unlock", map[string]string{"user": "nobody"}), 404, "unknown_user")
+	if r := c.api("challenge", map[string]string{"code": code(t, secret, 1)}); r.StatusCode != 200 {
+		t.Fatalf("right code after the unlock: %d %s", r.StatusCode, r.Body)
+	}
+	if u := c.dashboardUser(); u != "alice" {
+		t.Fatalf("alice's dashboard after the unlock: %q", u)
+	}
+}

@@ -64,6 +64,14 @@ func TestCLIAgainstRunningCaddy(t *testing.T) {
 	if u := bob.dashboardUser(); u != "" {
 		t.Fatalf("revoked session still works: %q", u)
 	}
+	// Unlock: carol's authenticator is not locked, the call still succeeds
+	// and is audited; an unknown user is an error.
+	if out, err := runCLI(t, bin, "unlock", addr, "carol"); err != nil || !strings.Contains(out, "authenticator unlocked for carol") {
+		t.Fatalf("unlock: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, bin, "unlock", addr, "nobody"); err == nil || !strings.Contains(out, "no such user") {
+		t.Fatalf("unlock of an unknown user: %v\n%s", err, out)
+	}
 	// Reset carol: her session ends and her factor is gone.
 	if out, err := runCLI(t, bin, "reset", addr, "carol"); err != nil || !strings.Contains(out, "2FA reset for carol") {
 		t.Fatalf("reset: %v\n%s", err, out)

@@ -1,6 +1,7 @@
 package mail
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -105,4 +106,20 @@ func clean(s string) string {
 		return r
 	}, s)
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// FactorLockedNotice tells user their authenticator was locked after n wrong
+// codes in a row.
+func FactorLockedNotice(issuer, user string, n int) Message {
+	issuer, user = clean(issuer), clean(user)
+	var b strings.Builder
+	b.WriteString(greeting(user))
+	b.WriteString("Someone entered " + strconv.Itoa(n) + " wrong authenticator codes in a row while signing in to " + account(issuer) + ", so your authenticator has been locked. To get that far, they needed your password.\n\n")
+	b.WriteString("To sign in, use one of your recovery codes, or ask your administrator to unlock your authenticator. ")
+	b.WriteString("If these attempts were not yours, change your password now and tell your administrator.\n\n")
+	b.WriteString(closing(issuer))
+	return Message{
+		Subject: "Your authenticator was locked after too many wrong codes",
+		Text:    b.String(),
+	}
 }

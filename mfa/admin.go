@@ -28,6 +28,7 @@ type Member struct {
 	Method     string    `json:"method"` // "totp", "recovery_codes" or "none"
 	LastSignIn time.Time `json:"last_sign_in,omitzero"`
 	Sessions   int       `json:"sessions"`
+	Locked     bool      `json:"locked"` // the authenticator is locked after too many wrong codes
 }
 
 // SessionInfo describes a live session for people and scripts.
@@ -63,7 +64,7 @@ func (svc *Service) Members(ctx context.Context) ([]Member, error) {
 		return tx.ForEachUser(func(u storage.User) error {
 			out = append(out, Member{
 				User: u.ID, Email: u.Email, Enrolled: HasFactor(u), Method: methodOf(u),
-				LastSignIn: u.LastSignInAt, Sessions: counts[u.ID],
+				LastSignIn: u.LastSignInAt, Sessions: counts[u.ID], Locked: !u.FactorLockedAt.IsZero(),
 			})
 			return nil
 		})
@@ -141,7 +142,7 @@ func (svc *Service) ResetUser(ctx context.Context, a Actor, user string) (storag
 		} else if err != nil {
 			return err
 		}
-		u.TOTPSecret, u.TOTPConfirmed, u.TOTPLastStep = nil, false, 0
+		removeAuthenticator(&u)
 		u.RecoveryHashes, u.PendingCodes = nil, nil
 		u.UpdatedAt = svc.now()
 		return tx.PutUser(u)
@@ -156,6 +157,37 @@ func (svc *Service) ResetUser(ctx context.Context, a Actor, user string) (storag
 	svc.logger.Info("2fa reset", zap.String("user", user), zap.String("by", a.User), zap.Int("sessions_ended", ended))
 	svc.Audit.Record(a.event(audit.TypeAdminReset, user, map[string]string{"sessions_ended": strconv.Itoa(ended)}))
 	return u, ended, nil
+}
+
+// UnlockUser clears a user's run of wrong authenticator codes, so a locked
+// authenticator works again: what an admin or the operator does once the
+// user confirms the attempts were theirs (or after a recovery, not needed:
+// a recovery code clears it too).
+func (svc *Service) UnlockUser(ctx context.Context, a Actor, user string) error {
+	if user == "" {
+		return ErrNoUserNamed
+	}
+	var was int
+	err := svc.Store.Update(ctx, func(tx storage.Tx) error {
+		u, err := tx.User(user)
+		if errors.Is(err, storage.ErrNotFound) {
+			return ErrUnknownUser
+		} else if err != nil {
+			return err
+		}
+		was, u.FailedCodes, u.FactorLockedAt = u.FailedCodes, 0, time.Time{}
+		u.UpdatedAt = svc.now()
+		return tx.PutUser(u)
+	})
+	if errors.Is(err, ErrUnknownUser) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("mfa: unlock %q: %w", user, err)
+	}
+	svc.logger.Info("authenticator unlocked", zap.String("user", user), zap.String("by", a.User), zap.Int("wrong_codes", was))
+	svc.Audit.Record(a.event(audit.TypeFactorUnlocked, user, map[string]string{"wrong_codes": strconv.Itoa(was)}))
+	return nil
 }
 
 // Policy returns the scope's policy as this instance sees it.

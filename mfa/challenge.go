@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mfagate/mfagate/audit"
+	"github.com/mfagate/mfagate/mail"
 	"github.com/mfagate/mfagate/recovery"
 	"github.com/mfagate/mfagate/session"
 	"github.com/mfagate/mfagate/storage"
@@ -33,11 +34,28 @@ func (r *Realm) checkLimits(a Actor, user string, now time.Time) error {
 	return &LockedError{RetryAfter: ra}
 }
 
+// DefaultMaxFailedCodes caps wrong authenticator codes in a row, however
+// slowly they come (NIST SP 800-63B §5.2.2 allows at most 100).
+const DefaultMaxFailedCodes = 100
+
+func (r *Realm) maxFailedCodes() int {
+	if r.cfg.MaxFailedCodes > 0 {
+		return r.cfg.MaxFailedCodes
+	}
+	return DefaultMaxFailedCodes
+}
+
 // failed counts a wrong code against the user and the address, after the
-// transaction that found it wrong: callbacks have no side effects.
-func (r *Realm) failed(a Actor, user, kind string, err error, now time.Time) error {
+// transaction that found it wrong: callbacks have no side effects. A wrong
+// authenticator code also counts towards the lock on the authenticator.
+func (r *Realm) failed(ctx context.Context, a Actor, user, kind string, err error, now time.Time) error {
 	if !errors.Is(err, ErrWrongCode) && !errors.Is(err, ErrWrongRecovery) {
 		return err
+	}
+	if kind == "totp" {
+		if lerr := r.countFailedCode(ctx, a, user); lerr != nil {
+			return lerr
+		}
 	}
 	n := r.svc.attempts.fail("u:"+user, r.cfg.AttemptWindow, now)
 	r.svc.attempts.fail("a:"+a.Address, r.cfg.AttemptWindow, now)
@@ -51,6 +69,42 @@ func (r *Realm) failed(a Actor, user, kind string, err error, now time.Time) err
 		r.log.Warn("user locked out", zap.String("user", user), zap.Duration("for", r.cfg.AttemptWindow))
 	}
 	return err
+}
+
+// countFailedCode adds a wrong authenticator code to the user's run of
+// them. The run reaching the cap locks the authenticator: audited, logged and
+// emailed once. A store that cannot count fails the code closed.
+func (r *Realm) countFailedCode(ctx context.Context, a Actor, user string) error {
+	var n int
+	locked := false
+	err := r.svc.Store.Update(ctx, func(tx storage.Tx) error {
+		u, err := tx.User(user)
+		if err != nil {
+			return err
+		}
+		if !u.TOTPConfirmed {
+			return nil // a setup's confirmation code: nothing to lock yet
+		}
+		u.FailedCodes++
+		n = u.FailedCodes
+		locked = n >= r.maxFailedCodes() && u.FactorLockedAt.IsZero()
+		if locked {
+			u.FactorLockedAt = r.svc.now()
+		}
+		return tx.PutUser(u)
+	})
+	if err != nil {
+		return fmt.Errorf("mfa: count wrong code: %w", err)
+	}
+	if !locked {
+		return nil
+	}
+	r.log.Warn("authenticator locked", zap.String("user", user), zap.Int("wrong_codes", n))
+	r.record(a, audit.TypeFactorLocked, user, map[string]string{"wrong_codes": strconv.Itoa(n)})
+	if u, err := r.svc.User(ctx, user); err == nil {
+		r.notify(u, mail.FactorLockedNotice(r.cfg.Issuer, user, n))
+	}
+	return nil
 }
 
 // checkTOTP validates code for u inside a transaction and consumes its step.
@@ -87,14 +141,22 @@ func (r *Realm) PassChallenge(ctx context.Context, a Actor, s *session.Session, 
 		if !u.TOTPConfirmed {
 			return abort{ErrUseRecovery}
 		}
+		if !u.FactorLockedAt.IsZero() {
+			return abort{ErrFactorLocked}
+		}
 		if err := r.checkTOTP(u, code, now); err != nil {
 			return err
 		}
+		u.FailedCodes = 0
 		u.LastSignInAt = now
 		return nil
 	}, s, ns)
 	if err != nil {
-		return Changed{}, r.failed(a, s.User, "totp", err, now)
+		if errors.Is(err, ErrFactorLocked) {
+			r.decision(a, "code refused: authenticator locked", zap.String("user", s.User))
+			r.record(a, audit.TypeLockout, s.User, map[string]string{"authenticator": "locked"})
+		}
+		return Changed{}, r.failed(ctx, a, s.User, "totp", err, now)
 	}
 	r.svc.attempts.reset("u:" + s.User)
 	r.decision(a, "challenge passed", zap.String("user", s.User), zap.String("method", "totp"))
@@ -124,12 +186,12 @@ func (r *Realm) UseRecoveryCode(ctx context.Context, a Actor, s *session.Session
 			return abort{fmt.Errorf("%w (%v)", ErrWrongRecovery, err)}
 		}
 		u.RecoveryHashes = recovery.Remove(u.RecoveryHashes, i)
-		u.TOTPSecret, u.TOTPConfirmed = nil, false
+		removeAuthenticator(u)
 		u.LastSignInAt = now
 		return nil
 	}, s, ns)
 	if err != nil {
-		return Changed{}, r.failed(a, s.User, "recovery", err, now)
+		return Changed{}, r.failed(ctx, a, s.User, "recovery", err, now)
 	}
 	r.svc.attempts.reset("u:" + s.User)
 	r.decision(a, "recovery code used", zap.String("user", s.User))

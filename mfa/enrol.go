@@ -88,6 +88,12 @@ func (svc *Service) User(ctx context.Context, id string) (storage.User, error) {
 	return u, err
 }
 
+// removeAuthenticator deletes u's authenticator and whatever its lock held.
+func removeAuthenticator(u *storage.User) {
+	u.TOTPSecret, u.TOTPConfirmed, u.TOTPLastStep = nil, false, 0
+	u.FailedCodes, u.FactorLockedAt = 0, time.Time{}
+}
+
 // HasFactor reports whether u must pass a second factor at sign-in: an
 // authenticator, or recovery codes left after the authenticator was lost
 // (until a new one is set up, the codes are the factor: a password alone
@@ -220,12 +226,13 @@ func (r *Realm) ConfirmSetup(ctx context.Context, a Actor, s *session.Session, c
 			return err
 		}
 		u.TOTPConfirmed, u.EnrolledAt = true, now
+		u.FailedCodes, u.FactorLockedAt = 0, time.Time{}
 		var err error
 		codes, err = r.svc.issueCodes(u)
 		return err
 	}, s, ns)
 	if err != nil {
-		return Changed{}, nil, r.failed(a, s.User, "totp", err, now)
+		return Changed{}, nil, r.failed(ctx, a, s.User, "totp", err, now)
 	}
 	r.svc.attempts.reset("u:" + s.User)
 	r.decision(a, "2fa enabled", zap.String("user", s.User))
@@ -301,7 +308,8 @@ func (r *Realm) Disable(ctx context.Context, a Actor, s *session.Session) error 
 		if !u.TOTPConfirmed {
 			return abort{ErrNotEnrolled}
 		}
-		u.TOTPSecret, u.TOTPConfirmed, u.RecoveryHashes, u.PendingCodes = nil, false, nil, nil
+		removeAuthenticator(u)
+		u.RecoveryHashes, u.PendingCodes = nil, nil
 		return nil
 	}, nil, nil)
 	if err != nil {

@@ -29,6 +29,7 @@ var (
 	ErrCurrentSession    = errors.New("that is the current session")
 	ErrBadTimeout        = errors.New("session timeout out of range")
 	ErrBadMode           = errors.New("bad identity mode")
+	ErrFactorLocked      = errors.New("authenticator locked after too many wrong codes")
 )
 
 // LockedError is a refused code while the user or the address is locked out.

@@ -396,3 +396,94 @@ func TestReloadForcedLogoutMailsThroughLoadedConfigs(t *testing.T) {
 		})
 	}
 }
+
+// TestFailedCodesLockTheAuthenticator: wrong codes in a row, however slowly
+// they come (past every rate-limit window), lock the authenticator at the
+// cap: audited, emailed, and even the right code is refused until an unlock
+// or a recovery code; a right code before the cap starts the run again.
+func TestFailedCodesLockTheAuthenticator(t *testing.T) {
+	svc, clk := newService(t)
+	out := &outbox{}
+	r := newRealm(t, svc, func(c *Config) { c.MaxFailedCodes = 4; c.Mailer = out; c.EmailTemplate = "{user}@example.com" })
+	ctx := context.Background()
+	secret, _, codes := enrol(t, r, clk)
+
+	pending := func() *session.Session {
+		ch, o, err := r.SignIn(ctx, alice, SignIn{User: "alice"})
+		if err != nil || o != SecondFactor {
+			t.Fatalf("sign-in: %v %v", o, err)
+		}
+		return ch.Session
+	}
+	wrong := func(s *session.Session) error {
+		clk.add(time.Hour) // a new rate-limit window each time
+		code := "000000"
+		if totp.Code(secret, clk.now()) == code {
+			code = "111111"
+		}
+		_, err := r.PassChallenge(ctx, alice, s, code)
+		return err
+	}
+	right := func(s *session.Session) error {
+		clk.add(time.Minute)
+		_, err := r.PassChallenge(ctx, alice, s, totp.Code(secret, clk.now()))
+		return err
+	}
+
+	s := pending()
+	for range 3 {
+		if err := wrong(s); !errors.Is(err, ErrWrongCode) {
+			t.Fatalf("wrong code: %v", err)
+		}
+	}
+	if err := right(s); err != nil {
+		t.Fatalf("right code before the cap: %v", err)
+	}
+	s = pending()
+	for i := range 4 {
+		if err := wrong(s); !errors.Is(err, ErrWrongCode) {
+			t.Fatalf("wrong code %d after a success: %v (the run should have started again)", i+1, err)
+		}
+	}
+	if err := right(s); !errors.Is(err, ErrFactorLocked) {
+		t.Fatalf("right code after %d wrong in a row: %v, want ErrFactorLocked", 4, err)
+	}
+	if ms, _ := svc.Members(ctx); len(ms) != 1 || !ms[0].Locked {
+		t.Fatalf("members: %+v, want alice locked", ms)
+	}
+	if len(out.sent) != 1 || !strings.Contains(out.sent[0].Subject, "locked") || out.sent[0].To != "alice@example.com" {
+		t.Fatalf("emails: %+v, want one lock notice to alice", out.sent)
+	}
+	if err := svc.Audit.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := svc.Audit.Query(ctx, audit.Filter{Type: audit.TypeFactorLocked}, "", 0)
+	if err != nil || len(evs) != 1 || evs[0].Subject != "alice" || evs[0].Detail["wrong_codes"] != "4" {
+		t.Fatalf("factor_locked events: %+v, %v", evs, err)
+	}
+
+	// An unlock (admin or operator) lets the right code in again.
+	if err := svc.UnlockUser(ctx, Operator, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := right(s); err != nil {
+		t.Fatalf("right code after unlock: %v", err)
+	}
+	if err := svc.UnlockUser(ctx, Operator, "nobody"); !errors.Is(err, ErrUnknownUser) {
+		t.Fatalf("unlock of an unknown user: %v", err)
+	}
+
+	// Locked again; a recovery code gets the user in (and removes the
+	// locked authenticator).
+	s = pending()
+	for range 4 {
+		_ = wrong(s)
+	}
+	if _, err := r.UseRecoveryCode(ctx, alice, s, codes[0]); err != nil {
+		t.Fatalf("recovery code while locked: %v", err)
+	}
+	u, err := svc.User(ctx, "alice")
+	if err != nil || u.TOTPConfirmed || u.FailedCodes != 0 || !u.FactorLockedAt.IsZero() {
+		t.Fatalf("after recovery: confirmed %v, failed %d, locked at %v, err %v", u.TOTPConfirmed, u.FailedCodes, u.FactorLockedAt, err)
+	}
+}

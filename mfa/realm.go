@@ -26,21 +26,22 @@ type CookieClassifier func(line string, now time.Time) (name, value string, dele
 
 // Config is one site block's domain settings, defaults already applied.
 type Config struct {
-	Scope         string        // the population the team policy applies to
-	Issuer        string        // name in authenticator apps, pages and emails
-	Require2FA    bool          // the Caddyfile's starting policy
-	IdleTimeout   time.Duration // the Caddyfile's idle timeout; the team's setting overrides it
-	MaxLifetime   time.Duration // the second factor is asked again after this
-	PendingTTL    time.Duration // how long a password sign-in waits for its second factor
-	MaxAttempts   int           // wrong codes per user (4x per address) per AttemptWindow
-	AttemptWindow time.Duration
-	PolicyMaxAge  time.Duration // how stale a policy read from the store may be
-	GracePeriod   time.Duration // sessions from before "require 2FA" without it end after this
-	Admins        []string      // user ids allowed to administer (at AAL2)
-	AdminRoles    []string      // roles reported by the app that make a user an admin
-	Mailer        Mailer        // nil: no email configured
-	EmailTemplate string        // an address made from the user id when none is known
-	Classify      CookieClassifier
+	Scope          string        // the population the team policy applies to
+	Issuer         string        // name in authenticator apps, pages and emails
+	Require2FA     bool          // the Caddyfile's starting policy
+	IdleTimeout    time.Duration // the Caddyfile's idle timeout; the team's setting overrides it
+	MaxLifetime    time.Duration // the second factor is asked again after this
+	PendingTTL     time.Duration // how long a password sign-in waits for its second factor
+	MaxAttempts    int           // wrong codes per user (4x per address) per AttemptWindow
+	AttemptWindow  time.Duration
+	MaxFailedCodes int           // wrong authenticator codes in a row before it locks; 0 means DefaultMaxFailedCodes
+	PolicyMaxAge   time.Duration // how stale a policy read from the store may be
+	GracePeriod    time.Duration // sessions from before "require 2FA" without it end after this
+	Admins         []string      // user ids allowed to administer (at AAL2)
+	AdminRoles     []string      // roles reported by the app that make a user an admin
+	Mailer         Mailer        // nil: no email configured
+	EmailTemplate  string        // an address made from the user id when none is known
+	Classify       CookieClassifier
 }
 
 // Realm is one site block's view of a Service: its scope, policy and

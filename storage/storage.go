@@ -49,6 +49,8 @@ type User struct {
 	CreatedAt      time.Time `json:"created_at,omitzero"`
 	UpdatedAt      time.Time `json:"updated_at,omitzero"`
 	Email          string    `json:"email,omitempty"`
+	FailedCodes    int       `json:"failed_codes,omitempty"`    // wrong authenticator codes in a row
+	FactorLockedAt time.Time `json:"factor_locked_at,omitzero"` // when FailedCodes reached the cap: the authenticator is refused until unlocked
 }
 
 // Binding is an app session cookie bound to a gateway session, so that the

@@ -31,6 +31,7 @@ func (site *Site) apiRoutes() map[string]apiRoute {
 		"sessions/revoke-others":     {http.MethodPost, needActive, site.apiRevokeOthers},
 		"admin/members":              {http.MethodGet, needAdmin, site.apiMembers},
 		"admin/reset":                {http.MethodPost, needAdmin, site.apiReset},
+		"admin/unlock":               {http.MethodPost, needAdmin, site.apiUnlock},
 		"admin/policy":               {http.MethodGet, needAdmin, site.apiPolicy},
 		"admin/timeout":              {http.MethodPost, needAdmin, site.apiTimeout},
 		"admin/sessions":             {http.MethodGet, needAdmin, site.apiAdminSessions},

@@ -79,6 +79,18 @@ func (site *Site) apiReset(c *call, body map[string]json.RawMessage) error {
 	return nil
 }
 
+func (site *Site) apiUnlock(c *call, body map[string]json.RawMessage) error {
+	user, e := stringField(body, "user")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	if err := site.svc.UnlockUser(c.ctx(), site.actor(c), user); err != nil {
+		return site.fail(c, err, "admin unlock")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true})
+	return nil
+}
+
 type policyJSON struct {
 	Scope       string    `json:"scope"`
 	Require2FA  bool      `json:"require_2fa"`

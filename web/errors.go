@@ -60,6 +60,7 @@ var (
 	errNotEnrolled       = &Error{Status: http.StatusConflict, Code: "not_enrolled", Message: "Two-factor authentication is not on."}
 	errNoSetup           = &Error{Status: http.StatusConflict, Code: "no_pending_setup", Message: "Start the setup first."}
 	errNoPendingCodes    = &Error{Status: http.StatusConflict, Code: "no_pending_codes", Message: "There are no recovery codes waiting to be confirmed."}
+	errFactorLocked      = &Error{Status: http.StatusForbidden, Code: "factor_locked", Message: "Your authenticator is locked after too many wrong codes. Use one of your recovery codes, or ask your administrator to unlock it."}
 	errUseRecovery       = &Error{Status: http.StatusConflict, Code: "use_recovery_code", Message: "Your authenticator was removed. Use one of your recovery codes."}
 	errNotPending        = &Error{Status: http.StatusConflict, Code: "no_challenge", Message: "There is no sign-in waiting for a second factor."}
 	errEnforceGate       = &Error{Status: http.StatusConflict, Code: "enforce_gate", Message: "Enforce is not allowed yet."}
@@ -84,11 +85,12 @@ var domainErrors = []struct {
 	{mfa.ErrNoSetup, errNoSetup},
 	{mfa.ErrNoPendingCodes, errNoPendingCodes},
 	{mfa.ErrUseRecovery, errUseRecovery},
+	{mfa.ErrFactorLocked, errFactorLocked},
 	{mfa.ErrEnrolmentRequired, ErrEnrolmentRequired},
 	{mfa.ErrAAL2Required, errAAL2Required},
 	{mfa.ErrPolicyRequires, errPolicyRequires},
 	{mfa.ErrUnknownUser, errUnknownUser},
-	{mfa.ErrNoUserNamed, ErrBadRequest.with("Name the user to reset.")},
+	{mfa.ErrNoUserNamed, ErrBadRequest.with("Name the user to reset or unlock.")},
 	{mfa.ErrUnknownSession, errUnknownSession},
 	{mfa.ErrCurrentSession, ErrBadRequest.with("That is this session: sign out of the app instead.")},
 	{mfa.ErrBadMode, errBadMode},

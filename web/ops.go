@@ -19,6 +19,7 @@ import (
 //
 //	GET  users                      members and their 2FA status
 //	POST users/reset   {"user"}     delete a user's factor and codes, end their sessions
+//	POST users/unlock  {"user"}     unlock an authenticator locked by wrong codes
 //	GET  policy?scope=              the scope's policy
 //	POST policy        {"scope", "require_2fa", "idle_minutes"}
 //	GET  sessions?user=             live sessions
@@ -77,6 +78,16 @@ func Operate(ctx context.Context, svc *mfa.Service, method, path string, q url.V
 			return http.StatusServiceUnavailable, opsError("store", err.Error())
 		}
 		return http.StatusOK, map[string]any{"ok": true, "sessions_ended": ended}
+	case "POST users/unlock":
+		user := str("user")
+		err := svc.UnlockUser(ctx, mfa.Operator, user)
+		if errors.Is(err, mfa.ErrUnknownUser) || errors.Is(err, mfa.ErrNoUserNamed) {
+			return http.StatusNotFound, opsError("unknown_user", "no such user: "+user)
+		}
+		if err != nil {
+			return http.StatusServiceUnavailable, opsError("store", err.Error())
+		}
+		return http.StatusOK, map[string]any{"ok": true}
 	case "GET policy", "POST policy":
 		scope := q.Get("scope")
 		if method == http.MethodPost {

@@ -37,6 +37,7 @@ func (site *Site) pageRoutes() map[string]pageRoute {
 		"admin/policy":                    {http.MethodPost, needAdmin, site.postAdminPolicy},
 		"admin/timeout":                   {http.MethodPost, needAdmin, site.postAdminTimeout},
 		"admin/reset":                     {http.MethodPost, needAdmin, site.postAdminReset},
+		"admin/unlock":                    {http.MethodPost, needAdmin, site.postAdminUnlock},
 		"admin/sessions/revoke":           {http.MethodPost, needAdmin, site.postAdminRevoke},
 		"admin/audit.jsonl":               {http.MethodGet, needAdmin, site.pageAuditJSONL},
 		"admin/audit.csv":                 {http.MethodGet, needAdmin, site.pageAuditCSV},

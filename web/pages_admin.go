@@ -57,7 +57,7 @@ func (site *Site) adminPage(c *call, notice, pageErr, policyErr string) (challen
 	for _, m := range ms {
 		p.Members = append(p.Members, challengeui.MemberView{
 			User: m.User, Email: m.Email, Enrolled: m.Enrolled, Method: methodWords[m.Method],
-			LastSignIn: m.LastSignIn, Sessions: m.Sessions, Admin: site.realm.NamedAdmin(m.User, byRole),
+			LastSignIn: m.LastSignIn, Sessions: m.Sessions, Admin: site.realm.NamedAdmin(m.User, byRole), Locked: m.Locked,
 		})
 	}
 	return p, nil
@@ -79,6 +79,7 @@ var adminNotices = map[string]string{
 	"policy":   "Policy saved.",
 	"timeout":  "Session timeout saved.",
 	"reset":    "Two-factor authentication was reset.",
+	"unlock":   "The authenticator was unlocked.",
 	"revoked":  "Session signed out.",
 	"identity": "Identity verification mode saved.",
 }
@@ -115,6 +116,14 @@ func (site *Site) postAdminReset(c *call) error {
 		return site.showAdmin(c, e.Status, "", e.Message, "")
 	}
 	return site.adminDone(c, "reset", "members")
+}
+
+func (site *Site) postAdminUnlock(c *call) error {
+	if err := site.svc.UnlockUser(c.ctx(), site.actor(c), c.r.PostForm.Get("user")); err != nil {
+		e := site.public(err, "admin unlock")
+		return site.showAdmin(c, e.Status, "", e.Message, "")
+	}
+	return site.adminDone(c, "unlock", "members")
 }
 
 func (site *Site) postAdminRevoke(c *call) error {

@@ -35,6 +35,7 @@ func run(args []string) error {
 	derived := fs.Bool("derived-cookie", false, `name the cookie "SESS" + 12 hex of sha256(base URL)`)
 	csrf := fs.Bool("csrf", false, "require a CSRF token in the sign-in form")
 	secure := fs.Bool("secure-cookie", false, "mark the session cookie Secure")
+	lax := fs.Bool("lax-cookies", false, "read the session cookie in any letter case and split the Cookie header on ',' too")
 	baseURL := fs.String("base-url", "", "base `URL` for -derived-cookie (default http://<listen>/)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -49,6 +50,7 @@ func run(args []string) error {
 	opts.CookieDerived = *derived
 	opts.CSRF = *csrf
 	opts.SecureCookie = *secure
+	opts.LaxCookies = *lax
 	opts.BaseURL = *baseURL
 	if opts.BaseURL == "" {
 		opts.BaseURL = "http://" + *listen + "/"

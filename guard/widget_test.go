@@ -1,0 +1,49 @@
+package guard
+
+import (
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// TestWidgetUser: every copy of the claim counts; copies that disagree are
+// ambiguous, so no token can prove them.
+func TestWidgetUser(t *testing.T) {
+	wc := &WidgetConfig{UserHeader: "X-Widget-User-Id", UserQuery: "uid", UserJSON: "user_id"}
+	tests := []struct {
+		name   string
+		query  string
+		header [][2]string
+		body   string
+		want   string
+	}{
+		{name: "none", want: ""},
+		{name: "header", header: [][2]string{{"X-Widget-User-Id", "alice"}}, want: "alice"},
+		{name: "header twice, same value", header: [][2]string{{"X-Widget-User-Id", "alice"}, {"X-Widget-User-Id", "alice"}}, want: "alice"},
+		{name: "header twice", header: [][2]string{{"X-Widget-User-Id", "alice"}, {"X-Widget-User-Id", "bob"}}, want: ambiguousClaim},
+		{name: "underscore spelling", header: [][2]string{{"X-Widget-User-Id", "alice"}, {"X_widget_user_id", "bob"}}, want: ambiguousClaim},
+		{name: "query", query: "uid=alice", want: "alice"},
+		{name: "query twice", query: "uid=alice&uid=bob", want: ambiguousClaim},
+		{name: "query key in another case", query: "uid=alice&UID=bob", want: ambiguousClaim},
+		{name: "header and query agree", query: "uid=alice", header: [][2]string{{"X-Widget-User-Id", "alice"}}, want: "alice"},
+		{name: "header and query differ", query: "uid=bob", header: [][2]string{{"X-Widget-User-Id", "alice"}}, want: ambiguousClaim},
+		{name: "header and body differ", header: [][2]string{{"X-Widget-User-Id", "alice"}}, body: `{"user_id":"bob"}`, want: ambiguousClaim},
+		{name: "body", body: `{"user_id":"bob"}`, want: "bob"},
+		{name: "empty header beside a query claim", query: "uid=bob", header: [][2]string{{"X-Widget-User-Id", ""}}, want: ambiguousClaim},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/widget?"+tt.query, strings.NewReader(tt.body))
+			if tt.body != "" {
+				r.Header.Set("Content-Type", "application/json")
+			}
+			for _, h := range tt.header {
+				r.Header[h[0]] = append(r.Header[h[0]], h[1])
+			}
+			got, err := widgetUser(wc, r)
+			if err != nil || got != tt.want {
+				t.Errorf("widgetUser = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
