@@ -176,6 +176,7 @@ func (m *Gateway) provisionOn(ctx caddy.Context, app *App) error {
 		cfg.Mailer = m.outbox
 	}
 	cfg.Identified = setPlaceholders
+	cfg.Subrequest = subrequest
 	m.cfg = cfg
 	if m.EncryptionKey != "" {
 		if m.key, err = parseKey(repl, m.EncryptionKey); err != nil {
@@ -326,6 +327,18 @@ func setPlaceholders(r *http.Request, user string, aal uint8) {
 }
 
 var aalText = [...]string{"0", "1", "2", "3"}
+
+// subrequest gives the whoami call the context Caddy gives a request from a
+// client: its own replacer, variables and route groups. Reusing the sign-in's
+// context would leave a handle block already marked as served, and the call
+// would reach no upstream.
+func subrequest(r *http.Request, w http.ResponseWriter) *http.Request {
+	srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if !ok {
+		return r
+	}
+	return caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, srv)
+}
 
 // Cleanup removes this handler from its service and closes its mail
 // outbox; the mfa app releases the store.

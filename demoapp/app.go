@@ -68,6 +68,9 @@ type Options struct {
 	// on ',' as well as ';' (as Python's SimpleCookie does), values
 	// unquoted; any copy that names a live session is used.
 	LaxCookies bool
+	// CSRFCookie sets a new "demo_csrf" cookie at every sign-in, as
+	// frameworks that rotate their CSRF cookie on login do.
+	CSRFCookie bool
 }
 
 // DefaultOptions returns the common shape: default users, cookie
@@ -255,6 +258,9 @@ func (a *App) signIn(w http.ResponseWriter, st *reqState, user string) {
 	}
 	st.ok = true
 	w.Header().Set("X-Demo-User", user)
+	if a.opts.CSRFCookie {
+		http.SetCookie(w, &http.Cookie{Name: "demo_csrf", Value: newID(), Path: "/", SameSite: http.SameSiteLaxMode})
+	}
 }
 
 // ensureSession starts an anonymous session (and sets its cookie) when the

@@ -18,6 +18,8 @@ func (a *App) route(w http.ResponseWriter, r *http.Request, st *reqState) {
 		a.apiMe(w, r, st)
 	case p == "/api/data":
 		a.apiData(w, r, st)
+	case p == "/api.php":
+		a.apiUserinfo(w, r, st)
 	case a.opts.SharedPath && (p == "/" || p == "/index.php"):
 		a.indexPHP(w, r, st)
 	case !a.opts.SharedPath && p == "/":
@@ -181,6 +183,23 @@ func (a *App) apiMe(w http.ResponseWriter, r *http.Request, st *reqState) {
 		"email": user + "@example.com",
 		"role":  roleOf(user),
 	})
+}
+
+// apiUserinfo answers as wiki software does, behind a query string and
+// nested: GET /api.php?action=query&meta=userinfo&format=json gives
+// {"query":{"userinfo":{"id":…,"name":…}}}; an anonymous visitor is named by
+// address with an "anon" marker, and always with 200.
+func (a *App) apiUserinfo(w http.ResponseWriter, r *http.Request, st *reqState) {
+	q := r.URL.Query()
+	if !isGet(r) || q.Get("action") != "query" || q.Get("meta") != "userinfo" || q.Get("format") != "json" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unknown action"})
+		return
+	}
+	info := map[string]any{"id": 0, "name": r.RemoteAddr, "anon": ""}
+	if user := st.user(); user != "" {
+		info = map[string]any{"id": len(user), "name": user}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"batchcomplete": "", "query": map[string]any{"userinfo": info}})
 }
 
 // apiData returns the dashboard numbers.

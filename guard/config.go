@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -41,7 +42,7 @@ type IdentitySource struct {
 	Kind  string `json:"kind,omitempty"`  // "form", "json", "header", "whoami", "query", "basic"
 	Name  string `json:"name,omitempty"`  // form/json/query field, or response header
 	Path  string `json:"path,omitempty"`  // whoami: app path called with the new session
-	Field string `json:"field,omitempty"` // whoami: JSON field in its response
+	Field string `json:"field,omitempty"` // whoami: JSON field in its response; dots separate levels (data.user.name, items.0.id)
 }
 
 // Identity source kinds.
@@ -102,6 +103,10 @@ type Config struct {
 	PolicyMaxAge   time.Duration // how stale a policy read from the store may be, default 5m
 	Admins         []string      // user ids allowed on the admin page (with AAL2)
 	GracePeriod    time.Duration // sessions from before "require 2FA" without it end after this, default 7 days
+	// Subrequest, if set, prepares the whoami call as a request of its own
+	// to the server's routes (the Caddy glue gives it a fresh context, so
+	// route groups such as handle blocks are matched afresh).
+	Subrequest func(r *http.Request, w http.ResponseWriter) *http.Request
 	// Identified, if set, is told the user and AAL of every request with an
 	// active session (the Caddy glue sets placeholders from them).
 	Identified func(r *http.Request, user string, aal uint8)
@@ -254,8 +259,14 @@ func (s IdentitySource) validate() error {
 			return fmt.Errorf("%s: a field or header name is required", s.Kind)
 		}
 	case FromWhoami:
-		if !strings.HasPrefix(s.Path, "/") || s.Field == "" {
-			return errors.New("whoami: a path starting with / and a JSON field are required")
+		u, err := url.ParseRequestURI(s.Path)
+		if err != nil || !strings.HasPrefix(s.Path, "/") || strings.HasPrefix(s.Path, "//") || u.Host != "" || s.Field == "" {
+			return errors.New("whoami: a path starting with / (a query is allowed) and a JSON field are required")
+		}
+		for _, part := range strings.Split(s.Field, ".") {
+			if part == "" {
+				return fmt.Errorf("whoami: field %q: an empty name between dots", s.Field)
+			}
 		}
 	case FromBasic:
 	default:

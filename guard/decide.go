@@ -1,11 +1,13 @@
 package guard
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
@@ -45,9 +47,13 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 		return iw.release()
 	}
 	next0 := g.nextAfterSignIn(iw)
+	// Every cookie the app set with the sign-in is held with it, not only
+	// its session cookies: a rotated CSRF cookie must reach the browser with
+	// the session it belongs to, and not before the second factor.
+	held := g.appLines(iw)
 	ch, outcome, err := g.realm.SignIn(ctx, g.actor(iw.r, user), mfa.SignIn{
 		User: user, Source: src, Email: g.emailOf(ctx, iw, as.Values, next), Role: g.roleOf(ctx, iw, as.Values, next),
-		Next: next0, Held: as.Lines, Set: as.Set, Old: cur, Matched: iw.signin != nil,
+		Next: next0, Held: held, Set: as.Set, Old: cur, Matched: iw.signin != nil,
 		// Carried cookies: app cookies the browser sent with the sign-in,
 		// which an app that does not rotate its session has just
 		// authenticated in place.
@@ -64,7 +70,7 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 	xhr := iw.signin != nil && web.WantsJSON(iw.r)
 	switch outcome {
 	case mfa.SecondFactor:
-		cookies.RemoveLines(h, as.Lines)
+		cookies.RemoveLines(h, held)
 		loc := g.cfg.Prefix + "challenge?next=" + web.URLQuery(next0)
 		if xhr {
 			// An XHR sign-in gets the app's answer without its cookies; the
@@ -77,10 +83,22 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 		if !xhr {
 			// The app's cookies are bound already (the gateway blocks the app
 			// until setup is done), so they go to the browser now.
-			return g.replaceResponse(iw, g.cfg.Prefix+"security?setup=1", web.ErrEnrolmentRequired, as.Lines)
+			return g.replaceResponse(iw, g.cfg.Prefix+"security?setup=1", web.ErrEnrolmentRequired, held)
 		}
 	}
 	return iw.release()
+}
+
+// appLines are the Set-Cookie lines of the app's captured response (the
+// gateway's own cookie is never among them: the app cannot set it).
+func (g *Guard) appLines(iw *interceptWriter) []string {
+	var out []string
+	for _, line := range iw.w.Header()["Set-Cookie"] {
+		if !g.jar.Own(iw.r, line) {
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 // bindOrFollow binds app cookies that carry no sign-in: to the active
@@ -271,7 +289,7 @@ func (g *Guard) attr(ctx context.Context, iw *interceptWriter, values []cookies.
 	case FromHeader:
 		v = iw.w.Header().Get(src.Name)
 	case FromWhoami:
-		v, _ = jsonScalar(g.whoami(ctx, iw, values, src.Path, next)[src.Field])
+		v, _ = jsonScalar(jsonAt(g.whoami(ctx, iw, values, src.Path, next), src.Field))
 	}
 	return v
 }
@@ -279,19 +297,19 @@ func (g *Guard) attr(ctx context.Context, iw *interceptWriter, values []cookies.
 // whoami asks the app who the new session belongs to, through the same next
 // handler (so the same upstream), with only the session's cookies. The
 // answer is kept for the request, so user and email cost one call.
-func (g *Guard) whoami(ctx context.Context, iw *interceptWriter, values []cookies.Pair, path string, next Handler) map[string]json.RawMessage {
+func (g *Guard) whoami(ctx context.Context, iw *interceptWriter, values []cookies.Pair, path string, next Handler) json.RawMessage {
 	if doc, ok := iw.whoami[path]; ok {
 		return doc
 	}
 	if iw.whoami == nil {
-		iw.whoami = map[string]map[string]json.RawMessage{}
+		iw.whoami = map[string]json.RawMessage{}
 	}
 	doc := g.askWhoami(ctx, iw, values, path, next)
 	iw.whoami[path] = doc
 	return doc
 }
 
-func (g *Guard) askWhoami(ctx context.Context, iw *interceptWriter, values []cookies.Pair, path string, next Handler) map[string]json.RawMessage {
+func (g *Guard) askWhoami(ctx context.Context, iw *interceptWriter, values []cookies.Pair, path string, next Handler) json.RawMessage {
 	// The app's new values replace what the browser sent under the same
 	// name: an app that reads the first cookie would otherwise answer for
 	// the previous user.
@@ -309,10 +327,14 @@ func (g *Guard) askWhoami(ctx context.Context, iw *interceptWriter, values []coo
 	if len(send) == 0 {
 		return nil
 	}
+	u, err := url.ParseRequestURI(path) // checked at provision
+	if err != nil {
+		return nil
+	}
 	sub := iw.r.Clone(ctx)
 	sub.Method = http.MethodGet
-	sub.URL = &url.URL{Path: path}
-	sub.RequestURI = path
+	sub.URL = u
+	sub.RequestURI = u.RequestURI()
 	sub.Body, sub.ContentLength = http.NoBody, 0
 	sub.Header = http.Header{"Accept": {"application/json"}, "User-Agent": {iw.r.UserAgent()}}
 	var b strings.Builder
@@ -324,12 +346,48 @@ func (g *Guard) askWhoami(ctx context.Context, iw *interceptWriter, values []coo
 	}
 	sub.Header.Set("Cookie", b.String())
 	rec := &recorder{header: http.Header{}, limit: 64 << 10}
+	if g.cfg.Subrequest != nil {
+		// A request of its own to the server's routes: route groups
+		// (handle blocks) and placeholders start afresh, as for a request
+		// from the browser.
+		sub = g.cfg.Subrequest(sub, rec)
+	}
 	if err := next.ServeHTTP(rec, sub); err != nil || rec.status != http.StatusOK {
+		g.log.Debug("whoami gave no answer", zap.String("path", u.Path), zap.Int("status", rec.status), zap.Error(err))
 		return nil
 	}
-	var doc map[string]json.RawMessage
-	if json.Unmarshal([]byte(rec.body.String()), &doc) != nil {
+	doc := json.RawMessage(rec.body.String())
+	if !json.Valid(doc) {
 		return nil
+	}
+	return doc
+}
+
+// jsonAt is the value at a dotted path in a JSON document: object keys, and
+// array indexes as numbers (data.users.0.name). nil if there is none.
+func jsonAt(doc json.RawMessage, path string) json.RawMessage {
+	for part := range strings.SplitSeq(path, ".") {
+		t := bytes.TrimLeft(doc, " \t\r\n")
+		if len(t) == 0 {
+			return nil
+		}
+		switch t[0] {
+		case '{':
+			var m map[string]json.RawMessage
+			if json.Unmarshal(doc, &m) != nil {
+				return nil
+			}
+			doc = m[part]
+		case '[':
+			var a []json.RawMessage
+			i, err := strconv.Atoi(part)
+			if json.Unmarshal(doc, &a) != nil || err != nil || i < 0 || i >= len(a) {
+				return nil
+			}
+			doc = a[i]
+		default:
+			return nil
+		}
 	}
 	return doc
 }

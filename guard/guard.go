@@ -1,15 +1,10 @@
 package guard
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
-	"net/url"
 	"path"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -99,7 +94,12 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 		return g.site.WriteError(w, r, web.ErrTooLarge)
 	}
 	if err != nil {
-		return g.site.WriteError(w, r, web.ErrBadRequest.With("The sign-in request could not be read."))
+		g.logDecision(r, "sign-in refused: unreadable or ambiguous", zap.Error(err))
+		msg := "The sign-in request could not be read."
+		if errors.Is(err, errAmbiguousField) {
+			msg = "The sign-in request gives the same field twice with different values."
+		}
+		return g.site.WriteError(w, r, web.ErrBadRequest.With(msg))
 	}
 	if s := cur.Session; s != nil && signin == nil {
 		switch {
@@ -110,12 +110,22 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 		}
 	}
 	if signin == nil {
-		if err := g.stripCredentials(r); err != nil {
+		if err := g.stripCredentials(r); errors.Is(err, errBodyTooLarge) {
 			return g.site.WriteError(w, r, web.ErrTooLarge)
+		} else if err != nil {
+			g.logDecision(r, "request refused: credentials could not be stripped", zap.Error(err))
+			return g.site.WriteError(w, r, web.ErrBadRequest.With("The request could not be read."))
 		}
 	}
-	sc := g.jar.Rewrite(r, cur.Session)
-	active := cur.Session != nil && cur.Session.State == session.Active
+	fwd := cur.Session
+	if signin != nil && fwd != nil && (fwd.State == session.Pending || fwd.MustEnrol) {
+		// A sign-in from a session the gates hold back reaches the app
+		// without that session's cookies: whatever the app makes of the
+		// request, it answers for nobody, so no request shape opens a gate.
+		fwd = nil
+	}
+	sc := g.jar.Rewrite(r, fwd)
+	active := fwd != nil && fwd.State == session.Active
 	iw := &interceptWriter{d: g, limit: g.cfg.MaxBodyBytes, w: w, r: r, cur: cur, scan: sc, signin: signin, now: now}
 	if active {
 		cur.Session.Touch(now)
@@ -233,57 +243,6 @@ func foldHeaderByte(c byte) byte {
 		return '-'
 	}
 	return c
-}
-
-// stripCredentials removes credential-bearing headers and query parameters
-// the operator named, outside the sign-in, for apps that sign a user in from
-// any URL.
-func (g *Guard) stripCredentials(r *http.Request) error {
-	for _, h := range g.cfg.StripHeaders {
-		r.Header.Del(h)
-	}
-	if len(g.cfg.StripParams) == 0 {
-		return nil
-	}
-	if r.URL.RawQuery != "" {
-		q := r.URL.Query()
-		if stripParams(q, g.cfg.StripParams) {
-			r.URL.RawQuery = q.Encode()
-			r.RequestURI = r.URL.RequestURI()
-		}
-	}
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil
-	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
-		return nil
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, g.cfg.MaxBodyBytes+1))
-	r.Body.Close()
-	if err != nil || int64(len(body)) > g.cfg.MaxBodyBytes {
-		return errBodyTooLarge
-	}
-	if form, err := url.ParseQuery(string(body)); err == nil && stripParams(form, g.cfg.StripParams) {
-		body = []byte(form.Encode())
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.ContentLength = int64(len(body))
-	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	return nil
-}
-
-// stripParams deletes the named parameters, reporting whether any was there.
-func stripParams(v url.Values, names []string) bool {
-	changed := false
-	for _, p := range names {
-		for k := range v {
-			if strings.EqualFold(k, p) {
-				delete(v, k)
-				changed = true
-			}
-		}
-	}
-	return changed
 }
 
 // sendToChallenge answers an app request made while the second factor is

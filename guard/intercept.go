@@ -53,7 +53,7 @@ type interceptWriter struct {
 	status      int
 	body        bytes.Buffer
 	overflow    bool
-	whoami      map[string]map[string]json.RawMessage // the app's whoami answers, by path
+	whoami      map[string]json.RawMessage // the app's whoami answers, by path
 }
 
 func (iw *interceptWriter) Header() http.Header { return iw.w.Header() }

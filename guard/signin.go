@@ -42,29 +42,40 @@ func (s *signinReq) field(kind, name string) (string, bool) {
 	return "", false
 }
 
-// hasField reports whether any copy of the field (form, JSON or query)
-// carries the value: an app may read any of them, so any one makes the
-// request a sign-in to watch.
-func (s *signinReq) hasField(r *http.Request, f Field) bool {
+// hasField reports whether any copy of the field (form, JSON or query, the
+// name in any letter case) carries the value: an app may read any of them,
+// so any one makes the request a sign-in to watch. Copies with different
+// values are errAmbiguousField: the app may read the one the gateway did not.
+func (s *signinReq) hasField(r *http.Request, f Field) (bool, error) {
 	var vals []string
-	vals = append(vals, s.form[f.Name]...)
+	for k, vs := range s.form {
+		if strings.EqualFold(k, f.Name) {
+			vals = append(vals, vs...)
+		}
+	}
 	for k, raw := range s.json {
 		if strings.EqualFold(k, f.Name) {
-			if v, ok := jsonScalar(raw); ok {
-				vals = append(vals, v)
-			}
+			v, _ := jsonScalar(raw)
+			vals = append(vals, v)
 		}
 	}
 	if r.URL.RawQuery != "" {
-		vals = append(vals, r.URL.Query()[f.Name]...)
-	}
-	for _, v := range vals {
-		if f.Value == "" || v == f.Value {
-			return true
+		for k, vs := range r.URL.Query() {
+			if strings.EqualFold(k, f.Name) {
+				vals = append(vals, vs...)
+			}
 		}
 	}
-	return false
+	for _, v := range vals {
+		if v != vals[0] {
+			return false, errAmbiguousField
+		}
+	}
+	return len(vals) > 0 && (f.Value == "" || vals[0] == f.Value), nil
 }
+
+// errAmbiguousField is a sign-in field given more than once with different values.
+var errAmbiguousField = errors.New("the sign-in field is given twice with different values")
 
 // jsonShape lists the top-level keys of a JSON object as written, and
 // whether anything follows the object (which some decoders ignore).
@@ -159,8 +170,10 @@ func (g *Guard) matchSignIn(r *http.Request) (*signinReq, error) {
 			return nil, err
 		}
 	}
-	if f := g.cfg.SignInField; f != nil && !s.hasField(r, *f) {
-		return nil, nil
+	if f := g.cfg.SignInField; f != nil {
+		if ok, err := s.hasField(r, *f); err != nil || !ok {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -178,23 +191,34 @@ func (s *signinReq) readBody(r *http.Request, limit int64) error {
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
+	// A body of a kind the gateway reads must parse: a laxer app parser
+	// would find fields the gateway did not see.
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
 	case "application/x-www-form-urlencoded":
-		// A body that is not a valid form is the app's to refuse; it simply
-		// has no fields for the gateway.
-		s.form, _ = url.ParseQuery(string(body))
+		if s.form, err = url.ParseQuery(string(body)); err != nil {
+			return fmt.Errorf("%w: %v", errUnreadable, err)
+		}
 	case "multipart/form-data":
+		// Go's reader takes some cut-off bodies as complete; the closing
+		// delimiter must be there.
+		if b := params["boundary"]; b == "" || !bytes.Contains(body, []byte("--"+b+"--")) {
+			return fmt.Errorf("%w: multipart body without its closing delimiter", errUnreadable)
+		}
 		c := r.Clone(r.Context())
 		c.Body = io.NopCloser(bytes.NewReader(body))
-		if c.ParseMultipartForm(limit) == nil && c.MultipartForm != nil {
+		if err := c.ParseMultipartForm(limit); err != nil {
+			return fmt.Errorf("%w: %v", errUnreadable, err)
+		}
+		if c.MultipartForm != nil {
 			s.form = c.MultipartForm.Value
+			_ = c.MultipartForm.RemoveAll()
 		}
-		_ = params
 	case "application/json":
-		if json.Unmarshal(body, &s.json) == nil {
-			s.jsonShape = shapeOf(body)
+		if err := json.Unmarshal(body, &s.json); err != nil {
+			return fmt.Errorf("%w: %v", errUnreadable, err)
 		}
+		s.jsonShape = shapeOf(body)
 	}
 	return nil
 }

@@ -70,7 +70,7 @@ const formType = "application/x-www-form-urlencoded"
 
 func TestMatchSignIn(t *testing.T) {
 	mpLogin, mpType := multipartBody(t, "username", "alice", "do", "login")
-	mpSearch, _ := multipartBody(t, "username", "alice", "do", "search")
+	mpSearch, mpSearchType := multipartBody(t, "username", "alice", "do", "search")
 	doLogin := func(c *Config) { c.SignInField = &Field{Name: "do", Value: "login"} }
 	doPresent := func(c *Config) { c.SignInField = &Field{Name: "remember"} }
 
@@ -83,6 +83,7 @@ func TestMatchSignIn(t *testing.T) {
 		body        string
 		match       bool
 		user        string // form or JSON "username" seen by the gateway, if matched
+		err         error  // refused: errUnreadable or errAmbiguousField
 	}{
 		{name: "other path", method: "POST", target: "/search", contentType: formType, body: "username=alice", match: false},
 		{name: "GET /login", method: "GET", target: "/login", match: false},
@@ -90,7 +91,9 @@ func TestMatchSignIn(t *testing.T) {
 		{name: "form with charset", method: "POST", target: "/login", contentType: formType + "; charset=UTF-8", body: "username=alice", match: true, user: "alice"},
 		{name: "form content type in capitals", method: "POST", target: "/login", contentType: "Application/X-WWW-Form-URLencoded", body: "username=alice", match: true, user: "alice"},
 		{name: "no body", method: "POST", target: "/login", match: true},
-		{name: "invalid form is the app's to refuse", method: "POST", target: "/login", contentType: formType, body: "username=%zz&a=b", match: true},
+		// A body the gateway cannot parse may still be read by a laxer app.
+		{name: "invalid form", method: "POST", target: "/login", contentType: formType, body: "username=%zz&a=b", err: errUnreadable},
+		{name: "form with a semicolon", method: "POST", target: "/login", contentType: formType, body: "username=bob;username=alice", err: errUnreadable},
 
 		{name: "field do=login", cfg: doLogin, method: "POST", target: "/login", contentType: formType, body: "username=alice&do=login", match: true, user: "alice"},
 		{name: "field do=search", cfg: doLogin, method: "POST", target: "/login", contentType: formType, body: "username=alice&do=search", match: false},
@@ -99,9 +102,11 @@ func TestMatchSignIn(t *testing.T) {
 		{name: "field in query", cfg: doLogin, method: "POST", target: "/login?do=login", contentType: formType, body: "username=alice", match: true, user: "alice"},
 		{name: "field in query, no body", cfg: doLogin, method: "POST", target: "/login?do=login", match: true},
 		{name: "field wrong in query", cfg: doLogin, method: "POST", target: "/login?do=search", contentType: formType, body: "username=alice", match: false},
-		{name: "any copy counts: query", cfg: doLogin, method: "POST", target: "/login?do=login", contentType: formType, body: "do=search", match: true},
-		{name: "any copy counts: second form value", cfg: doLogin, method: "POST", target: "/login", contentType: formType, body: "do=search&do=login", match: true},
-		{name: "any copy counts: first form value", cfg: doLogin, method: "POST", target: "/login", contentType: formType, body: "do=login&do=search", match: true},
+		// Copies that disagree: the app may read the one the gateway did not.
+		{name: "query and body disagree", cfg: doLogin, method: "POST", target: "/login?do=login", contentType: formType, body: "do=search", err: errAmbiguousField},
+		{name: "two form values disagree", cfg: doLogin, method: "POST", target: "/login", contentType: formType, body: "do=search&do=login", err: errAmbiguousField},
+		{name: "name in another case disagrees", cfg: doLogin, method: "POST", target: "/login", contentType: formType, body: "do=login&DO=search", err: errAmbiguousField},
+		{name: "copies that agree", cfg: doLogin, method: "POST", target: "/login?do=login", contentType: formType, body: "do=login&username=alice", match: true, user: "alice"},
 		{name: "field presence", cfg: doPresent, method: "POST", target: "/login", contentType: formType, body: "remember=", match: true},
 		{name: "field presence missing", cfg: doPresent, method: "POST", target: "/login", contentType: formType, body: "rememberme=1", match: false},
 		{name: "field in a body of the wrong type", cfg: doLogin, method: "POST", target: "/login", contentType: "text/plain", body: "do=login", match: false},
@@ -112,12 +117,14 @@ func TestMatchSignIn(t *testing.T) {
 		{name: "JSON field not a scalar", cfg: doLogin, method: "POST", target: "/login", contentType: "application/json", body: `{"do":["login"]}`, match: false},
 		{name: "JSON number field", cfg: func(c *Config) { c.SignInField = &Field{Name: "step", Value: "1"} }, method: "POST", target: "/login", contentType: "application/json", body: `{"step":1}`, match: true},
 		{name: "JSON bool field", cfg: func(c *Config) { c.SignInField = &Field{Name: "login", Value: "true"} }, method: "POST", target: "/login", contentType: "application/json", body: `{"login":true}`, match: true},
-		{name: "JSON array body", cfg: doLogin, method: "POST", target: "/login", contentType: "application/json", body: `[{"do":"login"}]`, match: false},
-		{name: "broken JSON", cfg: doLogin, method: "POST", target: "/login", contentType: "application/json", body: `{"do":"login"`, match: false},
+		{name: "JSON array body", cfg: doLogin, method: "POST", target: "/login", contentType: "application/json", body: `[{"do":"login"}]`, err: errUnreadable},
+		{name: "broken JSON", cfg: doLogin, method: "POST", target: "/login", contentType: "application/json", body: `{"do":"login"`, err: errUnreadable},
+		{name: "JSON field in query and body disagree", cfg: doLogin, method: "POST", target: "/login?do=search", contentType: "application/json", body: `{"do":"login"}`, err: errAmbiguousField},
 
 		{name: "multipart field", cfg: doLogin, method: "POST", target: "/login", contentType: mpType, body: mpLogin, match: true, user: "alice"},
-		{name: "multipart field wrong", cfg: doLogin, method: "POST", target: "/login", contentType: mpType, body: mpSearch, match: false},
-		{name: "multipart without boundary", cfg: doLogin, method: "POST", target: "/login", contentType: "multipart/form-data", body: mpLogin, match: false},
+		{name: "multipart field wrong", cfg: doLogin, method: "POST", target: "/login", contentType: mpSearchType, body: mpSearch, match: false},
+		{name: "multipart with another boundary", cfg: doLogin, method: "POST", target: "/login", contentType: mpType, body: mpSearch, err: errUnreadable},
+		{name: "multipart without boundary", cfg: doLogin, method: "POST", target: "/login", contentType: "multipart/form-data", body: mpLogin, err: errUnreadable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,6 +143,12 @@ func TestMatchSignIn(t *testing.T) {
 				r.Header.Set("Content-Type", tt.contentType)
 			}
 			s, err := g.matchSignIn(r)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) || s != nil {
+					t.Fatalf("matchSignIn = %v, %v; want %v", s, err, tt.err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatalf("matchSignIn: %v", err)
 			}
@@ -301,6 +314,9 @@ func FuzzSignInBody(f *testing.F) {
 				t.Fatalf("%d-byte body: %v, %v; want errBodyTooLarge", len(body), s, err)
 			}
 			return
+		}
+		if errors.Is(err, errUnreadable) || errors.Is(err, errAmbiguousField) {
+			return // refused with 400: nothing reaches the app
 		}
 		if err != nil {
 			t.Fatalf("matchSignIn: %v", err)

@@ -262,3 +262,122 @@ func TestStolenCookieSpellings(t *testing.T) {
 		}
 	}
 }
+
+// TestGatesHoldForSignInShapes: under require_2fa, bob (no 2FA yet) must
+// set it up before the app. Requests shaped like the sign-in that the app
+// reads as ordinary pages must not carry his app session past the gate:
+// the discriminating field in a JSON body the app does not parse, in the
+// query with another value in the body, and given twice.
+func TestGatesHoldForSignInShapes(t *testing.T) {
+	opts := optsWith(manyUsers())
+	opts.SharedPath, opts.CookieDerived, opts.BaseURL = true, true, "https://dash.example/app/"
+	e := start(t, opts, sharedPathShorthand+`
+		require_2fa
+`)
+	bob := e.newClient()
+	bob.get("/index.php?do=login")
+	r := bob.postForm("/index.php", url.Values{"do": {"login"}, "username": {"bob"}, "password": {"bob-password"}})
+	if r.StatusCode != 303 || !strings.HasPrefix(r.Location(), "/_mfa/security") {
+		t.Fatalf("bob's sign-in under require_2fa: %d %q, want setup", r.StatusCode, r.Location())
+	}
+	if page := bob.get("/index.php?do=show"); !strings.HasPrefix(page.Location(), "/_mfa/security") {
+		t.Fatalf("bob reached the app before setup: %d %q", page.StatusCode, page.Location())
+	}
+	notBob := func(what string, r resp) {
+		t.Helper()
+		if r.StatusCode >= 500 {
+			t.Fatalf("%s: %d %.200s", what, r.StatusCode, r.Body)
+		}
+		if strings.Contains(r.Body, `<strong id="user">bob<`) {
+			t.Fatalf("%s: the app served bob's session before his setup: %d", what, r.StatusCode)
+		}
+	}
+	json := map[string]string{"Content-Type": "application/json"}
+	notBob("field in a JSON body", bob.req("POST", "/index.php", strings.NewReader(`{"do":"login"}`), json))
+	notBob("field in a JSON body, query do=show", bob.req("POST", "/index.php?do=show", strings.NewReader(`{"do":"login"}`), json))
+	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+	for _, tc := range []struct{ name, target, body string }{
+		{"query login, body show", "/index.php?do=login", "do=show"},
+		{"body given twice", "/index.php", "do=login&do=show"},
+		{"body in two cases", "/index.php", "do=login&DO=show"},
+	} {
+		r := bob.req("POST", tc.target, strings.NewReader(tc.body), form)
+		notBob(tc.name, r)
+		if r.StatusCode != 400 {
+			t.Errorf("%s: %d, want 400 (the field is ambiguous)", tc.name, r.StatusCode)
+		}
+	}
+	if page := bob.get("/index.php?do=show"); !strings.HasPrefix(page.Location(), "/_mfa/security") {
+		t.Fatalf("after the attempts, bob reaches the app before setup: %d %q", page.StatusCode, page.Location())
+	}
+}
+
+// TestWhoamiInEveryCaddyfileShape: the whoami call reaches the app however
+// the site routes to it (handle blocks after the gateway, the gateway inside
+// handle, nested route and handle), with a query string and a nested field,
+// as wiki software answers. An enrolled user signing in is challenged (the
+// gateway learnt who she is); a wrong password gets no challenge.
+func TestWhoamiInEveryCaddyfileShape(t *testing.T) {
+	const block = `
+		sign_in POST /login
+		sign_out /logout
+		session_cookie demo_session
+		user_from whoami /api.php?action=query&meta=userinfo&format=json query.userinfo.name
+`
+	shapes := map[string]string{
+		"plain": "{gateway}\nreverse_proxy {upstream}",
+		"handle blocks after the gateway": `route {
+	{gateway}
+	handle /api/* {
+		reverse_proxy {upstream}
+	}
+	handle {
+		reverse_proxy {upstream}
+	}
+}`,
+		"gateway inside handle": `handle /static/* {
+	respond "static"
+}
+handle {
+	{gateway}
+	reverse_proxy {upstream}
+}`,
+		"nested route and handle": `handle {
+	route {
+		{gateway}
+		handle /api.php {
+			reverse_proxy {upstream}
+		}
+		handle {
+			reverse_proxy {upstream}
+		}
+	}
+}`,
+	}
+	e := start(t, optsWith(manyUsers()), defaultGateway)
+	users := []string{"alice", "bob", "carol", "dave"}
+	secrets := map[string]string{}
+	for _, u := range users {
+		secrets[u], _, _ = e.enrolled(u)
+	}
+	i := 0
+	for name, site := range shapes {
+		user := users[i]
+		i++
+		t.Run(name, func(t *testing.T) {
+			e.site = site
+			e.load(block)
+			c := e.newClient()
+			if r := c.signIn(user, "wrong"); strings.HasPrefix(r.Location(), "/_mfa/") || r.StatusCode == 403 {
+				t.Fatalf("wrong password: %d %q", r.StatusCode, r.Location())
+			}
+			c = e.pending(user)
+			if r := c.api("challenge", map[string]string{"code": code(t, secrets[user], 1)}); r.StatusCode != 200 {
+				t.Fatalf("challenge: %d %s", r.StatusCode, r.Body)
+			}
+			if u := c.dashboardUser(); u != user {
+				t.Fatalf("dashboard after the challenge: %q, want %s", u, user)
+			}
+		})
+	}
+}

@@ -181,3 +181,32 @@ func TestWrongCodesInARowLockTheAuthenticator(t *testing.T) {
 		t.Fatalf("alice's dashboard after the unlock: %q", u)
 	}
 }
+
+// TestChallengeHoldsEveryCookie: the app sets its session cookie and a new
+// CSRF cookie at sign-in. While the second factor is outstanding the browser
+// gets neither; the passed challenge releases both.
+func TestChallengeHoldsEveryCookie(t *testing.T) {
+	opts := optsWith(manyUsers())
+	opts.CSRFCookie = true
+	e := start(t, opts, defaultGateway)
+	secret, _, _ := e.enrolled("alice")
+	c := e.newClient()
+	r := c.signIn("alice", "alice-password")
+	if !strings.HasPrefix(r.Location(), "/_mfa/challenge") {
+		t.Fatalf("sign-in: %d %q, want the challenge", r.StatusCode, r.Location())
+	}
+	for _, name := range []string{"demo_session", "demo_csrf"} {
+		if line := r.setCookie(name); line != "" {
+			t.Errorf("the challenged sign-in let %s through: %q", name, line)
+		}
+	}
+	r = c.api("challenge", map[string]string{"code": code(t, secret, 1)})
+	if r.StatusCode != 200 {
+		t.Fatalf("challenge: %d %s", r.StatusCode, r.Body)
+	}
+	for _, name := range []string{"demo_session", "demo_csrf"} {
+		if r.setCookie(name) == "" {
+			t.Errorf("the passed challenge did not release %s (Set-Cookie: %q)", name, r.Header.Values("Set-Cookie"))
+		}
+	}
+}

@@ -40,6 +40,7 @@ type env struct {
 	gateway  string // the mfa_gateway block's body
 	upstream string
 	extra    string // more directives for the site block
+	site     string // if set, the whole site block body: {gateway} and {upstream} are filled in
 }
 
 // defaultGateway is the smallest useful block plus a fixed key and db path.
@@ -91,6 +92,10 @@ func (e *env) tryLoad(block string) error {
 	if !strings.Contains(block, "encryption_key") {
 		block += "\n\t\tencryption_key " + testKey
 	}
+	body := fmt.Sprintf("\tmfa_gateway {\n%s\n\t}\n\treverse_proxy %s\n%s", block, e.upstream, e.extra)
+	if e.site != "" {
+		body = strings.NewReplacer("{gateway}", "mfa_gateway {\n"+block+"\n}", "{upstream}", e.upstream).Replace(e.site)
+	}
 	cf := fmt.Sprintf(`{
 	admin %s
 	auto_https off
@@ -101,13 +106,9 @@ func (e *env) tryLoad(block string) error {
 	}
 }
 http://127.0.0.1:%d {
-	mfa_gateway {
-%s
-	}
-	reverse_proxy %s
 %s
 }
-`, adminDirective(e.Admin), filepath.Join(filepath.Dir(e.DBPath), "caddy-storage"), e.port, block, e.upstream, e.extra)
+`, adminDirective(e.Admin), filepath.Join(filepath.Dir(e.DBPath), "caddy-storage"), e.port, body)
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	cfg, warns, err := adapter.Adapt([]byte(cf), nil)
 	if err != nil {
