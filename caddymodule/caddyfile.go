@@ -146,8 +146,8 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "email_from":
 				m.EmailFrom = append(m.EmailFrom, src)
 			default:
-				if src.Kind != guard.FromHeader && src.Kind != guard.FromWhoami {
-					return d.Errf("role_from %s: the client sends that; use header or whoami, which the app answers", src.Kind)
+				if src.Kind != guard.FromHeader && src.Kind != guard.FromWhoami && src.Kind != guard.FromPage {
+					return d.Errf("role_from %s: the client sends that; use header, whoami or page, which the app answers", src.Kind)
 				}
 				m.RoleFrom = append(m.RoleFrom, src)
 			}
@@ -184,7 +184,7 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			m.Success = d.Val()
 			switch m.Success {
-			case guard.SuccessDefault, guard.SuccessCookie, guard.SuccessRedirect:
+			case guard.SuccessDefault, guard.SuccessCookie, guard.SuccessRedirect, guard.SuccessWhoami:
 				if d.NextArg() {
 					return d.ArgErr()
 				}
@@ -200,7 +200,7 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Err("success status: at least one status code is required")
 				}
 			default:
-				return d.Errf("success %q: want default, cookie, redirect or status", m.Success)
+				return d.Errf("success %q: want default, cookie, redirect, status or whoami", m.Success)
 			}
 		case "admins", "admin_roles":
 			args := d.RemainingArgs()
@@ -365,12 +365,27 @@ func parseUserFrom(d *caddyfile.Dispenser) (guard.IdentitySource, error) {
 			return src, d.ArgErr()
 		}
 	case guard.FromWhoami:
-		if len(args) != 3 || !strings.HasPrefix(args[1], "/") {
-			return src, d.Errf("%s whoami: want <path starting with /> <json field>", directive)
+		switch {
+		case len(args) == 3:
+		case len(args) == 5 && args[3] == "nobody_if":
+			src.Nobody = args[4]
+		default:
+			return src, d.Errf("%s whoami: want <path starting with /> <json field> [nobody_if <json field>]", directive)
+		}
+		if !strings.HasPrefix(args[1], "/") {
+			return src, d.Errf("%s whoami: want <path starting with /> <json field> [nobody_if <json field>]", directive)
 		}
 		src.Path, src.Field = args[1], args[2]
+	case guard.FromPage:
+		if len(args) != 3 || !strings.HasPrefix(args[1], "/") {
+			return src, d.Errf("%s page: want <path starting with /> <regular expression with a group for the user>", directive)
+		}
+		src.Path, src.Match = args[1], args[2]
 	default:
-		return src, d.Errf("%s %q: want form, json, query, header, basic or whoami", directive, src.Kind)
+		return src, d.Errf("%s %q: want form, json, query, header, basic, whoami or page", directive, src.Kind)
+	}
+	if err := src.Check(); err != nil {
+		return src, d.Errf("%s: %v", directive, err)
 	}
 	return src, nil
 }

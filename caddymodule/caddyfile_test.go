@@ -126,6 +126,18 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				{Kind: guard.FromWhoami, Path: "/api/me", Field: "login"},
 			}},
 		},
+		{
+			name: "user_from whoami with nobody_if, and page",
+			input: block(
+				"user_from whoami /api.php?action=query&meta=userinfo query.userinfo.name nobody_if query.userinfo.anon",
+				`user_from page /home "<b id=\"user\">([^<]+)</b>"`,
+			),
+			want: Gateway{UserFrom: []guard.IdentitySource{
+				{Kind: guard.FromWhoami, Path: "/api.php?action=query&meta=userinfo", Field: "query.userinfo.name", Nobody: "query.userinfo.anon"},
+				{Kind: guard.FromPage, Path: "/home", Match: `<b id="user">([^<]+)</b>`},
+			}},
+		},
+		{name: "success whoami", input: block("user_from whoami /me user", "success whoami"), want: Gateway{Success: "whoami", UserFrom: []guard.IdentitySource{{Kind: guard.FromWhoami, Path: "/me", Field: "user"}}}},
 		{name: "success default", input: block("success default"), want: Gateway{Success: "default"}},
 		{name: "success cookie", input: block("success cookie"), want: Gateway{Success: "cookie"}},
 		{name: "success redirect", input: block("success redirect"), want: Gateway{Success: "redirect"}},
@@ -249,6 +261,12 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{name: "user_from whoami without field", input: block("user_from whoami /api/me"), line: 2, contains: "user_from whoami"},
 		{name: "user_from whoami path without slash", input: block("user_from whoami api/me login"), line: 2, contains: "user_from whoami"},
 
+		{name: "user_from whoami nobody_if without field", input: block("user_from whoami /me user nobody_if"), line: 2, contains: "nobody_if"},
+		{name: "user_from whoami bad word", input: block("user_from whoami /me user unless anon"), line: 2, contains: "nobody_if"},
+		{name: "user_from whoami field with empty part", input: block("user_from whoami /me a..b"), line: 2, contains: "empty name between dots"},
+		{name: "user_from page without group", input: block("user_from page / user"), line: 2, contains: "a group for the user"},
+		{name: "user_from page bad regexp", input: block("user_from page / (x"), line: 2, contains: "a group for the user"},
+		{name: "user_from page without regexp", input: block("user_from page /"), line: 2, contains: "user_from page"},
 		{name: "success missing", input: block("success"), line: 2, contains: "wrong argument count"},
 		{name: "success unknown", input: block("success teapot"), line: 2, contains: `success "teapot"`},
 		{name: "success cookie extra", input: block("success cookie 200"), line: 2, contains: "wrong argument count"},

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"unicode"
 )
 
 // DefaultCookieName is the session cookie name used when Options.CookieName is
@@ -71,6 +72,14 @@ type Options struct {
 	// CSRFCookie sets a new "demo_csrf" cookie at every sign-in, as
 	// frameworks that rotate their CSRF cookie on login do.
 	CSRFCookie bool
+	// FoldNames signs users in by a folded name, as apps whose database
+	// collation ignores case and accents do: "ALICE", "Alice" and "Àlice"
+	// are alice, and '_' is a space.
+	FoldNames bool
+	// FailureSetsCookie answers a wrong password with 200, the form again,
+	// and a fresh anonymous session cookie, as apps that restart the login
+	// session after a failure do.
+	FailureSetsCookie bool
 }
 
 // DefaultOptions returns the common shape: default users, cookie
@@ -149,8 +158,41 @@ func (a *App) SessionUser(cookieValue string) (string, bool) {
 	return s.user, true
 }
 
+// canonical is the user name the app signs in: as typed, or folded.
+func (a *App) canonical(user string) string {
+	if !a.opts.FoldNames {
+		return user
+	}
+	var b strings.Builder
+	for _, r := range strings.TrimSpace(user) {
+		if f, ok := accentFold[r]; ok {
+			r = f
+		}
+		if r == '_' {
+			r = ' '
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
+}
+
+// accentFold maps accented Latin letters to their base letter, as a
+// case- and accent-insensitive collation compares them.
+var accentFold = func() map[rune]rune {
+	m := map[rune]rune{}
+	for base, accented := range map[rune]string{
+		'a': "àáâãäåÀÁÂÃÄÅ", 'e': "èéêëÈÉÊË", 'i': "ìíîïÌÍÎÏ", 'o': "òóôõöÒÓÔÕÖ",
+		'u': "ùúûüÙÚÛÜ", 'n': "ñÑ", 'c': "çÇ",
+	} {
+		for _, r := range accented {
+			m[r] = base
+		}
+	}
+	return m
+}()
+
 // checkPassword reports whether the credentials are valid, doing equal work
-// for unknown users.
+// for unknown users. user is the canonical name.
 func (a *App) checkPassword(user, pass string) bool {
 	want, known := a.users[user]
 	if !known {
@@ -233,10 +275,11 @@ func parseForm(r *http.Request) error {
 // auth_user/auth_pass parameters on any URL. Bad credentials are ignored.
 func (a *App) legacyCredentials(r *http.Request) (string, bool) {
 	if u, p, ok := r.BasicAuth(); ok {
+		u = a.canonical(u)
 		return u, a.checkPassword(u, p)
 	}
 	if r.Form != nil && r.Form.Has("auth_user") {
-		u := r.Form.Get("auth_user")
+		u := a.canonical(r.Form.Get("auth_user"))
 		return u, a.checkPassword(u, r.Form.Get("auth_pass"))
 	}
 	return "", false

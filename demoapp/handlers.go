@@ -132,8 +132,18 @@ func (a *App) formLogin(w http.ResponseWriter, r *http.Request, st *reqState) {
 			return
 		}
 	}
-	user := r.PostForm.Get("username")
+	user := a.canonical(r.PostForm.Get("username"))
 	if !a.checkPassword(user, r.PostForm.Get("password")) {
+		if a.opts.FailureSetsCookie {
+			// A fresh anonymous session for the next try, and a 200.
+			if st.ok {
+				a.store.delete(st.id)
+			}
+			st.ok = false
+			a.ensureSession(w, st)
+			a.loginForm(w, r, st, http.StatusOK, "Invalid username or password. Your login session was restarted.")
+			return
+		}
 		a.loginForm(w, r, st, http.StatusUnauthorized, "Invalid username or password")
 		return
 	}
@@ -159,12 +169,13 @@ func (a *App) apiLogin(w http.ResponseWriter, r *http.Request, st *reqState) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"ok": false, "error": "bad request"})
 		return
 	}
-	if !a.checkPassword(*body.Username, *body.Password) {
+	user := a.canonical(*body.Username)
+	if !a.checkPassword(user, *body.Password) {
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"ok": false})
 		return
 	}
-	a.signIn(w, st, *body.Username)
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "user": *body.Username})
+	a.signIn(w, st, user)
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "user": user})
 }
 
 // apiMe is the "whoami" URL.

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"regexp"
 	"strings"
 	"time"
 
@@ -39,11 +40,19 @@ type Field struct {
 
 // IdentitySource says how the gateway learns who signed in.
 type IdentitySource struct {
-	Kind  string `json:"kind,omitempty"`  // "form", "json", "header", "whoami", "query", "basic"
-	Name  string `json:"name,omitempty"`  // form/json/query field, or response header
-	Path  string `json:"path,omitempty"`  // whoami: app path called with the new session
-	Field string `json:"field,omitempty"` // whoami: JSON field in its response; dots separate levels (data.user.name, items.0.id)
+	Kind   string `json:"kind,omitempty"`      // "form", "json", "header", "whoami", "page", "query", "basic"
+	Name   string `json:"name,omitempty"`      // form/json/query field, or response header
+	Path   string `json:"path,omitempty"`      // whoami, page: app path (and query) called with the new session
+	Field  string `json:"field,omitempty"`     // whoami: JSON field in its response; dots separate levels (data.user.name, items.0.id)
+	Nobody string `json:"nobody_if,omitempty"` // whoami: a JSON field whose presence means nobody is signed in
+	Match  string `json:"match,omitempty"`     // page: a regular expression; its first group is the user
+
+	re *regexp.Regexp // Match, compiled
 }
+
+// asksApp reports whether the source is the app's own answer about the
+// session (whoami or page), rather than something the client sent.
+func (s IdentitySource) asksApp() bool { return s.Kind == FromWhoami || s.Kind == FromPage }
 
 // Identity source kinds.
 const (
@@ -51,6 +60,7 @@ const (
 	FromJSON   = "json"
 	FromHeader = "header"
 	FromWhoami = "whoami"
+	FromPage   = "page"
 	FromQuery  = "query"
 	FromBasic  = "basic"
 )
@@ -61,6 +71,7 @@ const (
 	SuccessCookie   = "cookie"   // sets the session cookie
 	SuccessRedirect = "redirect" // any 3xx
 	SuccessStatus   = "status"   // one of Statuses
+	SuccessWhoami   = "whoami"   // the app's answer (whoami or page) names a user for the new session
 )
 
 // Success is the operator's sign-in success criterion.
@@ -147,29 +158,41 @@ func (c *Config) Normalize() error {
 	if len(c.Identity) == 0 {
 		c.Identity = []IdentitySource{{Kind: FromForm, Name: "username"}}
 	}
-	for i, s := range c.Identity {
-		if err := s.validate(); err != nil {
+	c.Identity = append([]IdentitySource(nil), c.Identity...)
+	for i := range c.Identity {
+		if err := c.Identity[i].validate(); err != nil {
 			return fmt.Errorf("user source %d: %w", i+1, err)
 		}
 	}
+	c.RoleFrom = append([]IdentitySource(nil), c.RoleFrom...)
 	for i, s := range c.RoleFrom {
-		if err := s.validate(); err != nil {
+		if err := c.RoleFrom[i].validate(); err != nil {
 			return fmt.Errorf("role source %d: %w", i+1, err)
 		}
 		// A role makes admins: only the app's own answer may carry it, never
 		// a field the client writes into its sign-in request.
-		if s.Kind != FromHeader && s.Kind != FromWhoami {
-			return fmt.Errorf("role source %d: %s is sent by the client; use header or whoami, which the app answers", i+1, s.Kind)
+		if s.Kind != FromHeader && !s.asksApp() {
+			return fmt.Errorf("role source %d: %s is sent by the client; use header, whoami or page, which the app answers", i+1, s.Kind)
 		}
 	}
-	for i, s := range c.EmailFrom {
-		if err := s.validate(); err != nil {
+	c.EmailFrom = append([]IdentitySource(nil), c.EmailFrom...)
+	for i := range c.EmailFrom {
+		if err := c.EmailFrom[i].validate(); err != nil {
 			return fmt.Errorf("email source %d: %w", i+1, err)
 		}
 	}
 	switch c.Success.Kind {
 	case "":
+		// The app's own answer is the best judge of a sign-in: when it is
+		// asked, a sign-in succeeded when it names someone.
 		c.Success.Kind = SuccessDefault
+		if c.appAnswer() != nil {
+			c.Success.Kind = SuccessWhoami
+		}
+	case SuccessWhoami:
+		if c.appAnswer() == nil {
+			return errors.New("success whoami: needs a user_from whoami or page source")
+		}
 	case SuccessDefault, SuccessCookie, SuccessRedirect:
 	case SuccessStatus:
 		if len(c.Success.Statuses) == 0 {
@@ -181,7 +204,7 @@ func (c *Config) Normalize() error {
 			}
 		}
 	default:
-		return fmt.Errorf("success %q: want default, cookie, redirect or status", c.Success.Kind)
+		return fmt.Errorf("success %q: want default, cookie, redirect, status or whoami", c.Success.Kind)
 	}
 	for name, d := range map[string]time.Duration{
 		"max_lifetime":    c.MaxLifetime,
@@ -252,25 +275,61 @@ func (c *Config) Normalize() error {
 	return nil
 }
 
-func (s IdentitySource) validate() error {
+// appAnswer is the user source that asks the app (the first whoami or page
+// source), or nil. When there is one, it alone names the user: the app's
+// answer is the canonical id, whatever the client typed.
+func (c *Config) appAnswer() *IdentitySource {
+	for i := range c.Identity {
+		if c.Identity[i].asksApp() {
+			return &c.Identity[i]
+		}
+	}
+	return nil
+}
+
+// Check reports what is wrong with the source, as the Caddyfile adapter
+// asks before a config is loaded.
+func (s IdentitySource) Check() error { return s.validate() }
+
+func (s *IdentitySource) validate() error {
 	switch s.Kind {
 	case FromForm, FromJSON, FromHeader, FromQuery:
 		if s.Name == "" {
 			return fmt.Errorf("%s: a field or header name is required", s.Kind)
 		}
 	case FromWhoami:
-		u, err := url.ParseRequestURI(s.Path)
-		if err != nil || !strings.HasPrefix(s.Path, "/") || strings.HasPrefix(s.Path, "//") || u.Host != "" || s.Field == "" {
+		if checkAppPath(s.Path) != nil || s.Field == "" {
 			return errors.New("whoami: a path starting with / (a query is allowed) and a JSON field are required")
 		}
-		for _, part := range strings.Split(s.Field, ".") {
-			if part == "" {
-				return fmt.Errorf("whoami: field %q: an empty name between dots", s.Field)
+		for _, f := range []string{s.Field, s.Nobody} {
+			for part := range strings.SplitSeq(f, ".") {
+				if part == "" && f != "" {
+					return fmt.Errorf("whoami: field %q: an empty name between dots", f)
+				}
 			}
 		}
+	case FromPage:
+		if err := checkAppPath(s.Path); err != nil {
+			return fmt.Errorf("page: %w", err)
+		}
+		re, err := regexp.Compile(s.Match)
+		if err != nil || re.NumSubexp() < 1 {
+			return fmt.Errorf("page: %q: want a regular expression with a group for the user", s.Match)
+		}
+		s.re = re
 	case FromBasic:
 	default:
-		return fmt.Errorf("unknown kind %q: want form, json, query, header, basic or whoami", s.Kind)
+		return fmt.Errorf("unknown kind %q: want form, json, query, header, basic, whoami or page", s.Kind)
+	}
+	return nil
+}
+
+// checkAppPath accepts a path on the app, with a query, and nothing that
+// would leave it (another host, a scheme).
+func checkAppPath(p string) error {
+	u, err := url.ParseRequestURI(p)
+	if err != nil || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || u.Host != "" {
+		return fmt.Errorf("%q: want a path starting with / (a query is allowed)", p)
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
@@ -34,8 +36,18 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 	if len(as.Set) == 0 && iw.signin == nil {
 		return iw.release() // only deletions: nothing to own
 	}
-	user, src := g.identify(ctx, iw, as.Values, next)
+	user, src, known := g.identify(ctx, iw, as.Values, next)
 	switch {
+	case !known:
+		return g.refuseSignIn(ctx, iw, "the app's answer about the new session could not be read")
+	case user == "" && g.cfg.appAnswer() != nil:
+		// The app itself says nobody is signed in with these cookies: a
+		// failed sign-in, or an anonymous session (a login form's).
+		if iw.signin != nil {
+			g.logDecision(iw.r, "sign-in not successful: the app names nobody", zap.Int("status", iw.status))
+		}
+		g.bindOrFollow(ctx, iw, as)
+		return iw.release()
 	case user == "" && iw.signin != nil:
 		return g.refuseSignIn(ctx, iw, "sign-in succeeded but no user source named the user")
 	case user == "" && g.carriesCredentials(iw.r):
@@ -160,10 +172,13 @@ func (g *Guard) carriesCredentials(r *http.Request) bool {
 	return false
 }
 
-// signInSucceeded applies the operator's success criterion.
+// signInSucceeded applies the operator's success criterion to the response.
+// The whoami criterion is judged on the app's answer instead (identify).
 func (g *Guard) signInSucceeded(status int, h http.Header, setsCookie, carriedCookie bool) bool {
 	redirect := status >= 300 && status < 400 && h.Get("Location") != ""
 	switch g.cfg.Success.Kind {
+	case SuccessWhoami:
+		return true
 	case SuccessCookie:
 		return setsCookie
 	case SuccessRedirect:
@@ -243,14 +258,25 @@ func carriedBindings(forwarded []cookies.Pair, as cookies.AppSet) []session.Bind
 	return out
 }
 
-// identify learns who signed in from the operator's sources, in order.
-func (g *Guard) identify(ctx context.Context, iw *interceptWriter, values []cookies.Pair, next Handler) (string, string) {
+// identify learns who signed in. When a source asks the app (whoami or
+// page), the app's answer alone names the user: it is the canonical id,
+// whatever the client typed, and "" means the app says nobody is signed in.
+// known is false when that answer could not be read. Otherwise the request
+// sources are tried in order.
+func (g *Guard) identify(ctx context.Context, iw *interceptWriter, values []cookies.Pair, next Handler) (user, src string, known bool) {
+	if s := g.cfg.appAnswer(); s != nil {
+		user, known = s.userFrom(g.ask(ctx, iw, values, s.Path, next))
+		if len(user) > 256 {
+			return "", s.Kind, false
+		}
+		return user, s.Kind, known
+	}
 	for _, src := range g.cfg.Identity {
 		if v := strings.TrimSpace(g.attr(ctx, iw, values, src, next)); v != "" && len(v) <= 256 {
-			return v, src.Kind
+			return v, src.Kind, true
 		}
 	}
-	return "", ""
+	return "", "", true
 }
 
 // emailOf learns the user's email address from the operator's sources, if any.
@@ -274,7 +300,7 @@ func (g *Guard) roleOf(ctx context.Context, iw *interceptWriter, values []cookie
 }
 
 // attr reads one value from a source: the sign-in request, the app's
-// response, or the app's whoami answer for the new session.
+// response, or the app's answer about the new session.
 func (g *Guard) attr(ctx context.Context, iw *interceptWriter, values []cookies.Pair, src IdentitySource, next Handler) string {
 	var v string
 	switch src.Kind {
@@ -288,28 +314,78 @@ func (g *Guard) attr(ctx context.Context, iw *interceptWriter, values []cookies.
 		v, _, _ = iw.r.BasicAuth()
 	case FromHeader:
 		v = iw.w.Header().Get(src.Name)
-	case FromWhoami:
-		v, _ = jsonScalar(jsonAt(g.whoami(ctx, iw, values, src.Path, next), src.Field))
+	case FromWhoami, FromPage:
+		if a := g.ask(ctx, iw, values, src.Path, next); a.status == http.StatusOK {
+			v = src.valueIn(a.body)
+		}
 	}
 	return v
 }
 
-// whoami asks the app who the new session belongs to, through the same next
-// handler (so the same upstream), with only the session's cookies. The
-// answer is kept for the request, so user and email cost one call.
-func (g *Guard) whoami(ctx context.Context, iw *interceptWriter, values []cookies.Pair, path string, next Handler) json.RawMessage {
-	if doc, ok := iw.whoami[path]; ok {
-		return doc
-	}
-	if iw.whoami == nil {
-		iw.whoami = map[string]json.RawMessage{}
-	}
-	doc := g.askWhoami(ctx, iw, values, path, next)
-	iw.whoami[path] = doc
-	return doc
+// answer is what the app said when asked about the new session.
+type answer struct {
+	status int
+	body   []byte
+	err    error
 }
 
-func (g *Guard) askWhoami(ctx context.Context, iw *interceptWriter, values []cookies.Pair, path string, next Handler) json.RawMessage {
+// userFrom reads the user from the app's answer: "" when it says nobody is
+// signed in (401, 403, a redirect to its sign-in page, an empty or absent
+// field, the nobody_if field, no match on the page), and known false when
+// the answer says neither (an error, another status, a body that is not
+// what the source expects).
+func (s *IdentitySource) userFrom(a *answer) (user string, known bool) {
+	switch {
+	case a.err != nil:
+		return "", false
+	case a.status == http.StatusUnauthorized, a.status == http.StatusForbidden, a.status >= 300 && a.status < 400:
+		return "", true
+	case a.status != http.StatusOK:
+		return "", false
+	}
+	if s.Kind == FromWhoami {
+		if !json.Valid(a.body) {
+			return "", false
+		}
+		if s.Nobody != "" {
+			if v := jsonAt(a.body, s.Nobody); v != nil && string(v) != "null" && string(v) != "false" {
+				return "", true
+			}
+		}
+	}
+	return strings.TrimSpace(s.valueIn(a.body)), true
+}
+
+// valueIn reads the source's value from a body the app answered with 200.
+func (s *IdentitySource) valueIn(body []byte) string {
+	switch s.Kind {
+	case FromWhoami:
+		v, _ := jsonScalar(jsonAt(body, s.Field))
+		return v
+	case FromPage:
+		if m := s.re.FindSubmatch(body); m != nil {
+			return html.UnescapeString(string(m[1]))
+		}
+	}
+	return ""
+}
+
+// ask asks the app about the new session at path, through the same next
+// handler (so the same upstream), with only the session's cookies. The
+// answer is kept for the request: user, email and role cost one call.
+func (g *Guard) ask(ctx context.Context, iw *interceptWriter, values []cookies.Pair, path string, next Handler) *answer {
+	if a, ok := iw.answers[path]; ok {
+		return a
+	}
+	if iw.answers == nil {
+		iw.answers = map[string]*answer{}
+	}
+	a := g.askApp(ctx, iw, values, path, next)
+	iw.answers[path] = a
+	return a
+}
+
+func (g *Guard) askApp(ctx context.Context, iw *interceptWriter, values []cookies.Pair, path string, next Handler) *answer {
 	// The app's new values replace what the browser sent under the same
 	// name: an app that reads the first cookie would otherwise answer for
 	// the previous user.
@@ -325,18 +401,19 @@ func (g *Guard) askWhoami(ctx context.Context, iw *interceptWriter, values []coo
 	}
 	send = append(send, values...)
 	if len(send) == 0 {
-		return nil
+		// No app session at all: nobody is signed in, by definition.
+		return &answer{status: http.StatusUnauthorized}
 	}
 	u, err := url.ParseRequestURI(path) // checked at provision
 	if err != nil {
-		return nil
+		return &answer{err: err}
 	}
 	sub := iw.r.Clone(ctx)
 	sub.Method = http.MethodGet
 	sub.URL = u
 	sub.RequestURI = u.RequestURI()
 	sub.Body, sub.ContentLength = http.NoBody, 0
-	sub.Header = http.Header{"Accept": {"application/json"}, "User-Agent": {iw.r.UserAgent()}}
+	sub.Header = http.Header{"Accept": {"application/json, text/html;q=0.9"}, "User-Agent": {iw.r.UserAgent()}}
 	var b strings.Builder
 	for i, c := range send {
 		if i > 0 {
@@ -345,23 +422,28 @@ func (g *Guard) askWhoami(ctx context.Context, iw *interceptWriter, values []coo
 		b.WriteString(c.Name + "=" + c.Value)
 	}
 	sub.Header.Set("Cookie", b.String())
-	rec := &recorder{header: http.Header{}, limit: 64 << 10}
+	rec := &recorder{header: http.Header{}, limit: 256 << 10}
 	if g.cfg.Subrequest != nil {
 		// A request of its own to the server's routes: route groups
 		// (handle blocks) and placeholders start afresh, as for a request
 		// from the browser.
 		sub = g.cfg.Subrequest(sub, rec)
 	}
-	if err := next.ServeHTTP(rec, sub); err != nil || rec.status != http.StatusOK {
-		g.log.Debug("whoami gave no answer", zap.String("path", u.Path), zap.Int("status", rec.status), zap.Error(err))
-		return nil
+	err = next.ServeHTTP(rec, sub)
+	if err == nil && rec.overflow {
+		err = errAnswerTooLarge
 	}
-	doc := json.RawMessage(rec.body.String())
-	if !json.Valid(doc) {
-		return nil
+	if err != nil {
+		g.log.Warn("the app's answer about a new session failed", zap.String("path", u.Path), zap.Int("status", rec.status), zap.Error(err))
+		return &answer{err: err}
 	}
-	return doc
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	return &answer{status: rec.status, body: []byte(rec.body.String())}
 }
+
+var errAnswerTooLarge = errors.New("the app's answer is over 256 KiB")
 
 // jsonAt is the value at a dotted path in a JSON document: object keys, and
 // array indexes as numbers (data.users.0.name). nil if there is none.
@@ -392,12 +474,13 @@ func jsonAt(doc json.RawMessage, path string) json.RawMessage {
 	return doc
 }
 
-// recorder is a bounded in-memory response for the whoami call.
+// recorder is a bounded in-memory response for the app's answer.
 type recorder struct {
-	header http.Header
-	status int
-	body   strings.Builder
-	limit  int
+	header   http.Header
+	status   int
+	body     strings.Builder
+	limit    int
+	overflow bool
 }
 
 func (r *recorder) Header() http.Header { return r.header }
@@ -411,6 +494,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 		r.status = http.StatusOK
 	}
 	if r.body.Len()+len(b) > r.limit {
+		r.overflow = true
 		return 0, io.ErrShortWrite
 	}
 	return r.body.Write(b)

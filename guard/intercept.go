@@ -3,7 +3,6 @@ package guard
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"time"
@@ -53,7 +52,7 @@ type interceptWriter struct {
 	status      int
 	body        bytes.Buffer
 	overflow    bool
-	whoami      map[string]json.RawMessage // the app's whoami answers, by path
+	answers     map[string]*answer // the app's answers about the new session, by path
 }
 
 func (iw *interceptWriter) Header() http.Header { return iw.w.Header() }

@@ -28,6 +28,8 @@ type WidgetConfig struct {
 	TokenHeader   string  // default Authorization (Bearer); another header carries the bare token
 	TokenQuery    string  // or a query parameter
 	VerdictHeader string  // the upstream's answer: verified, unverified or anonymous; default X-Widget-Identity
+
+	userKey string // headerKey(UserHeader), for matching every spelling
 }
 
 const maxWidgetBody = 64 << 10
@@ -43,6 +45,7 @@ func (w *WidgetConfig) normalize() {
 		w.VerdictHeader = "X-Widget-Identity"
 	}
 	w.VerdictHeader = http.CanonicalHeaderKey(w.VerdictHeader)
+	w.userKey = headerKey(w.UserHeader)
 }
 
 // checkWidget verifies a widget request's claimed identity. It returns true
@@ -78,19 +81,22 @@ const ambiguousClaim = "\x00ambiguous"
 // may read (header names folded as CGI does, query keys in any case): copies
 // that disagree are ambiguousClaim.
 func widgetUser(wc *WidgetConfig, r *http.Request) (string, error) {
-	var claims []string
+	var c claims
 	if wc.UserHeader != "" {
-		want := headerKey(wc.UserHeader)
+		key := wc.userKey
+		if key == "" { // a config that skipped normalize
+			key = headerKey(wc.UserHeader)
+		}
 		for k, vs := range r.Header {
-			if sameHeader(k, want) {
-				claims = append(claims, vs...)
+			if sameHeader(k, key) {
+				c.add(vs...)
 			}
 		}
 	}
 	if wc.UserQuery != "" && r.URL.RawQuery != "" {
 		for k, vs := range r.URL.Query() {
 			if strings.EqualFold(k, wc.UserQuery) {
-				claims = append(claims, vs...)
+				c.add(vs...)
 			}
 		}
 	}
@@ -99,17 +105,29 @@ func widgetUser(wc *WidgetConfig, r *http.Request) (string, error) {
 		return "", err
 	}
 	if body != "" {
-		claims = append(claims, body)
+		c.add(body)
 	}
-	for _, c := range claims[min(1, len(claims)):] {
-		if c != claims[0] {
-			return ambiguousClaim, nil
+	if c.conflict {
+		return ambiguousClaim, nil
+	}
+	return c.first, nil
+}
+
+// claims collects every copy of a claim: the first, and whether any differs.
+type claims struct {
+	first    string
+	n        int
+	conflict bool
+}
+
+func (c *claims) add(vs ...string) {
+	for _, v := range vs {
+		if c.n == 0 {
+			c.first = v
 		}
+		c.conflict = c.conflict || v != c.first
+		c.n++
 	}
-	if len(claims) == 0 {
-		return "", nil
-	}
-	return claims[0], nil
 }
 
 // widgetBodyClaim reads the claim from a JSON body, when configured.

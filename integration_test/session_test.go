@@ -241,7 +241,11 @@ func TestReloadKeepsSessions(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hc := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			// A transport of its own: its keep-alive connections to the old
+			// server must not end up in the pool the checks below use.
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			hc := &http.Client{Transport: tr, Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 			for !stop.Load() {
 				req, _ := http.NewRequest("GET", e.Base+"/api/data", nil)
 				req.Header.Set("Cookie", hdr)
