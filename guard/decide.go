@@ -33,13 +33,31 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 		g.bindOrFollow(ctx, iw, as)
 		return iw.release()
 	}
-	if len(as.Set) == 0 && iw.signin == nil {
+	if len(as.Set) == 0 && iw.signin == nil && !iw.confirm {
 		return iw.release() // only deletions: nothing to own
 	}
+	inPlace := iw.signin == nil && len(as.Set) == 0 // only the forwarded cookies can carry a sign-in
 	user, src, known := g.identify(ctx, iw, as.Values, next)
 	switch {
 	case !known:
 		return g.refuseSignIn(ctx, iw, "the app's answer about the new session could not be read")
+	case inPlace && user == "" && g.cfg.appAnswer() == nil && passwordIn(iw.r):
+		// Nothing but the app could say whether the password signed its
+		// session in, and it is not asked: fail closed.
+		return g.refuseSignIn(ctx, iw, "a password outside the sign-in, no new cookie, and no whoami to ask")
+	case inPlace && user == "":
+		if s := iw.cur.Session; g.cfg.appAnswer() == nil && s != nil && s.State == session.Anonymous {
+			// Unasked, the app cannot say whether this request signed its
+			// pre-sign-in session in: that session's cookies are unbound, so
+			// whatever the app did, they open nothing later.
+			var names []string
+			for _, c := range iw.scan.Forwarded {
+				names = append(names, c.Name)
+			}
+			g.realm.Rebind(ctx, s, nil, names)
+			g.logDecision(iw.r, "pre-sign-in app cookies unbound: a request that may sign in, and no whoami to ask")
+		}
+		return iw.release()
 	case user == "" && g.cfg.appAnswer() != nil:
 		// The app itself says nobody is signed in with these cookies: a
 		// failed sign-in, or an anonymous session (a login form's).
@@ -116,6 +134,9 @@ func (g *Guard) appLines(iw *interceptWriter) []string {
 // bindOrFollow binds app cookies that carry no sign-in: to the active
 // session (the app refreshed its cookie) or to an anonymous one.
 func (g *Guard) bindOrFollow(ctx context.Context, iw *interceptWriter, as cookies.AppSet) {
+	if len(as.Set) == 0 && len(as.Deleted) == 0 {
+		return
+	}
 	if s := iw.cur.Session; s != nil && s.State == session.Active {
 		g.realm.Rebind(ctx, s, as.Set, as.Deleted)
 		return
@@ -157,16 +178,8 @@ func (g *Guard) carriesCredentials(r *http.Request) bool {
 		return false
 	}
 	for k := range r.URL.Query() {
-		lk := strings.ToLower(k)
-		for _, w := range []string{"pass", "pwd", "secret", "token", "auth"} {
-			if strings.Contains(lk, w) {
-				return true
-			}
-		}
-		for _, p := range g.cfg.StripParams {
-			if strings.EqualFold(p, k) {
-				return true
-			}
+		if credentialName(k) || nameIn(k, g.cfg.StripParams) {
+			return true
 		}
 	}
 	return false

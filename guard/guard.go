@@ -1,11 +1,13 @@
 package guard
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"path"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"go.uber.org/zap"
@@ -124,9 +126,32 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 		// request, it answers for nobody, so no request shape opens a gate.
 		fwd = nil
 	}
+	// A request that may sign the app's session in without a new cookie (an
+	// app that authenticates its pre-sign-in session in place, or switches
+	// the signed-in user on credentials) is held and confirmed with the app.
+	confirm := signin == nil && g.maySignInPlace(r, fwd)
+	if fwd != nil && fwd.State == session.Anonymous && len(fwd.Bindings()) > 0 {
+		// One decision at a time per browser, and none of its cookies on
+		// other requests while it is made.
+		if signin != nil || confirm {
+			ctx, cancel := context.WithTimeout(r.Context(), decisionWait)
+			err := fwd.BeginDecision(ctx)
+			cancel()
+			if err != nil {
+				g.logDecision(r, "sign-in refused: another is being decided for this browser", zap.Error(err))
+				return g.site.WriteError(w, r, web.ErrSignInInProgress)
+			}
+			defer fwd.EndDecision()
+		} else if fwd.Share() {
+			defer fwd.Unshare()
+		} else {
+			fwd = nil // a decision holds its cookies
+		}
+	}
 	sc := g.jar.Rewrite(r, fwd)
 	active := fwd != nil && fwd.State == session.Active
-	iw := &interceptWriter{d: g, limit: g.cfg.MaxBodyBytes, w: w, r: r, cur: cur, scan: sc, signin: signin, now: now}
+	iw := &interceptWriter{d: g, limit: g.cfg.MaxBodyBytes, w: w, r: r, cur: cur, scan: sc, signin: signin, now: now,
+		confirm: confirm && len(sc.Forwarded) > 0}
 	if active {
 		cur.Session.Touch(now)
 		// The values live in iw: no allocation of their own.
@@ -152,6 +177,59 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 }
 
 var aalValue = [...]string{"0", "1", "2", "3"}
+
+// decisionWait bounds how long a sign-in waits for the browser's other
+// requests still at the app.
+const decisionWait = 10 * time.Second
+
+// maySignInPlace reports whether r, outside the sign-in, may make the app
+// sign in the session whose cookies it forwards (fwd) without setting a new
+// cookie: any request that is not a plain read from an anonymous session, and
+// a request carrying a password from a signed-in one (an app may switch its
+// user in place).
+func (g *Guard) maySignInPlace(r *http.Request, fwd *session.Session) bool {
+	switch {
+	case fwd == nil:
+		return false // no app cookie goes with it: a sign-in sets one, which is watched
+	case fwd.State == session.Anonymous:
+		return (r.Method != http.MethodGet && r.Method != http.MethodHead) || passwordIn(r)
+	case fwd.State == session.Active:
+		return passwordIn(r)
+	}
+	return false
+}
+
+// passwordIn reports whether r carries a password an app may sign in with:
+// Basic-style Authorization, or a query parameter named like one. (Bearer
+// tokens are an app's own sessions, not a sign-in.)
+func passwordIn(r *http.Request) bool {
+	if a := r.Header.Get("Authorization"); a != "" {
+		scheme, _, _ := strings.Cut(a, " ")
+		if !strings.EqualFold(scheme, "Bearer") {
+			return true
+		}
+	}
+	if r.URL.RawQuery == "" {
+		return false
+	}
+	for k := range r.URL.Query() {
+		if credentialName(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// credentialName reports whether a parameter name reads like a password.
+func credentialName(k string) bool {
+	lk := strings.ToLower(k)
+	for _, w := range []string{"pass", "pwd", "secret", "token", "auth"} {
+		if strings.Contains(lk, w) {
+			return true
+		}
+	}
+	return false
+}
 
 // cleanPath is the path every check is made on: decoded by net/http, then
 // cleaned, so "/x/../_mfa/", "//_mfa" and "/%2e%2e/" resolve before matching.

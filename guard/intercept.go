@@ -43,6 +43,7 @@ type interceptWriter struct {
 	scan    cookies.Scan
 	signin  *signinReq
 	signout bool
+	confirm bool // the app may have signed the forwarded session in: ask it
 	now     time.Time
 
 	identity [2]string // backs the user and AAL header values sent upstream
@@ -77,7 +78,7 @@ func (iw *interceptWriter) WriteHeader(status int) {
 	}
 	iw.wroteHeader = true
 	iw.status = status
-	if iw.signin != nil || iw.d.mustCapture(iw) {
+	if iw.signin != nil || iw.confirm || iw.d.mustCapture(iw) {
 		iw.capture = true
 		return
 	}

@@ -1,10 +1,16 @@
 package integration_test
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // These tests try to get an enrolled user's app session without their
@@ -379,5 +385,162 @@ handle {
 				t.Fatalf("dashboard after the challenge: %q, want %s", u, user)
 			}
 		})
+	}
+}
+
+// TestInPlaceSignInIsConfirmed: an app that does not rotate its session
+// signs the pre-sign-in cookie in wherever credentials arrive (any URL, a
+// multipart or urlencoded body, the query, Basic), and sets no cookie. With
+// no strip_param, nothing removes them: the gateway must still notice, by
+// asking the app, and put the second factor in front of that cookie.
+func TestInPlaceSignInIsConfirmed(t *testing.T) {
+	opts := optsWith(manyUsers())
+	opts.Rotate = false
+	e := start(t, opts, defaultGateway)
+	_, _, _ = e.enrolled("alice")
+	mp, mpType := multipartFields(t, "auth_user", "alice", "auth_pass", "alice-password")
+	for _, tc := range []struct {
+		name, method, path, ctype, body string
+		hdr                             map[string]string
+	}{
+		{name: "multipart POST", method: "POST", path: "/api/data", ctype: mpType, body: mp},
+		{name: "urlencoded POST", method: "POST", path: "/", ctype: "application/x-www-form-urlencoded", body: "auth_user=alice&auth_pass=alice-password"},
+		{name: "query", method: "GET", path: "/api/data?auth_user=alice&auth_pass=alice-password"},
+		{name: "Basic", method: "GET", path: "/api/data", hdr: map[string]string{"Authorization": basic("alice", "alice-password")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e.newClient()
+			c.get("/login") // the app's pre-sign-in session, bound as anonymous
+			if c.cookie("demo_session") == "" {
+				t.Fatal("no pre-sign-in cookie")
+			}
+			h := map[string]string{}
+			for k, v := range tc.hdr {
+				h[k] = v
+			}
+			var body io.Reader
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+				h["Content-Type"] = tc.ctype
+			}
+			r := c.req(tc.method, tc.path, body, h)
+			notAlice(t, "the signing-in response", r)
+			notAlice(t, "then /api/data", c.get("/api/data"))
+			if u := c.dashboardUser(); u == "alice" {
+				t.Fatal("the pre-sign-in cookie opens alice's dashboard with her password alone")
+			}
+			if st := c.api("status", nil); !strings.Contains(st.Body, `"pending"`) {
+				t.Errorf("the gateway did not start alice's challenge: %d %s", st.StatusCode, st.Body)
+			}
+		})
+	}
+}
+
+// TestInPlaceSignInWithoutWhoami: the same app with identity from the
+// sign-in form only. Unasked, the app cannot say whether a form post signed
+// its pre-sign-in cookie in, so the gateway unbinds that cookie after any
+// such request, and refuses one that carries a password it cannot check.
+func TestInPlaceSignInWithoutWhoami(t *testing.T) {
+	opts := optsWith(manyUsers())
+	opts.Rotate = false
+	e := start(t, opts, `
+		sign_in POST /login
+		sign_out /logout
+		session_cookie demo_session
+		user_from form username
+`)
+	_, _, _ = e.enrolled("alice")
+	mp, mpType := multipartFields(t, "auth_user", "alice", "auth_pass", "alice-password")
+	c := e.newClient()
+	c.get("/login")
+	notAlice(t, "multipart sign-in from any URL", c.req("POST", "/api/data", strings.NewReader(mp), map[string]string{"Content-Type": mpType}))
+	notAlice(t, "then /api/data", c.get("/api/data"))
+	c = e.newClient()
+	c.get("/login")
+	r := c.req("GET", "/api/data", nil, map[string]string{"Authorization": basic("alice", "alice-password")})
+	notAlice(t, "Basic from any URL", r)
+	if r.StatusCode != 403 {
+		t.Errorf("Basic password with no whoami to confirm it: %d, want 403 sign_in_unverified", r.StatusCode)
+	}
+	notAlice(t, "then /api/data", c.get("/api/data"))
+}
+
+// multipartFields encodes fields as multipart/form-data.
+func multipartFields(t *testing.T, kv ...string) (string, string) {
+	t.Helper()
+	var b bytes.Buffer
+	w := multipart.NewWriter(&b)
+	for i := 0; i+1 < len(kv); i += 2 {
+		if err := w.WriteField(kv[i], kv[i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+	return b.String(), w.FormDataContentType()
+}
+
+// TestConcurrentSignInDecisions: on an app that signs its pre-sign-in
+// session in place, one browser fires alice's sign-in (she has 2FA), the
+// attacker's own sign-in (bob, no 2FA) and reads of the app, all at once
+// with the same cookies. Whatever the interleaving, no read gets alice's
+// data, and afterwards neither the pre-sign-in cookies nor any cookie the
+// responses set open her session. A bounded loop of rounds.
+func TestConcurrentSignInDecisions(t *testing.T) {
+	opts := optsWith(manyUsers())
+	opts.Rotate = false
+	e := start(t, opts, defaultGateway)
+	_, _, _ = e.enrolled("alice")
+	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+	for round := range 15 {
+		c := e.newClient()
+		c.get("/login")
+		pre := c.cookieHeader()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var leaks []string
+		var after []string // Cookie headers the responses leave the browser with
+		fire := func(method, path, body string, h map[string]string) {
+			defer wg.Done()
+			var rd io.Reader
+			if body != "" {
+				rd = strings.NewReader(body)
+			}
+			req, _ := http.NewRequest(method, e.Base+path, rd)
+			req.Header.Set("Cookie", pre)
+			for k, v := range h {
+				req.Header.Set(k, v)
+			}
+			res, err := (&http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			mu.Lock()
+			defer mu.Unlock()
+			if strings.Contains(string(b), `"user":"alice"`) || strings.Contains(string(b), `<strong id="user">alice<`) {
+				leaks = append(leaks, method+" "+path)
+			}
+			if sc := res.Header.Values("Set-Cookie"); len(sc) > 0 {
+				var parts []string
+				for _, line := range sc {
+					parts = append(parts, strings.SplitN(line, ";", 2)[0])
+				}
+				after = append(after, pre+"; "+strings.Join(parts, "; "))
+			}
+		}
+		wg.Add(6)
+		go fire("POST", "/login", "username=alice&password=alice-password", form)
+		go fire("POST", "/login", "username=bob&password=bob-password", form)
+		for range 4 {
+			go fire("GET", "/api/data", "", nil)
+		}
+		wg.Wait()
+		if len(leaks) > 0 {
+			t.Fatalf("round %d: alice's data reached %v with her password alone", round, leaks)
+		}
+		for _, cookie := range append(after, pre) {
+			notAlice(t, fmt.Sprintf("round %d, later read with %q", round, cookie), e.raw("GET", "/api/data", cookie, nil, nil))
+		}
 	}
 }

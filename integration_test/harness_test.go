@@ -6,6 +6,7 @@ package integration_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -192,6 +194,13 @@ func (r resp) JSON(t *testing.T) map[string]any {
 func (c *client) do(req *http.Request) resp {
 	c.t.Helper()
 	res, err := c.http.Do(req)
+	if err != nil && req.Method == http.MethodGet && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)) {
+		// A keep-alive connection the old server closed during a reload:
+		// browsers retry an idempotent request once on a fresh connection,
+		// and so does this client.
+		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+		res, err = c.http.Do(req)
+	}
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}

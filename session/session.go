@@ -112,6 +112,7 @@ type Session struct {
 	lastSeen atomic.Int64 // unix nanoseconds
 	flushed  atomic.Int64 // lastSeen as last written to the store
 	revoked  atomic.Bool
+	gate     atomic.Int32 // see decision.go
 }
 
 // Bindings returns the bound app cookies; the slice must not be modified.

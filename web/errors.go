@@ -56,6 +56,7 @@ var (
 	errUnknownSession    = &Error{Status: http.StatusNotFound, Code: "unknown_session", Message: "No such session."}
 	errNotFound          = &Error{Status: http.StatusNotFound, Code: "not_found", Message: "No such page."}
 	errMethod            = &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "Method not allowed."}
+	ErrSignInInProgress  = &Error{Status: http.StatusConflict, Code: "sign_in_in_progress", Message: "Another sign-in is in progress in this browser. Wait for it to finish, then try again."}
 	errAlreadyEnrolled   = &Error{Status: http.StatusConflict, Code: "already_enrolled", Message: "Two-factor authentication is already on."}
 	errNotEnrolled       = &Error{Status: http.StatusConflict, Code: "not_enrolled", Message: "Two-factor authentication is not on."}
 	errNoSetup           = &Error{Status: http.StatusConflict, Code: "no_pending_setup", Message: "Start the setup first."}

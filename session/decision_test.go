@@ -1,0 +1,99 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestDecisionGate: a decision waits for the requests already sharing the
+// session, turns later ones away, refuses a second decision, and opens the
+// session again when it ends.
+func TestDecisionGate(t *testing.T) {
+	s := &Session{State: Anonymous}
+	for range 2 { // two requests at the app
+		if !s.Share() {
+			t.Fatal("share refused with no decision")
+		}
+	}
+	began := make(chan error, 1)
+	go func() { began <- s.BeginDecision(context.Background()) }()
+	for !s.Deciding() {
+		time.Sleep(time.Millisecond)
+	}
+	if s.Share() {
+		t.Fatal("a request shared the session while a decision held it")
+	}
+	select {
+	case err := <-began:
+		t.Fatalf("the decision began with two requests still at the app: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	if err := s.BeginDecision(context.Background()); !errors.Is(err, ErrDeciding) {
+		t.Fatalf("a second decision: %v, want ErrDeciding", err)
+	}
+	s.Unshare()
+	s.Unshare()
+	if err := <-began; err != nil {
+		t.Fatal(err)
+	}
+	s.EndDecision()
+	if s.Deciding() || !s.Share() {
+		t.Fatal("the session stayed held after the decision ended")
+	}
+	s.Unshare()
+
+	// A decision that cannot wait any longer gives up and leaves no hold.
+	s.Share()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := s.BeginDecision(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("decision with a request that never ends: %v", err)
+	}
+	s.Unshare()
+	if s.Deciding() || s.gate.Load() != 0 {
+		t.Fatalf("gate left at %d", s.gate.Load())
+	}
+}
+
+// TestDecisionGateRace: under concurrent shares and decisions, no request
+// shares the session while a decision holds it.
+func TestDecisionGateRace(t *testing.T) {
+	s := &Session{State: Anonymous}
+	var inDecision atomic.Bool
+	var bad atomic.Int64
+	var wg sync.WaitGroup
+	stop := time.Now().Add(200 * time.Millisecond)
+	for range 4 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				if s.Share() {
+					if inDecision.Load() {
+						bad.Add(1)
+					}
+					s.Unshare()
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				if s.BeginDecision(context.Background()) == nil {
+					inDecision.Store(true)
+					time.Sleep(50 * time.Microsecond)
+					inDecision.Store(false)
+					s.EndDecision()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if bad.Load() > 0 {
+		t.Fatalf("%d shares overlapped a decision", bad.Load())
+	}
+}
