@@ -34,6 +34,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    sign_in [<path>] | { <matchers> }       # required; repeatable
 //	    sign_in_field <name> [<value>]
 //	    sign_out [<path>] | { <matchers> }
+//	    sign_out_on_request [true|false]
 //	    session_cookie <name|glob>...           # required
 //	    user_from form|json|query|header <name>
 //	    user_from basic
@@ -239,17 +240,21 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			*m.durationField(name) = caddy.Duration(dur)
-		case "require_2fa":
+		case "require_2fa", "sign_out_on_request":
 			if err := once(name); err != nil {
 				return err
 			}
-			m.Require2FA = true
+			dst := &m.Require2FA
+			if name == "sign_out_on_request" {
+				dst = &m.SignOutOnRequest
+			}
+			*dst = true
 			if d.NextArg() {
 				b, err := strconv.ParseBool(d.Val())
 				if err != nil {
-					return d.Errf("require_2fa %q: want true or false", d.Val())
+					return d.Errf("%s %q: want true or false", name, d.Val())
 				}
-				m.Require2FA = b
+				*dst = b
 				if d.NextArg() {
 					return d.ArgErr()
 				}

@@ -40,8 +40,13 @@ type Gateway struct {
 	// A form, JSON or query field the sign-in must carry (value "" = present),
 	// for apps that post every action to one path.
 	SignInField *guard.Field `json:"sign_in_field,omitempty"`
-	// The app's sign-out request; it ends the gateway session too.
+	// The app's sign-out request; it ends the gateway session too, once the
+	// app's answer shows the sign-out happened.
 	SignOutRaw caddyhttp.RawMatcherSets `json:"sign_out,omitempty" caddy:"namespace=http.matchers"`
+	// End the gateway session when sign_out matches, without evidence from
+	// the app (for apps that sign out without touching their cookies and
+	// have no whoami).
+	SignOutOnRequest bool `json:"sign_out_on_request,omitempty"`
 	// The app's session cookie names; globs (path.Match) allowed. Required.
 	SessionCookies []string `json:"session_cookies,omitempty"`
 	// How to learn who signed in, tried in order. Default: form field "username".
@@ -221,7 +226,7 @@ func (m *Gateway) config(ctx caddy.Context) (guard.Config, error) {
 		IdleTimeout: time.Duration(m.IdleTimeout), MaxLifetime: time.Duration(m.MaxLifetime),
 		PendingTTL: time.Duration(m.PendingTimeout), Require2FA: m.Require2FA,
 		CookieName: m.CookieName, Issuer: m.Issuer, UserHeader: m.UserHeader, AALHeader: m.AALHeader,
-		StripHeaders: m.StripHeaders, StripParams: m.StripParams, MaxAttempts: m.MaxAttempts, MaxFailedCodes: m.MaxFailedCodes,
+		StripHeaders: m.StripHeaders, StripParams: m.StripParams, SignOutOnRequest: m.SignOutOnRequest, MaxAttempts: m.MaxAttempts, MaxFailedCodes: m.MaxFailedCodes,
 		AttemptWindow: time.Duration(m.AttemptWindow), TemplateDir: m.TemplateDir,
 		Scope: m.Scope, PolicyMaxAge: time.Duration(m.PolicyCache), Admins: m.Admins,
 		GracePeriod: time.Duration(m.GracePeriod),

@@ -80,6 +80,19 @@ type Options struct {
 	// and a fresh anonymous session cookie, as apps that restart the login
 	// session after a failure do.
 	FailureSetsCookie bool
+	// LogoutToken makes /logout sign out only with token=LogoutToken(the
+	// session cookie's value), as apps that protect sign-out from cross-site
+	// links do; without it the sign-out is refused with 403.
+	LogoutToken bool
+	// LogoutKeepsCookie ends the session on the server at sign-out but sends
+	// no cookie deletion, as apps that only invalidate server-side do.
+	LogoutKeepsCookie bool
+}
+
+// LogoutToken is the sign-out token the LogoutToken shape expects.
+func LogoutToken(cookieValue string) string {
+	sum := sha256.Sum256([]byte("logout:" + cookieValue))
+	return hex.EncodeToString(sum[:8])
 }
 
 // DefaultOptions returns the common shape: default users, cookie
@@ -345,6 +358,9 @@ func (a *App) signOut(w http.ResponseWriter, st *reqState) {
 		a.store.delete(st.id)
 	}
 	st.ok, st.id, st.sess = false, "", session{}
+	if a.opts.LogoutKeepsCookie {
+		return
+	}
 	c := a.cookie("")
 	c.MaxAge = -1
 	http.SetCookie(w, c)

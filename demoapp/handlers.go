@@ -42,6 +42,10 @@ func (a *App) route(w http.ResponseWriter, r *http.Request, st *reqState) {
 			methodNotAllowed(w, "GET, HEAD, POST")
 			return
 		}
+		if a.opts.LogoutToken && (!st.ok || subtle.ConstantTimeCompare([]byte(r.Form.Get("token")), []byte(LogoutToken(st.id))) != 1) {
+			http.Error(w, "sign-out needs its token", http.StatusForbidden)
+			return
+		}
 		a.signOut(w, st)
 		http.Redirect(w, r, a.loginURL(), http.StatusSeeOther)
 	default:

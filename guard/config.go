@@ -82,38 +82,39 @@ type Success struct {
 
 // Config is the gateway's configuration, with defaults applied by Normalize.
 type Config struct {
-	Prefix         string           // gateway paths, default "/_mfa/"
-	SignIn         Matcher          // the app's sign-in request (required)
-	SignInField    *Field           // extra form/JSON condition for apps posting to a shared path
-	SignOut        Matcher          // the app's sign-out; ends the gateway session too
-	AppCookies     []string         // the app's session cookie names or globs (required)
-	Identity       []IdentitySource // tried in order; default: form field "username"
-	EmailFrom      []IdentitySource // where the user's email address comes from, tried in order
-	EmailTemplate  string           // or an address made from the user id, e.g. "{user}@example.com"
-	RoleFrom       []IdentitySource // where the user's role (group) comes from, for AdminRoles
-	AdminRoles     []string         // roles that make a user an admin
-	Widget         *WidgetConfig    // widget identity verification; nil: none
-	Mailer         mfa.Mailer       // sends notices; nil: no email configured
-	Success        Success
-	IdleTimeout    time.Duration // default 240m, 5m..1440m
-	MaxLifetime    time.Duration // default 12h: the second factor is asked again after it
-	PendingTTL     time.Duration // how long a password sign-in waits for its second factor, default 10m
-	Require2FA     bool          // users without a factor must enrol before they reach the app
-	CookieName     string        // default "mfa_session"; "__Host-" is prepended on HTTPS
-	Issuer         string        // name in authenticator apps and on pages
-	UserHeader     string        // header the upstream receives the user in, default "X-Mfa-User"
-	AALHeader      string        // default "X-Mfa-Aal"
-	StripHeaders   []string      // extra request headers to remove (e.g. Authorization) outside the sign-in
-	StripParams    []string      // query parameters to remove outside the sign-in (credential-bearing)
-	MaxAttempts    int           // wrong codes per user (and 4x per address) per AttemptWindow, default 5
-	MaxFailedCodes int           // wrong authenticator codes in a row before it locks, default 100
-	AttemptWindow  time.Duration // default 15m
-	MaxBodyBytes   int64         // sign-in request and response bodies read at most, default 1 MiB
-	TemplateDir    string
-	Scope          string        // the population this block's policy applies to, default "default"
-	PolicyMaxAge   time.Duration // how stale a policy read from the store may be, default 5m
-	Admins         []string      // user ids allowed on the admin page (with AAL2)
-	GracePeriod    time.Duration // sessions from before "require 2FA" without it end after this, default 7 days
+	Prefix           string           // gateway paths, default "/_mfa/"
+	SignIn           Matcher          // the app's sign-in request (required)
+	SignInField      *Field           // extra form/JSON condition for apps posting to a shared path
+	SignOut          Matcher          // the app's sign-out; ends the gateway session when the app's answer shows it happened
+	SignOutOnRequest bool             // end it when the request matches, without evidence from the app
+	AppCookies       []string         // the app's session cookie names or globs (required)
+	Identity         []IdentitySource // tried in order; default: form field "username"
+	EmailFrom        []IdentitySource // where the user's email address comes from, tried in order
+	EmailTemplate    string           // or an address made from the user id, e.g. "{user}@example.com"
+	RoleFrom         []IdentitySource // where the user's role (group) comes from, for AdminRoles
+	AdminRoles       []string         // roles that make a user an admin
+	Widget           *WidgetConfig    // widget identity verification; nil: none
+	Mailer           mfa.Mailer       // sends notices; nil: no email configured
+	Success          Success
+	IdleTimeout      time.Duration // default 240m, 5m..1440m
+	MaxLifetime      time.Duration // default 12h: the second factor is asked again after it
+	PendingTTL       time.Duration // how long a password sign-in waits for its second factor, default 10m
+	Require2FA       bool          // users without a factor must enrol before they reach the app
+	CookieName       string        // default "mfa_session"; "__Host-" is prepended on HTTPS
+	Issuer           string        // name in authenticator apps and on pages
+	UserHeader       string        // header the upstream receives the user in, default "X-Mfa-User"
+	AALHeader        string        // default "X-Mfa-Aal"
+	StripHeaders     []string      // extra request headers to remove (e.g. Authorization) outside the sign-in
+	StripParams      []string      // query parameters to remove outside the sign-in (credential-bearing)
+	MaxAttempts      int           // wrong codes per user (and 4x per address) per AttemptWindow, default 5
+	MaxFailedCodes   int           // wrong authenticator codes in a row before it locks, default 100
+	AttemptWindow    time.Duration // default 15m
+	MaxBodyBytes     int64         // sign-in request and response bodies read at most, default 1 MiB
+	TemplateDir      string
+	Scope            string        // the population this block's policy applies to, default "default"
+	PolicyMaxAge     time.Duration // how stale a policy read from the store may be, default 5m
+	Admins           []string      // user ids allowed on the admin page (with AAL2)
+	GracePeriod      time.Duration // sessions from before "require 2FA" without it end after this, default 7 days
 	// Subrequest, if set, prepares the whoami call as a request of its own
 	// to the server's routes (the Caddy glue gives it a fresh context, so
 	// route groups such as handle blocks are matched afresh).

@@ -24,6 +24,9 @@ import (
 // setting the app's session cookie) either passes through, binds an
 // anonymous app session, or has its cookies held for the second factor.
 func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) error {
+	if iw.signout {
+		return g.decideSignOut(ctx, iw, next)
+	}
 	h := iw.w.Header()
 	as := g.jar.AppSetCookies(h, iw.now)
 	cur := iw.cur.Session
@@ -138,7 +141,7 @@ func (g *Guard) bindOrFollow(ctx context.Context, iw *interceptWriter, as cookie
 		return
 	}
 	if s := iw.cur.Session; s != nil && s.State == session.Active {
-		g.realm.Rebind(ctx, s, as.Set, as.Deleted)
+		g.follow(ctx, iw, as)
 		return
 	}
 	ch, err := g.realm.BindAnonymous(ctx, g.actor(iw.r, ""), iw.cur.Session, as.Set)
@@ -149,6 +152,68 @@ func (g *Guard) bindOrFollow(ctx context.Context, iw *interceptWriter, as cookie
 	if ch.Session != nil {
 		g.jar.Set(iw.w.Header(), iw.r, g.realm.CookieValue(ch.ID, ch.Session, iw.now))
 	}
+}
+
+// follow applies the app's cookie changes to the active session. When they
+// delete every app cookie the session holds, the app has signed its user out,
+// wherever the request went: the gateway session ends with it. It reports
+// whether the session ended.
+func (g *Guard) follow(ctx context.Context, iw *interceptWriter, as cookies.AppSet) bool {
+	s := iw.cur.Session
+	if len(as.Set) == 0 && len(as.Deleted) == 0 {
+		return false
+	}
+	had := len(s.Bindings()) > 0
+	g.realm.Rebind(ctx, s, as.Set, as.Deleted)
+	if !had || len(as.Deleted) == 0 || len(s.Bindings()) > 0 {
+		return false
+	}
+	g.endSession(ctx, iw, "the app deleted its session cookies")
+	return true
+}
+
+// endSession ends the active session because the app signed its user out,
+// and clears the gateway cookie.
+func (g *Guard) endSession(ctx context.Context, iw *interceptWriter, why string) {
+	s := iw.cur.Session
+	g.realm.SignOut(ctx, g.actor(iw.r, s.User), s)
+	g.logDecision(iw.r, "signed out: "+why, zap.String("user", s.User))
+	g.jar.Clear(iw.w.Header(), iw.r, nil)
+}
+
+// decideSignOut ends the gateway session after a request that matched
+// sign_out only when the app's answer shows the sign-out happened: it deleted
+// or replaced its session cookies, or its whoami no longer names the user.
+// A sign-out the app ignored (a cross-site link without the app's CSRF token)
+// ends nothing. sign_out_on_request trusts the request alone, for apps that
+// sign out without touching their cookies and have no whoami.
+func (g *Guard) decideSignOut(ctx context.Context, iw *interceptWriter, next Handler) error {
+	s := iw.cur.Session
+	as := g.jar.AppSetCookies(iw.w.Header(), iw.now)
+	replaced := false // a new value under a name the session holds
+	for _, n := range as.Set {
+		for _, b := range s.Bindings() {
+			replaced = replaced || (b.Name == n.Name && b.Hash != n.Hash)
+		}
+	}
+	if g.follow(ctx, iw, as) {
+		return iw.release()
+	}
+	switch {
+	case replaced:
+		g.endSession(ctx, iw, "the app replaced its session cookies at sign-out")
+	case g.cfg.appAnswer() != nil:
+		if user, _, known := g.identify(ctx, iw, as.Values, next); known && user != s.User {
+			g.endSession(ctx, iw, "the app names nobody after sign-out")
+		} else {
+			g.logDecision(iw.r, "sign-out request the app did not carry out", zap.String("user", s.User))
+		}
+	case g.cfg.SignOutOnRequest:
+		g.endSession(ctx, iw, "sign_out matched")
+	default:
+		g.logDecision(iw.r, "sign-out request the app did not carry out", zap.String("user", s.User))
+	}
+	return iw.release()
 }
 
 // refuseSignIn fails closed on a sign-in the gateway cannot attribute: the

@@ -78,7 +78,7 @@ func (iw *interceptWriter) WriteHeader(status int) {
 	}
 	iw.wroteHeader = true
 	iw.status = status
-	if iw.signin != nil || iw.confirm || iw.d.mustCapture(iw) {
+	if iw.signin != nil || iw.confirm || iw.signout || iw.d.mustCapture(iw) {
 		iw.capture = true
 		return
 	}
@@ -137,17 +137,13 @@ func (g *Guard) mustCapture(iw *interceptWriter) bool {
 }
 
 // passThrough edits the headers of a response that streams through: the
-// binding follows an app cookie refreshed during an active session, a
-// sign-out ends the gateway session, an ended session's cookies are cleared,
-// and the gateway cookie's idle deadline is re-stamped when due.
+// binding follows an app cookie refreshed during an active session (and the
+// session ends when the app deletes its cookies), an ended session's cookies
+// are cleared, and the gateway cookie's idle deadline is re-stamped when due.
 func (g *Guard) passThrough(iw *interceptWriter) {
 	h := iw.w.Header()
 	cur := iw.cur
 	switch {
-	case iw.signout:
-		g.realm.SignOut(iw.r.Context(), g.actor(iw.r, cur.Session.User), cur.Session)
-		g.jar.Clear(h, iw.r, nil)
-		return
 	case cur.Session == nil && cur.Reason != session.Valid:
 		g.jar.Clear(h, iw.r, iw.scan.Stripped)
 		return
@@ -155,8 +151,8 @@ func (g *Guard) passThrough(iw *interceptWriter) {
 		return
 	}
 	if len(h["Set-Cookie"]) > 0 {
-		if as := g.jar.AppSetCookies(h, iw.now); len(as.Set) > 0 || len(as.Deleted) > 0 {
-			g.realm.Rebind(iw.r.Context(), cur.Session, as.Set, as.Deleted)
+		if g.follow(iw.r.Context(), iw, g.jar.AppSetCookies(h, iw.now)) {
+			return
 		}
 	}
 	if cur.Stale {
