@@ -49,6 +49,7 @@ const (
 	TypeFactorUnlocked          = "factor_unlocked"
 	TypeSignIn                  = "sign_in"
 	TypeSignInRefused           = "sign_in_refused"
+	TypeBindingMismatch         = "binding_mismatch"
 	TypeSignOut                 = "sign_out"
 	TypePolicyChanged           = "policy_changed"
 	TypeTimeoutChanged          = "timeout_changed"
@@ -68,7 +69,7 @@ func Types() []string {
 		TypeEnrolStarted, Type2FAEnabled, TypeCodesAcknowledged,
 		TypeChallengePassed, TypeChallengeFailed, TypeRecoveryUsed, TypeRecoveryFailed,
 		TypeCodesRegenerated, Type2FADisabled, TypeLockout, TypeFactorLocked, TypeFactorUnlocked,
-		TypeSignIn, TypeSignInRefused, TypeSignOut,
+		TypeSignIn, TypeSignInRefused, TypeBindingMismatch, TypeSignOut,
 		TypePolicyChanged, TypeTimeoutChanged, TypeAdminReset,
 		TypeSessionRevoked, TypeForcedLogout, TypeSessionExpired,
 		TypeEnforcementNoticeSent, TypeIdentitySecretGenerated, TypeIdentityModeChanged,

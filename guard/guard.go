@@ -170,6 +170,9 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 	if cur.Reason != session.Valid && cur.Session == nil {
 		g.logDecision(r, "session ended", zap.Stringer("reason", cur.Reason))
 	}
+	if active && len(sc.Stripped) > 0 {
+		g.realm.BindingMismatch(g.actor(r, cur.Session.User), cur.Session, sc.Stripped)
+	}
 	if err := next.ServeHTTP(iw, r); err != nil {
 		return err
 	}

@@ -544,3 +544,24 @@ func TestConcurrentSignInDecisions(t *testing.T) {
 		}
 	}
 }
+
+// TestForeignAppCookieIsAudited: a signed-in user whose browser sends
+// another session's app cookie (alice's, stolen) gets it stripped, and the
+// mismatch is audited once for the session, not on every request.
+func TestForeignAppCookieIsAudited(t *testing.T) {
+	e := start(t, optsWith(manyUsers()), adminGateway)
+	_, _, admin := e.enrolled("admin")
+	_, _, alice := e.enrolled("alice")
+	stolen := alice.cookie("demo_session")
+	bob := e.newClient()
+	bob.signIn("bob", "bob-password")
+	own := "mfa_session=" + bob.cookie("mfa_session") + "; demo_session=" + bob.cookie("demo_session")
+	for range 3 {
+		r := e.raw("GET", "/api/data", own+"; demo_session="+stolen, nil, nil)
+		notAlice(t, "bob with alice's cookie", r)
+	}
+	audit := admin.api("admin/audit?type=binding_mismatch", nil)
+	if n := strings.Count(audit.Body, `"type":"binding_mismatch"`); n != 1 || !strings.Contains(audit.Body, `"subject":"bob"`) {
+		t.Fatalf("binding_mismatch events: %d, want 1 for bob: %s", n, audit.Body)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -113,6 +114,18 @@ func (r *Realm) RefuseSignIn(ctx context.Context, a Actor, cur *session.Session,
 	if cur != nil && len(forwarded) > 0 {
 		r.Rebind(ctx, cur, nil, forwarded)
 	}
+}
+
+// BindingMismatch reports an app session cookie that came with s but is not
+// bound to it (stripped before the app): another session's cookie, stolen or
+// left over. Audited once per session, so a browser that keeps sending it
+// does not flood the log.
+func (r *Realm) BindingMismatch(a Actor, s *session.Session, names []string) {
+	if !s.FirstMismatch() {
+		return
+	}
+	r.record(a, audit.TypeBindingMismatch, s.User, map[string]string{"cookies": truncate(strings.Join(names, ","), 128)})
+	r.log.Warn("app cookie not bound to the session stripped", zap.String("user", s.User), zap.Strings("cookies", names), zap.String("remote_ip", a.Address))
 }
 
 // touchSignIn records the user as seen by the gateway, so admins see them

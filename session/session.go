@@ -113,7 +113,12 @@ type Session struct {
 	flushed  atomic.Int64 // lastSeen as last written to the store
 	revoked  atomic.Bool
 	gate     atomic.Int32 // see decision.go
+	mismatch atomic.Bool  // a foreign app cookie was seen with this session (reported once)
 }
+
+// FirstMismatch reports whether this is the first time a foreign app cookie
+// (one not bound to s) came with s, so it is reported once per session.
+func (s *Session) FirstMismatch() bool { return s.mismatch.CompareAndSwap(false, true) }
 
 // Bindings returns the bound app cookies; the slice must not be modified.
 func (s *Session) Bindings() []Binding {
