@@ -35,6 +35,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    sign_in_field <name> [<value>]
 //	    sign_out [<path>] | { <matchers> }
 //	    sign_out_on_request [true|false]
+//	    normalize_users fold|none
 //	    session_cookie <name|glob>...           # required
 //	    user_from form|json|query|header <name>
 //	    user_from basic
@@ -213,13 +214,16 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				m.AdminRoles = append(m.AdminRoles, args...)
 			}
-		case "prefix", "db_path", "encryption_key", "key_file", "cookie_name", "issuer", "user_header", "aal_header", "template_dir", "scope", "email_template":
+		case "prefix", "db_path", "encryption_key", "key_file", "cookie_name", "issuer", "user_header", "aal_header", "template_dir", "scope", "email_template", "normalize_users":
 			if err := once(name); err != nil {
 				return err
 			}
 			v, err := oneArg(d)
 			if err != nil {
 				return err
+			}
+			if name == "normalize_users" && v != guard.NormalizeFold && v != guard.NormalizeNone {
+				return d.Errf("normalize_users %q: want fold or none", v)
 			}
 			*m.stringField(name) = v
 		case "idle_timeout", "max_lifetime", "pending_timeout", "attempt_window", "policy_cache", "grace_period", "identity_overlap", "identity_leeway", "audit_retention":
@@ -298,7 +302,7 @@ func (m *Gateway) stringField(name string) *string {
 		"prefix": &m.Prefix, "db_path": &m.DBPath, "encryption_key": &m.EncryptionKey,
 		"key_file": &m.KeyFile, "cookie_name": &m.CookieName, "issuer": &m.Issuer,
 		"user_header": &m.UserHeader, "aal_header": &m.AALHeader, "template_dir": &m.TemplateDir,
-		"scope": &m.Scope, "email_template": &m.EmailTemplate,
+		"scope": &m.Scope, "email_template": &m.EmailTemplate, "normalize_users": &m.NormalizeUsers,
 	}[name]
 }
 

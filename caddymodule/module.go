@@ -47,6 +47,11 @@ type Gateway struct {
 	// the app (for apps that sign out without touching their cookies and
 	// have no whoami).
 	SignOutOnRequest bool `json:"sign_out_on_request,omitempty"`
+	// "fold": user names are folded (case, accents, compatibility forms,
+	// '_' as a space), so every spelling an app signs in as one account is
+	// one user; stored users are moved to their folded names at start.
+	// Default "none".
+	NormalizeUsers string `json:"normalize_users,omitempty"`
 	// The app's session cookie names; globs (path.Match) allowed. Required.
 	SessionCookies []string `json:"session_cookies,omitempty"`
 	// How to learn who signed in, tried in order. Default: form field "username".
@@ -226,7 +231,7 @@ func (m *Gateway) config(ctx caddy.Context) (guard.Config, error) {
 		IdleTimeout: time.Duration(m.IdleTimeout), MaxLifetime: time.Duration(m.MaxLifetime),
 		PendingTTL: time.Duration(m.PendingTimeout), Require2FA: m.Require2FA,
 		CookieName: m.CookieName, Issuer: m.Issuer, UserHeader: m.UserHeader, AALHeader: m.AALHeader,
-		StripHeaders: m.StripHeaders, StripParams: m.StripParams, SignOutOnRequest: m.SignOutOnRequest, MaxAttempts: m.MaxAttempts, MaxFailedCodes: m.MaxFailedCodes,
+		StripHeaders: m.StripHeaders, StripParams: m.StripParams, SignOutOnRequest: m.SignOutOnRequest, NormalizeUsers: m.NormalizeUsers, MaxAttempts: m.MaxAttempts, MaxFailedCodes: m.MaxFailedCodes,
 		AttemptWindow: time.Duration(m.AttemptWindow), TemplateDir: m.TemplateDir,
 		Scope: m.Scope, PolicyMaxAge: time.Duration(m.PolicyCache), Admins: m.Admins,
 		GracePeriod: time.Duration(m.GracePeriod),

@@ -65,6 +65,12 @@ const (
 	FromBasic  = "basic"
 )
 
+// User name normalisations.
+const (
+	NormalizeNone = "none" // names are kept as learnt
+	NormalizeFold = "fold" // case, accents, compatibility forms and '_' folded (username.Fold)
+)
+
 // Success criteria for the app's sign-in response.
 const (
 	SuccessDefault  = "default"  // sets the session cookie, or redirects while the request carried one
@@ -87,6 +93,7 @@ type Config struct {
 	SignInField      *Field           // extra form/JSON condition for apps posting to a shared path
 	SignOut          Matcher          // the app's sign-out; ends the gateway session when the app's answer shows it happened
 	SignOutOnRequest bool             // end it when the request matches, without evidence from the app
+	NormalizeUsers   string           // "fold": user names are folded (username.Fold); "" or "none": kept as learnt
 	AppCookies       []string         // the app's session cookie names or globs (required)
 	Identity         []IdentitySource // tried in order; default: form field "username"
 	EmailFrom        []IdentitySource // where the user's email address comes from, tried in order
@@ -181,6 +188,11 @@ func (c *Config) Normalize() error {
 		if err := c.EmailFrom[i].validate(); err != nil {
 			return fmt.Errorf("email source %d: %w", i+1, err)
 		}
+	}
+	switch c.NormalizeUsers {
+	case "", NormalizeNone, NormalizeFold:
+	default:
+		return fmt.Errorf("normalize_users %q: want fold or none", c.NormalizeUsers)
 	}
 	switch c.Success.Kind {
 	case "":

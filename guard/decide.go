@@ -342,6 +342,14 @@ func carriedBindings(forwarded []cookies.Pair, as cookies.AppSet) []session.Bind
 // known is false when that answer could not be read. Otherwise the request
 // sources are tried in order.
 func (g *Guard) identify(ctx context.Context, iw *interceptWriter, values []cookies.Pair, next Handler) (user, src string, known bool) {
+	user, src, known = g.identifyAs(ctx, iw, values, next)
+	if g.fold != nil {
+		user = g.fold(user)
+	}
+	return user, src, known
+}
+
+func (g *Guard) identifyAs(ctx context.Context, iw *interceptWriter, values []cookies.Pair, next Handler) (user, src string, known bool) {
 	if s := g.cfg.appAnswer(); s != nil {
 		user, known = s.userFrom(g.ask(ctx, iw, values, s.Path, next))
 		if len(user) > 256 {

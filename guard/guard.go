@@ -16,6 +16,7 @@ import (
 	"github.com/mfagate/mfagate/cookies"
 	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/username"
 	"github.com/mfagate/mfagate/web"
 )
 
@@ -27,7 +28,8 @@ type Guard struct {
 	site    *web.Site
 	jar     *cookies.Jar
 	log     *zap.Logger
-	trusted []string // lower-case, '-' spelled names of headers only the gateway sets
+	trusted []string            // lower-case, '-' spelled names of headers only the gateway sets
+	fold    func(string) string // user names folded (normalize_users fold), or nil
 }
 
 // New checks cfg and returns a guard on svc. Release undoes what New
@@ -43,13 +45,22 @@ func New(cfg Config, svc *mfa.Service, logger *zap.Logger) (*Guard, error) {
 	if err != nil {
 		return nil, err
 	}
+	var fold func(string) string
+	if cfg.NormalizeUsers == NormalizeFold {
+		fold = username.Fold
+		admins := make([]string, len(cfg.Admins))
+		for i, a := range cfg.Admins {
+			admins[i] = fold(a)
+		}
+		cfg.Admins = admins
+	}
 	realm, err := svc.Realm(mfa.Config{
 		Scope: cfg.Scope, Issuer: cfg.Issuer, Require2FA: cfg.Require2FA,
 		IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime, PendingTTL: cfg.PendingTTL,
 		MaxAttempts: cfg.MaxAttempts, AttemptWindow: cfg.AttemptWindow, MaxFailedCodes: cfg.MaxFailedCodes,
 		PolicyMaxAge: cfg.PolicyMaxAge, GracePeriod: cfg.GracePeriod,
 		Admins: cfg.Admins, AdminRoles: cfg.AdminRoles, Mailer: cfg.Mailer, EmailTemplate: cfg.EmailTemplate,
-		Classify: jar.Classify,
+		Classify: jar.Classify, Fold: fold,
 	}, logger)
 	if err != nil {
 		return nil, err
@@ -63,7 +74,7 @@ func New(cfg Config, svc *mfa.Service, logger *zap.Logger) (*Guard, error) {
 		realm.Release()
 		return nil, fmt.Errorf("guard: pages: %w", err)
 	}
-	return &Guard{cfg: cfg, svc: svc, realm: realm, site: site, jar: jar, log: logger, trusted: trustedHeaders(cfg)}, nil
+	return &Guard{cfg: cfg, svc: svc, realm: realm, site: site, jar: jar, log: logger, trusted: trustedHeaders(cfg), fold: fold}, nil
 }
 
 var _ decider = (*Guard)(nil)

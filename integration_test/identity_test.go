@@ -118,3 +118,50 @@ func TestWhoamiNobodyMarker(t *testing.T) {
 	}
 	e.pending("alice")
 }
+
+// TestFoldedNamesFromTheSignInForm: with identity from the sign-in form only
+// (no whoami), normalize_users fold makes every spelling the app folds one
+// user. A user who enrolled as "Alice" before folding was turned on keeps
+// her authenticator after the reload that turns it on.
+func TestFoldedNamesFromTheSignInForm(t *testing.T) {
+	opts := optsWith(manyUsers())
+	opts.FoldNames = true
+	const block = `
+		sign_in POST /login
+		sign_out /logout
+		session_cookie demo_session
+		user_from form username
+`
+	e := start(t, opts, block)
+	c := e.newClient()
+	if r := c.postForm("/login", url.Values{"username": {"Alice"}, "password": {"alice-password"}}); strings.HasPrefix(r.Location(), "/_mfa/") {
+		t.Fatalf("first sign-in: %d %q", r.StatusCode, r.Location())
+	}
+	secret, _ := c.enrol()
+
+	// Without folding, another spelling is another, unenrolled user: the
+	// password alone opens alice's app session. That is the hole.
+	c = e.newClient()
+	c.postForm("/login", url.Values{"username": {"ALICE"}, "password": {"alice-password"}})
+	if u := c.dashboardUser(); u != "alice" {
+		t.Fatalf("the unfolded gateway should let ALICE through (the hole folding closes): %q", u)
+	}
+
+	e.load(block + "\t\tnormalize_users fold\n")
+	for i, spelling := range []string{"ALICE", "alice", "Àlice", "Alice"} {
+		c := e.newClient()
+		r := c.postForm("/login", url.Values{"username": {spelling}, "password": {"alice-password"}})
+		if !strings.HasPrefix(r.Location(), "/_mfa/challenge") {
+			t.Fatalf("sign-in as %q with folding: %d %q, want the challenge", spelling, r.StatusCode, r.Location())
+		}
+		notAlice(t, "pending as "+spelling, c.get("/api/data"))
+		if i == 0 {
+			if r := c.api("challenge", map[string]string{"code": code(t, secret, 1)}); r.StatusCode != 200 {
+				t.Fatalf("Alice's authenticator after the move to alice: %d %s", r.StatusCode, r.Body)
+			}
+			if u := c.dashboardUser(); u != "alice" {
+				t.Fatalf("dashboard after the challenge: %q", u)
+			}
+		}
+	}
+}

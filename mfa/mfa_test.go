@@ -487,3 +487,73 @@ func TestFailedCodesLockTheAuthenticator(t *testing.T) {
 		t.Fatalf("after recovery: confirmed %v, failed %d, locked at %v, err %v", u.TOTPConfirmed, u.FailedCodes, u.FactorLockedAt, err)
 	}
 }
+
+// enrolAs is enrol for any user name.
+func enrolAs(t *testing.T, r *Realm, clk *clock, user string) []byte {
+	t.Helper()
+	ctx := context.Background()
+	a := Actor{User: user, Address: "192.0.2.9"}
+	ch, out, err := r.SignIn(ctx, a, SignIn{User: user})
+	if err != nil || out != SignedIn {
+		t.Fatalf("first sign-in of %s: %v %v", user, out, err)
+	}
+	st, err := r.Setup(ctx, a, user, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := totp.DecodeSecret(st.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.ConfirmSetup(ctx, a, ch.Session, totp.Code(secret, clk.now())); err != nil {
+		t.Fatal(err)
+	}
+	clk.add(time.Minute)
+	return secret
+}
+
+// TestFoldUsersMovesStoredSpellings: users stored before names were folded
+// move to their folded id with their factor intact; a spelling without a
+// factor joins one with it; two spellings that both have a factor stop the
+// realm with an error naming them.
+func TestFoldUsersMovesStoredSpellings(t *testing.T) {
+	svc, clk := newService(t)
+	ctx := context.Background()
+	plain := newRealm(t, svc, nil)
+	secret := enrolAs(t, plain, clk, "Alice")
+	bobSecret := enrolAs(t, plain, clk, "bob")
+	if _, _, err := plain.SignIn(ctx, Actor{User: "BOB"}, SignIn{User: "BOB"}); err != nil { // no factor
+		t.Fatal(err)
+	}
+
+	folded := newRealm(t, svc, func(c *Config) { c.Fold = strings.ToLower })
+	ms, err := svc.Members(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range ms {
+		ids = append(ids, m.User)
+	}
+	if strings.Join(ids, ",") != "alice,bob" {
+		t.Fatalf("members after folding: %v, want alice and bob", ids)
+	}
+	for user, sec := range map[string][]byte{"alice": secret, "bob": bobSecret} {
+		ch, out, err := folded.SignIn(ctx, Actor{User: user}, SignIn{User: user})
+		if err != nil || out != SecondFactor {
+			t.Fatalf("%s after folding: %v %v, want the second factor", user, out, err)
+		}
+		clk.add(time.Minute)
+		if _, err := folded.PassChallenge(ctx, Actor{User: user}, ch.Session, totp.Code(sec, clk.now())); err != nil {
+			t.Fatalf("%s's moved authenticator: %v", user, err)
+		}
+	}
+
+	// Both spellings with a factor: the operator must choose.
+	enrolAs(t, plain, clk, "Carol")
+	enrolAs(t, plain, clk, "carol")
+	if _, err := svc.Realm(func() Config { c := testConfig(); c.Fold = strings.ToLower; return c }(), nil); err == nil ||
+		!strings.Contains(err.Error(), `"Carol"`) || !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("two enrolled spellings: %v, want an error naming Carol and saying to reset", err)
+	}
+}

@@ -1,6 +1,7 @@
 package mfa
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"time"
@@ -42,6 +43,10 @@ type Config struct {
 	Mailer         Mailer        // nil: no email configured
 	EmailTemplate  string        // an address made from the user id when none is known
 	Classify       CookieClassifier
+	// Fold, if set, is how the realm folds user names (username.Fold): users
+	// stored under other spellings are moved to their folded id when the
+	// realm starts, and UserID folds names given to admin operations.
+	Fold func(string) string
 }
 
 // Realm is one site block's view of a Service: its scope, policy and
@@ -64,6 +69,11 @@ func (svc *Service) Realm(cfg Config, logger *zap.Logger) (*Realm, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
+	if cfg.Fold != nil {
+		if err := svc.foldUsers(context.Background(), cfg.Fold); err != nil {
+			return nil, err
+		}
+	}
 	svc.useIdle(cfg.IdleTimeout)
 	pc, err := svc.policyFor(cfg.Scope, Policy{Require2FA: cfg.Require2FA})
 	if err != nil {
@@ -80,6 +90,15 @@ func (r *Realm) Release() { r.svc.unregister(r) }
 
 // Service is the realm's service (one database).
 func (r *Realm) Service() *Service { return r.svc }
+
+// UserID is the id a user name stands for in this realm: folded when the
+// realm folds names.
+func (r *Realm) UserID(name string) string {
+	if r.cfg.Fold != nil {
+		return r.cfg.Fold(name)
+	}
+	return name
+}
 
 // Scope is the population the realm's policy applies to.
 func (r *Realm) Scope() string { return r.cfg.Scope }

@@ -72,7 +72,7 @@ func (site *Site) apiReset(c *call, body map[string]json.RawMessage) error {
 	if e != nil {
 		return WriteJSONError(c.w, e)
 	}
-	if err := site.realm.ResetUser(c.ctx(), site.actor(c), user); err != nil {
+	if err := site.realm.ResetUser(c.ctx(), site.actor(c), site.realm.UserID(user)); err != nil {
 		return site.fail(c, err, "admin reset")
 	}
 	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true})
@@ -84,7 +84,7 @@ func (site *Site) apiUnlock(c *call, body map[string]json.RawMessage) error {
 	if e != nil {
 		return WriteJSONError(c.w, e)
 	}
-	if err := site.svc.UnlockUser(c.ctx(), site.actor(c), user); err != nil {
+	if err := site.svc.UnlockUser(c.ctx(), site.actor(c), site.realm.UserID(user)); err != nil {
 		return site.fail(c, err, "admin unlock")
 	}
 	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true})

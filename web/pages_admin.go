@@ -111,7 +111,7 @@ func (site *Site) postAdminTimeout(c *call) error {
 }
 
 func (site *Site) postAdminReset(c *call) error {
-	if err := site.realm.ResetUser(c.ctx(), site.actor(c), c.r.PostForm.Get("user")); err != nil {
+	if err := site.realm.ResetUser(c.ctx(), site.actor(c), site.realm.UserID(c.r.PostForm.Get("user"))); err != nil {
 		e := site.public(err, "admin reset")
 		return site.showAdmin(c, e.Status, "", e.Message, "")
 	}
@@ -119,7 +119,7 @@ func (site *Site) postAdminReset(c *call) error {
 }
 
 func (site *Site) postAdminUnlock(c *call) error {
-	if err := site.svc.UnlockUser(c.ctx(), site.actor(c), c.r.PostForm.Get("user")); err != nil {
+	if err := site.svc.UnlockUser(c.ctx(), site.actor(c), site.realm.UserID(c.r.PostForm.Get("user"))); err != nil {
 		e := site.public(err, "admin unlock")
 		return site.showAdmin(c, e.Status, "", e.Message, "")
 	}
