@@ -357,12 +357,30 @@ func (g *Guard) identifyAs(ctx context.Context, iw *interceptWriter, values []co
 		}
 		return user, s.Kind, known
 	}
-	for _, src := range g.cfg.Identity {
-		if v := strings.TrimSpace(g.attr(ctx, iw, values, src, next)); v != "" && len(v) <= 256 {
-			return v, src.Kind, true
+	// Every request source is read, not only the first that names someone:
+	// a sign-in endpoint that reads one field can be sent a decoy in another
+	// that an earlier source reads. Sources that name different users are
+	// ambiguous, and the sign-in is refused.
+	for _, s := range g.cfg.Identity {
+		v := strings.TrimSpace(g.attr(ctx, iw, values, s, next))
+		if v == "" {
+			continue
+		}
+		if len(v) > 256 {
+			return "", s.Kind, false
+		}
+		if g.fold != nil {
+			v = g.fold(v)
+		}
+		switch {
+		case user == "":
+			user, src = v, s.Kind
+		case v != user:
+			g.logDecision(iw.r, "user sources disagree", zap.String("first", src), zap.String("other", s.Kind))
+			return "", src, false
 		}
 	}
-	return "", "", true
+	return user, src, true
 }
 
 // emailOf learns the user's email address from the operator's sources, if any.

@@ -565,3 +565,34 @@ func TestForeignAppCookieIsAudited(t *testing.T) {
 		t.Fatalf("binding_mismatch events: %d, want 1 for bob: %s", n, audit.Body)
 	}
 }
+
+// TestDecoyIdentityFields: the block names users by a query parameter (for
+// one endpoint) and by the form field (for the sign-in form). A sign-in to
+// the form with a decoy query naming an unenrolled user must not pass as
+// that user: sources that disagree refuse the sign-in.
+func TestDecoyIdentityFields(t *testing.T) {
+	e := start(t, optsWith(manyUsers()), `
+		sign_in POST /login
+		sign_out /logout
+		session_cookie demo_session
+		user_from query user
+		user_from form username
+`)
+	_, _, _ = e.enrolled("alice")
+	c := e.newClient()
+	c.get("/login")
+	r := c.postForm("/login?user=bob", url.Values{"username": {"alice"}, "password": {"alice-password"}})
+	notAlice(t, "decoy sign-in", r)
+	if r.StatusCode != 403 {
+		t.Errorf("sign-in with a decoy: %d %q, want 403 sign_in_unverified", r.StatusCode, r.Location())
+	}
+	notAlice(t, "then /api/data", c.get("/api/data"))
+	if u := c.dashboardUser(); u == "alice" {
+		t.Fatal("the decoy let alice's password through alone")
+	}
+	// The same query naming alice agrees: her challenge.
+	c = e.newClient()
+	if r := c.postForm("/login?user=alice", url.Values{"username": {"alice"}, "password": {"alice-password"}}); !strings.HasPrefix(r.Location(), "/_mfa/challenge") {
+		t.Fatalf("agreeing sources: %d %q, want the challenge", r.StatusCode, r.Location())
+	}
+}
