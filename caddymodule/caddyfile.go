@@ -104,28 +104,31 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		name := d.Val()
 		switch name {
-		case "sign_in", "sign_out":
+		case "sign_in":
+			set, route, err := parseSignIn(d)
+			if err != nil {
+				return err
+			}
+			if route != nil {
+				m.SignInRoutes = append(m.SignInRoutes, *route)
+			} else {
+				m.SignInRaw = append(m.SignInRaw, set)
+			}
+		case "sign_out":
 			set, err := parseMatcher(d)
 			if err != nil {
 				return err
 			}
-			if name == "sign_in" {
-				m.SignInRaw = append(m.SignInRaw, set)
-			} else {
-				m.SignOutRaw = append(m.SignOutRaw, set)
-			}
+			m.SignOutRaw = append(m.SignOutRaw, set)
 		case "sign_in_field":
 			if err := once(name); err != nil {
 				return err
 			}
-			args := d.RemainingArgs()
-			if len(args) < 1 || len(args) > 2 {
-				return d.ArgErr()
+			f, err := parseField(d)
+			if err != nil {
+				return err
 			}
-			m.SignInField = &guard.Field{Name: args[0]}
-			if len(args) == 2 {
-				m.SignInField.Value = args[1]
-			}
+			m.SignInField = f
 		case "session_cookie":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -181,28 +184,9 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := once(name); err != nil {
 				return err
 			}
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			m.Success = d.Val()
-			switch m.Success {
-			case guard.SuccessDefault, guard.SuccessCookie, guard.SuccessRedirect, guard.SuccessWhoami:
-				if d.NextArg() {
-					return d.ArgErr()
-				}
-			case guard.SuccessStatus:
-				for d.NextArg() {
-					code, err := strconv.Atoi(d.Val())
-					if err != nil || code < 100 || code > 599 {
-						return d.Errf("success status %q: want an HTTP status code", d.Val())
-					}
-					m.SuccessStatus = append(m.SuccessStatus, code)
-				}
-				if len(m.SuccessStatus) == 0 {
-					return d.Err("success status: at least one status code is required")
-				}
-			default:
-				return d.Errf("success %q: want default, cookie, redirect, status or whoami", m.Success)
+			var err error
+			if m.Success, m.SuccessStatus, err = parseSuccess(d); err != nil {
+				return err
 			}
 		case "admins", "admin_roles":
 			args := d.RemainingArgs()
@@ -328,6 +312,127 @@ func oneArg(d *caddyfile.Dispenser) (string, error) {
 
 // parseMatcher reads `sign_in /path`, `sign_in POST /path` or a nested
 // matcher block.
+// parseField reads `sign_in_field <name> [<value>]`.
+func parseField(d *caddyfile.Dispenser) (*guard.Field, error) {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return nil, d.ArgErr()
+	}
+	f := &guard.Field{Name: args[0]}
+	if len(args) == 2 {
+		f.Value = args[1]
+	}
+	return f, nil
+}
+
+// parseSuccess reads `success <kind> [<status>...]`.
+func parseSuccess(d *caddyfile.Dispenser) (string, []int, error) {
+	if !d.NextArg() {
+		return "", nil, d.ArgErr()
+	}
+	kind := d.Val()
+	var statuses []int
+	switch kind {
+	case guard.SuccessDefault, guard.SuccessCookie, guard.SuccessRedirect, guard.SuccessWhoami:
+		if d.NextArg() {
+			return "", nil, d.ArgErr()
+		}
+	case guard.SuccessStatus:
+		for d.NextArg() {
+			code, err := strconv.Atoi(d.Val())
+			if err != nil || code < 100 || code > 599 {
+				return "", nil, d.Errf("success status %q: want an HTTP status code", d.Val())
+			}
+			statuses = append(statuses, code)
+		}
+		if len(statuses) == 0 {
+			return "", nil, d.Err("success status: at least one status code is required")
+		}
+	default:
+		return "", nil, d.Errf("success %q: want default, cookie, redirect, status or whoami", kind)
+	}
+	return kind, statuses, nil
+}
+
+// parseSignIn reads a sign_in: a path (with a method), or a block of Caddy
+// matchers. Its block may also hold user_from, sign_in_field and success:
+// then it is a sign-in route with rules of its own, returned as route.
+//
+//	sign_in POST /api/login {
+//		user_from json login
+//		success status 200
+//	}
+func parseSignIn(d *caddyfile.Dispenser) (set caddy.ModuleMap, route *SignInRoute, err error) {
+	name := d.Token()
+	args := d.RemainingArgs()
+	var rt SignInRoute
+	var matchers []caddyfile.Token
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "user_from":
+			src, err := parseUserFrom(d)
+			if err != nil {
+				return nil, nil, err
+			}
+			rt.UserFrom = append(rt.UserFrom, src)
+		case "sign_in_field":
+			if rt.SignInField != nil {
+				return nil, nil, d.Err("sign_in_field already specified in this sign_in")
+			}
+			if rt.SignInField, err = parseField(d); err != nil {
+				return nil, nil, err
+			}
+		case "success":
+			if rt.Success != "" {
+				return nil, nil, d.Err("success already specified in this sign_in")
+			}
+			if rt.Success, rt.SuccessStatus, err = parseSuccess(d); err != nil {
+				return nil, nil, err
+			}
+		default:
+			if len(args) > 0 {
+				return nil, nil, d.Errf("sign_in with a path: its block takes user_from, sign_in_field and success, not %q", d.Val())
+			}
+			matchers = append(matchers, d.NextSegment()...)
+		}
+	}
+	if len(args) > 0 {
+		set, err = matcherShorthand(d, name.Text, args)
+	} else {
+		set, err = nestedMatchers(d, name, matchers)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if rt.UserFrom == nil && rt.SignInField == nil && rt.Success == "" {
+		return set, nil, nil
+	}
+	rt.MatchRaw = caddyhttp.RawMatcherSets{set}
+	return set, &rt, nil
+}
+
+// nestedMatchers parses matcher lines taken out of a sign_in block as the
+// block of Caddy matchers they were.
+func nestedMatchers(d *caddyfile.Dispenser, name caddyfile.Token, matchers []caddyfile.Token) (caddy.ModuleMap, error) {
+	if len(matchers) == 0 {
+		return nil, d.Errf("%s: a path or a block of matchers is required", name.Text)
+	}
+	open, end := name.Clone(), name.Clone()
+	open.Text = "{"
+	end.Text, end.Line = "}", matchers[len(matchers)-1].Line+1
+	toks := append([]caddyfile.Token{name, open}, matchers...)
+	sub := caddyfile.NewDispenser(append(toks, end))
+	sub.Next()
+	set, err := caddyhttp.ParseCaddyfileNestedMatcherSet(sub)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name.Text, err)
+	}
+	if len(set) == 0 {
+		return nil, d.Errf("%s: a path or a block of matchers is required", name.Text)
+	}
+	return set, nil
+}
+
 func parseMatcher(d *caddyfile.Dispenser) (caddy.ModuleMap, error) {
 	name := d.Val()
 	args := d.RemainingArgs()
@@ -341,6 +446,11 @@ func parseMatcher(d *caddyfile.Dispenser) (caddy.ModuleMap, error) {
 		}
 		return set, nil
 	}
+	return matcherShorthand(d, name, args)
+}
+
+// matcherShorthand is `<path>` or `<method> <path>`.
+func matcherShorthand(d *caddyfile.Dispenser, name string, args []string) (caddy.ModuleMap, error) {
 	if len(args) > 2 {
 		return nil, d.ArgErr()
 	}

@@ -137,6 +137,23 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				{Kind: guard.FromPage, Path: "/home", Match: `<b id="user">([^<]+)</b>`},
 			}},
 		},
+		{
+			name:  "sign_in routes with rules of their own",
+			input: block("sign_in POST /api/login {", "\tuser_from json login", "\tsuccess status 200", "}", "sign_in {", "\tpath /index.php", "\tmethod POST", "\tsign_in_field do login", "}", "sign_in POST /login"),
+			want: Gateway{
+				SignInRaw: caddyhttpSets(matcherSet("POST", "/login")),
+				SignInRoutes: []SignInRoute{
+					{
+						MatchRaw: caddyhttpSets(matcherSet("POST", "/api/login")),
+						UserFrom: []guard.IdentitySource{{Kind: guard.FromJSON, Name: "login"}}, Success: "status", SuccessStatus: []int{200},
+					},
+					{
+						MatchRaw:    caddyhttpSets(matcherSet("POST", "/index.php")),
+						SignInField: &guard.Field{Name: "do", Value: "login"},
+					},
+				},
+			},
+		},
 		{name: "success whoami", input: block("user_from whoami /me user", "success whoami"), want: Gateway{Success: "whoami", UserFrom: []guard.IdentitySource{{Kind: guard.FromWhoami, Path: "/me", Field: "user"}}}},
 		{name: "sign_out_on_request bare", input: block("sign_out_on_request"), want: Gateway{SignOutOnRequest: true}},
 		{name: "normalize_users fold", input: block("normalize_users fold"), want: Gateway{NormalizeUsers: "fold"}},
@@ -317,7 +334,9 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 
 		{name: "sign_out too many args", input: block("sign_out POST /logout /other"), line: 2, contains: "wrong argument count"},
 		{name: "sign_out path without slash", input: block("sign_out logout"), line: 2, contains: `sign_out "logout": path must start with /`},
-		{name: "sign_in shorthand with a block", input: block("sign_in /login {", "\tmethod POST", "}"), line: 2, contains: "unrecognized subdirective '{'"},
+		{name: "sign_in shorthand with matchers in its block", input: block("sign_in /login {", "\tmethod POST", "}"), line: 3, contains: `its block takes user_from, sign_in_field and success, not "method"`},
+		{name: "sign_in route with success twice", input: block("sign_in /login {", "\tsuccess redirect", "\tsuccess cookie", "}"), line: 4, contains: "success already specified in this sign_in"},
+		{name: "sign_in route with a bad source", input: block("sign_in /login {", "\tuser_from teapot x", "}"), line: 3, contains: `user_from "teapot"`},
 
 		{name: "key_file missing", input: block("key_file"), line: 2, contains: "wrong argument count"},
 		{name: "key_file twice", input: block("key_file a", "key_file b"), line: 3, contains: "key_file already specified"},

@@ -37,6 +37,10 @@ func init() {
 type Gateway struct {
 	// The app's sign-in request, as matcher sets. Required.
 	SignInRaw caddyhttp.RawMatcherSets `json:"sign_in,omitempty" caddy:"namespace=http.matchers"`
+	// Sign-in endpoints with rules of their own (identity sources, field,
+	// success), matched before sign_in in order. Rules a route leaves empty
+	// are the block's.
+	SignInRoutes []SignInRoute `json:"sign_in_routes,omitempty"`
 	// A form, JSON or query field the sign-in must carry (value "" = present),
 	// for apps that post every action to one path.
 	SignInField *guard.Field `json:"sign_in_field,omitempty"`
@@ -244,6 +248,17 @@ func (m *Gateway) config(ctx caddy.Context) (guard.Config, error) {
 			return cfg, err
 		}
 	}
+	for i := range m.SignInRoutes {
+		rt := &m.SignInRoutes[i]
+		match, err := loadMatchers(ctx, rt, "MatchRaw", "sign_in route")
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Routes = append(cfg.Routes, guard.SignInRoute{Match: match, Rules: guard.Rules{
+			Field: rt.SignInField, Identity: rt.UserFrom,
+			Success: guard.Success{Kind: rt.Success, Statuses: rt.SuccessStatus},
+		}})
+	}
 	if m.Widget != nil {
 		wc := &guard.WidgetConfig{
 			UserHeader: m.Widget.UserHeader, UserQuery: m.Widget.UserQuery, UserJSON: m.Widget.UserJSON,
@@ -424,3 +439,18 @@ var (
 	_ caddy.CleanerUpper          = (*Gateway)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Gateway)(nil)
 )
+
+// SignInRoute is a sign-in endpoint with rules of its own: each endpoint
+// reads only its own fields, so a decoy field another endpoint reads names
+// nobody.
+type SignInRoute struct {
+	// The matchers of the endpoint.
+	MatchRaw caddyhttp.RawMatcherSets `json:"match,omitempty" caddy:"namespace=http.matchers"`
+	// A field the sign-in must carry.
+	SignInField *guard.Field `json:"sign_in_field,omitempty"`
+	// How to learn who signed in at this endpoint.
+	UserFrom []guard.IdentitySource `json:"user_from,omitempty"`
+	// Its success criterion: default, cookie, redirect, status or whoami.
+	Success       string `json:"success,omitempty"`
+	SuccessStatus []int  `json:"success_status,omitempty"`
+}

@@ -91,6 +91,7 @@ type Config struct {
 	Prefix           string           // gateway paths, default "/_mfa/"
 	SignIn           Matcher          // the app's sign-in request (required)
 	SignInField      *Field           // extra form/JSON condition for apps posting to a shared path
+	Routes           []SignInRoute    // sign-in endpoints with rules of their own, matched before SignIn
 	SignOut          Matcher          // the app's sign-out; ends the gateway session when the app's answer shows it happened
 	SignOutOnRequest bool             // end it when the request matches, without evidence from the app
 	NormalizeUsers   string           // "fold": user names are folded (username.Fold); "" or "none": kept as learnt
@@ -103,6 +104,7 @@ type Config struct {
 	Widget           *WidgetConfig    // widget identity verification; nil: none
 	Mailer           mfa.Mailer       // sends notices; nil: no email configured
 	Success          Success
+	block            Rules         // the block's rules (SignInField, Identity, Success), set by Normalize
 	IdleTimeout      time.Duration // default 240m, 5m..1440m
 	MaxLifetime      time.Duration // default 12h: the second factor is asked again after it
 	PendingTTL       time.Duration // how long a password sign-in waits for its second factor, default 10m
@@ -150,7 +152,7 @@ func (c *Config) Normalize() error {
 		return errors.New("prefix must not be /: the gateway would shadow the whole app")
 	}
 	c.Prefix += "/"
-	if c.SignIn == nil {
+	if c.SignIn == nil && len(c.Routes) == 0 {
 		return errors.New("a sign-in matcher is required")
 	}
 	if len(c.AppCookies) == 0 {
@@ -165,12 +167,6 @@ func (c *Config) Normalize() error {
 	}
 	if len(c.Identity) == 0 {
 		c.Identity = []IdentitySource{{Kind: FromForm, Name: "username"}}
-	}
-	c.Identity = append([]IdentitySource(nil), c.Identity...)
-	for i := range c.Identity {
-		if err := c.Identity[i].validate(); err != nil {
-			return fmt.Errorf("user source %d: %w", i+1, err)
-		}
 	}
 	c.RoleFrom = append([]IdentitySource(nil), c.RoleFrom...)
 	for i, s := range c.RoleFrom {
@@ -194,30 +190,19 @@ func (c *Config) Normalize() error {
 	default:
 		return fmt.Errorf("normalize_users %q: want fold or none", c.NormalizeUsers)
 	}
-	switch c.Success.Kind {
-	case "":
-		// The app's own answer is the best judge of a sign-in: when it is
-		// asked, a sign-in succeeded when it names someone.
-		c.Success.Kind = SuccessDefault
-		if c.appAnswer() != nil {
-			c.Success.Kind = SuccessWhoami
+	c.block = Rules{Field: c.SignInField, Identity: c.Identity, Success: c.Success}
+	if err := c.block.normalize(nil); err != nil {
+		return err
+	}
+	c.Identity, c.Success = c.block.Identity, c.block.Success
+	c.Routes = append([]SignInRoute(nil), c.Routes...)
+	for i := range c.Routes {
+		if c.Routes[i].Match == nil {
+			return fmt.Errorf("sign-in route %d: a matcher is required", i+1)
 		}
-	case SuccessWhoami:
-		if c.appAnswer() == nil {
-			return errors.New("success whoami: needs a user_from whoami or page source")
+		if err := c.Routes[i].Rules.normalize(&c.block); err != nil {
+			return fmt.Errorf("sign-in route %d: %w", i+1, err)
 		}
-	case SuccessDefault, SuccessCookie, SuccessRedirect:
-	case SuccessStatus:
-		if len(c.Success.Statuses) == 0 {
-			return errors.New("success status: at least one status code is required")
-		}
-		for _, s := range c.Success.Statuses {
-			if s < 100 || s > 599 {
-				return fmt.Errorf("success status %d: not an HTTP status code", s)
-			}
-		}
-	default:
-		return fmt.Errorf("success %q: want default, cookie, redirect, status or whoami", c.Success.Kind)
 	}
 	for name, d := range map[string]time.Duration{
 		"max_lifetime":    c.MaxLifetime,
@@ -288,13 +273,78 @@ func (c *Config) Normalize() error {
 	return nil
 }
 
+// Rules judge a sign-in: the field that marks it, who signed in, and
+// whether it succeeded. A block has its rules; a sign-in route may have its
+// own, so that each endpoint reads only its own fields.
+type Rules struct {
+	Field    *Field           // nil: no field condition
+	Identity []IdentitySource // empty in a route: the block's
+	Success  Success          // empty in a route: the block's (whoami when the route asks the app)
+}
+
+// SignInRoute is a sign-in endpoint with rules of its own. Routes are
+// matched in order, before the block's SignIn matcher.
+type SignInRoute struct {
+	Match Matcher
+	Rules
+}
+
+// normalize validates the rules, filling what a route leaves empty from
+// the block (nil for the block itself).
+func (ru *Rules) normalize(block *Rules) error {
+	if block != nil {
+		if ru.Field == nil {
+			ru.Field = block.Field
+		}
+		if len(ru.Identity) == 0 {
+			ru.Identity = block.Identity
+		}
+	}
+	ru.Identity = append([]IdentitySource(nil), ru.Identity...)
+	for i := range ru.Identity {
+		if err := ru.Identity[i].validate(); err != nil {
+			return fmt.Errorf("user source %d: %w", i+1, err)
+		}
+	}
+	switch ru.Success.Kind {
+	case "":
+		// The app's own answer is the best judge of a sign-in: when it is
+		// asked, a sign-in succeeded when it names someone.
+		switch {
+		case ru.appAnswer() != nil:
+			ru.Success.Kind = SuccessWhoami
+		case block != nil && block.Success.Kind != SuccessWhoami:
+			ru.Success = block.Success
+		default:
+			ru.Success.Kind = SuccessDefault
+		}
+	case SuccessWhoami:
+		if ru.appAnswer() == nil {
+			return errors.New("success whoami: needs a user_from whoami or page source")
+		}
+	case SuccessDefault, SuccessCookie, SuccessRedirect:
+	case SuccessStatus:
+		if len(ru.Success.Statuses) == 0 {
+			return errors.New("success status: at least one status code is required")
+		}
+		for _, s := range ru.Success.Statuses {
+			if s < 100 || s > 599 {
+				return fmt.Errorf("success status %d: not an HTTP status code", s)
+			}
+		}
+	default:
+		return fmt.Errorf("success %q: want default, cookie, redirect, status or whoami", ru.Success.Kind)
+	}
+	return nil
+}
+
 // appAnswer is the user source that asks the app (the first whoami or page
 // source), or nil. When there is one, it alone names the user: the app's
 // answer is the canonical id, whatever the client typed.
-func (c *Config) appAnswer() *IdentitySource {
-	for i := range c.Identity {
-		if c.Identity[i].asksApp() {
-			return &c.Identity[i]
+func (ru *Rules) appAnswer() *IdentitySource {
+	for i := range ru.Identity {
+		if ru.Identity[i].asksApp() {
+			return &ru.Identity[i]
 		}
 	}
 	return nil

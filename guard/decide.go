@@ -31,7 +31,7 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 	as := g.jar.AppSetCookies(h, iw.now)
 	cur := iw.cur.Session
 	active := cur != nil && cur.State == session.Active
-	if iw.signin != nil && !g.signInSucceeded(iw.status, h, len(as.Set) > 0, len(iw.scan.Forwarded) > 0) {
+	if iw.signin != nil && !g.rulesOf(iw).succeeded(iw.status, h, len(as.Set) > 0, len(iw.scan.Forwarded) > 0) {
 		g.logDecision(iw.r, "sign-in not successful", zap.Int("status", iw.status))
 		g.bindOrFollow(ctx, iw, as)
 		return iw.release()
@@ -44,12 +44,12 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 	switch {
 	case !known:
 		return g.refuseSignIn(ctx, iw, "the app's answer about the new session could not be read")
-	case inPlace && user == "" && g.cfg.appAnswer() == nil && passwordIn(iw.r):
+	case inPlace && user == "" && g.rulesOf(iw).appAnswer() == nil && passwordIn(iw.r):
 		// Nothing but the app could say whether the password signed its
 		// session in, and it is not asked: fail closed.
 		return g.refuseSignIn(ctx, iw, "a password outside the sign-in, no new cookie, and no whoami to ask")
 	case inPlace && user == "":
-		if s := iw.cur.Session; g.cfg.appAnswer() == nil && s != nil && s.State == session.Anonymous {
+		if s := iw.cur.Session; g.rulesOf(iw).appAnswer() == nil && s != nil && s.State == session.Anonymous {
 			// Unasked, the app cannot say whether this request signed its
 			// pre-sign-in session in: that session's cookies are unbound, so
 			// whatever the app did, they open nothing later.
@@ -61,7 +61,7 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 			g.logDecision(iw.r, "pre-sign-in app cookies unbound: a request that may sign in, and no whoami to ask")
 		}
 		return iw.release()
-	case user == "" && g.cfg.appAnswer() != nil:
+	case user == "" && g.rulesOf(iw).appAnswer() != nil:
 		// The app itself says nobody is signed in with these cookies: a
 		// failed sign-in, or an anonymous session (a login form's).
 		if iw.signin != nil {
@@ -103,15 +103,11 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 	xhr := iw.signin != nil && web.WantsJSON(iw.r)
 	switch outcome {
 	case mfa.SecondFactor:
+		// Nothing of the app's answer goes out, not even to a script: a
+		// sign-in response may carry the session's tokens or data. A script
+		// gets 401 mfa_required with X-Mfa-Location.
 		cookies.RemoveLines(h, held)
-		loc := g.cfg.Prefix + "challenge?next=" + web.URLQuery(next0)
-		if xhr {
-			// An XHR sign-in gets the app's answer without its cookies; the
-			// next page load lands on the challenge.
-			h.Set("X-Mfa-Location", loc)
-			return iw.release()
-		}
-		return g.replaceResponse(iw, loc, web.ErrMFARequired, nil)
+		return g.replaceResponse(iw, g.cfg.Prefix+"challenge?next="+web.URLQuery(next0), web.ErrMFARequired, nil)
 	case mfa.MustEnrol:
 		if !xhr {
 			// The app's cookies are bound already (the gateway blocks the app
@@ -202,7 +198,7 @@ func (g *Guard) decideSignOut(ctx context.Context, iw *interceptWriter, next Han
 	switch {
 	case replaced:
 		g.endSession(ctx, iw, "the app replaced its session cookies at sign-out")
-	case g.cfg.appAnswer() != nil:
+	case g.rulesOf(iw).appAnswer() != nil:
 		if user, _, known := g.identify(ctx, iw, as.Values, next); known && user != s.User {
 			g.endSession(ctx, iw, "the app names nobody after sign-out")
 		} else {
@@ -250,11 +246,20 @@ func (g *Guard) carriesCredentials(r *http.Request) bool {
 	return false
 }
 
-// signInSucceeded applies the operator's success criterion to the response.
-// The whoami criterion is judged on the app's answer instead (identify).
-func (g *Guard) signInSucceeded(status int, h http.Header, setsCookie, carriedCookie bool) bool {
+// rulesOf is the rules a captured response is judged by: the matched
+// sign-in route's, or the block's.
+func (g *Guard) rulesOf(iw *interceptWriter) *Rules {
+	if iw.signin != nil && iw.signin.rules != nil {
+		return iw.signin.rules
+	}
+	return &g.cfg.block
+}
+
+// succeeded applies the success criterion to the response. The whoami
+// criterion is judged on the app's answer instead (identify).
+func (ru *Rules) succeeded(status int, h http.Header, setsCookie, carriedCookie bool) bool {
 	redirect := status >= 300 && status < 400 && h.Get("Location") != ""
-	switch g.cfg.Success.Kind {
+	switch ru.Success.Kind {
 	case SuccessWhoami:
 		return true
 	case SuccessCookie:
@@ -262,7 +267,7 @@ func (g *Guard) signInSucceeded(status int, h http.Header, setsCookie, carriedCo
 	case SuccessRedirect:
 		return redirect
 	case SuccessStatus:
-		for _, s := range g.cfg.Success.Statuses {
+		for _, s := range ru.Success.Statuses {
 			if s == status {
 				return true
 			}
@@ -350,7 +355,8 @@ func (g *Guard) identify(ctx context.Context, iw *interceptWriter, values []cook
 }
 
 func (g *Guard) identifyAs(ctx context.Context, iw *interceptWriter, values []cookies.Pair, next Handler) (user, src string, known bool) {
-	if s := g.cfg.appAnswer(); s != nil {
+	ru := g.rulesOf(iw)
+	if s := ru.appAnswer(); s != nil {
 		user, known = s.userFrom(g.ask(ctx, iw, values, s.Path, next))
 		if len(user) > 256 {
 			return "", s.Kind, false
@@ -361,7 +367,7 @@ func (g *Guard) identifyAs(ctx context.Context, iw *interceptWriter, values []co
 	// a sign-in endpoint that reads one field can be sent a decoy in another
 	// that an earlier source reads. Sources that name different users are
 	// ambiguous, and the sign-in is refused.
-	for _, s := range g.cfg.Identity {
+	for _, s := range ru.Identity {
 		v := strings.TrimSpace(g.attr(ctx, iw, values, s, next))
 		if v == "" {
 			continue

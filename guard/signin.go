@@ -16,6 +16,7 @@ import (
 // signinReq is a request that matched the sign-in, with the fields of its
 // body when the gateway needed to read them.
 type signinReq struct {
+	rules     *Rules // the rules of the sign-in matched: a route's or the block's
 	form      url.Values
 	json      map[string]json.RawMessage
 	jsonShape jsonShape
@@ -143,13 +144,13 @@ func jsonScalar(raw json.RawMessage) (string, bool) {
 	return "", false
 }
 
-// needsBody reports whether the sign-in's body must be read: for a field
+// needsBody reports whether a sign-in's body must be read: for a field
 // condition or a form/JSON identity source.
-func (g *Guard) needsBody() bool {
-	if g.cfg.SignInField != nil {
+func (ru *Rules) needsBody() bool {
+	if ru.Field != nil {
 		return true
 	}
-	for _, s := range g.cfg.Identity {
+	for _, s := range ru.Identity {
 		if s.Kind == FromForm || s.Kind == FromJSON {
 			return true
 		}
@@ -157,20 +158,35 @@ func (g *Guard) needsBody() bool {
 	return false
 }
 
-// matchSignIn tells whether r is the app's sign-in. The body, when read, is
-// bounded and put back intact for the app.
+// matchSignIn tells whether r is the app's sign-in: a sign-in route's (in
+// order), or the block's. The body, when read, is bounded and put back
+// intact for the app.
 func (g *Guard) matchSignIn(r *http.Request) (*signinReq, error) {
-	ok, err := g.cfg.SignIn.MatchWithError(r)
+	for i := range g.cfg.Routes {
+		rt := &g.cfg.Routes[i]
+		if s, err := g.matchRules(r, rt.Match, &rt.Rules); err != nil || s != nil {
+			return s, err
+		}
+	}
+	if g.cfg.SignIn == nil {
+		return nil, nil
+	}
+	return g.matchRules(r, g.cfg.SignIn, &g.cfg.block)
+}
+
+// matchRules matches r against one sign-in matcher and its rules' field.
+func (g *Guard) matchRules(r *http.Request, m Matcher, ru *Rules) (*signinReq, error) {
+	ok, err := m.MatchWithError(r)
 	if err != nil || !ok {
 		return nil, err
 	}
-	s := &signinReq{}
-	if g.needsBody() && r.Body != nil && r.Body != http.NoBody {
+	s := &signinReq{rules: ru}
+	if ru.needsBody() && r.Body != nil && r.Body != http.NoBody {
 		if err := s.readBody(r, g.cfg.MaxBodyBytes); err != nil {
 			return nil, err
 		}
 	}
-	if f := g.cfg.SignInField; f != nil {
+	if f := ru.Field; f != nil {
 		if ok, err := s.hasField(r, *f); err != nil || !ok {
 			return nil, err
 		}

@@ -596,3 +596,37 @@ func TestDecoyIdentityFields(t *testing.T) {
 		t.Fatalf("agreeing sources: %d %q, want the challenge", r.StatusCode, r.Location())
 	}
 }
+
+// TestSignInRoutesReadTheirOwnFields: with a sign-in route per endpoint,
+// each reads only its own field. The form sign-in ignores the query source
+// that the block keeps for other URLs, so a decoy there names nobody, and
+// the JSON endpoint reads only its JSON field.
+func TestSignInRoutesReadTheirOwnFields(t *testing.T) {
+	e := start(t, optsWith(manyUsers()), `
+		sign_in POST /login {
+			user_from form username
+		}
+		sign_in POST /api/login {
+			user_from json username
+		}
+		sign_out /logout
+		session_cookie demo_session
+		user_from query user
+`)
+	_, _, _ = e.enrolled("alice")
+	c := e.newClient()
+	if r := c.postForm("/login?user=bob", url.Values{"username": {"alice"}, "password": {"alice-password"}}); !strings.HasPrefix(r.Location(), "/_mfa/challenge") {
+		t.Fatalf("form sign-in with a decoy query: %d %q, want alice's challenge", r.StatusCode, r.Location())
+	}
+	if u := c.status()["user"]; u != "alice" {
+		t.Fatalf("pending user %v, want alice", u)
+	}
+	c = e.newClient()
+	r := c.req("POST", "/api/login?user=bob", strings.NewReader(`{"username":"alice","password":"alice-password"}`),
+		map[string]string{"Content-Type": "application/json", "X-Requested-With": "XMLHttpRequest"})
+	notAlice(t, "JSON sign-in with a decoy query", r)
+	if loc := r.Header.Get("X-Mfa-Location"); !strings.HasPrefix(loc, "/_mfa/challenge") {
+		t.Fatalf("JSON sign-in: %d, X-Mfa-Location %q, want alice's challenge", r.StatusCode, loc)
+	}
+	notAlice(t, "then /api/data", c.get("/api/data"))
+}
