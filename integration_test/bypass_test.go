@@ -6,11 +6,14 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mfagate/mfagate/demoapp"
 )
 
 // These tests try to get an enrolled user's app session without their
@@ -629,4 +632,49 @@ func TestSignInRoutesReadTheirOwnFields(t *testing.T) {
 		t.Fatalf("JSON sign-in: %d, X-Mfa-Location %q, want alice's challenge", r.StatusCode, loc)
 	}
 	notAlice(t, "then /api/data", c.get("/api/data"))
+}
+
+// TestMalformedBodiesFromAnyURL: an app that signs in from any URL parses a
+// urlencoded body more laxly than the gateway (Go's form parser keeps the
+// good pairs around a bad one). With strip_param the gateway refuses what it
+// cannot parse; without it, the in-place sign-in is confirmed with the app.
+func TestMalformedBodiesFromAnyURL(t *testing.T) {
+	opts := optsWith(manyUsers())
+	opts.Rotate = false
+	bodies := []string{
+		"x=%zz&auth_user=alice&auth_pass=alice-password",
+		"auth_user=alice&auth_pass=alice-password&y=%",
+	}
+	// Straight to the app, each body signs alice in.
+	app := httptest.NewServer(demoapp.New(opts))
+	defer app.Close()
+	for _, body := range bodies {
+		res, err := http.Post(app.URL+"/api/data", "application/x-www-form-urlencoded", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.Header.Get("X-Demo-User") != "alice" {
+			t.Fatalf("the app does not sign alice in from %q (test app broken)", body)
+		}
+	}
+	for name, block := range map[string]string{
+		"strip_param": defaultGateway + "\t\tstrip_param auth_user auth_pass\n",
+		"whoami only": defaultGateway,
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := start(t, opts, block)
+			e.enrolled("alice")
+			for _, body := range bodies {
+				c := e.newClient()
+				c.get("/login")
+				r := c.req("POST", "/", strings.NewReader(body), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
+				notAlice(t, "malformed body "+body, r)
+				if name == "strip_param" && r.StatusCode != 400 {
+					t.Errorf("%q with strip_param: %d, want 400", body, r.StatusCode)
+				}
+				notAlice(t, "then /api/data", c.get("/api/data"))
+			}
+		})
+	}
 }
