@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/mfagate/mfagate/cookies"
 	"github.com/mfagate/mfagate/guard"
 	"github.com/mfagate/mfagate/mfa"
 )
@@ -185,9 +186,11 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			var err error
-			if m.Success, m.SuccessStatus, err = parseSuccess(d); err != nil {
+			s, err := parseSuccess(d)
+			if err != nil {
 				return err
 			}
+			m.Success, m.SuccessStatus, m.SuccessCookies = s.Kind, s.Statuses, s.Cookies
 		case "admins", "admin_roles":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -325,33 +328,40 @@ func parseField(d *caddyfile.Dispenser) (*guard.Field, error) {
 	return f, nil
 }
 
-// parseSuccess reads `success <kind> [<status>...]`.
-func parseSuccess(d *caddyfile.Dispenser) (string, []int, error) {
+// parseSuccess reads `success <kind> [<status>...|<cookie>...]`.
+func parseSuccess(d *caddyfile.Dispenser) (guard.Success, error) {
+	var s guard.Success
 	if !d.NextArg() {
-		return "", nil, d.ArgErr()
+		return s, d.ArgErr()
 	}
-	kind := d.Val()
-	var statuses []int
-	switch kind {
-	case guard.SuccessDefault, guard.SuccessCookie, guard.SuccessRedirect, guard.SuccessWhoami:
+	s.Kind = d.Val()
+	switch s.Kind {
+	case guard.SuccessDefault, guard.SuccessRedirect, guard.SuccessWhoami:
 		if d.NextArg() {
-			return "", nil, d.ArgErr()
+			return s, d.ArgErr()
+		}
+	case guard.SuccessCookie:
+		for d.NextArg() {
+			if err := cookies.CheckPattern(d.Val()); err != nil {
+				return s, d.Errf("success cookie: %v", err)
+			}
+			s.Cookies = append(s.Cookies, d.Val())
 		}
 	case guard.SuccessStatus:
 		for d.NextArg() {
 			code, err := strconv.Atoi(d.Val())
 			if err != nil || code < 100 || code > 599 {
-				return "", nil, d.Errf("success status %q: want an HTTP status code", d.Val())
+				return s, d.Errf("success status %q: want an HTTP status code", d.Val())
 			}
-			statuses = append(statuses, code)
+			s.Statuses = append(s.Statuses, code)
 		}
-		if len(statuses) == 0 {
-			return "", nil, d.Err("success status: at least one status code is required")
+		if len(s.Statuses) == 0 {
+			return s, d.Err("success status: at least one status code is required")
 		}
 	default:
-		return "", nil, d.Errf("success %q: want default, cookie, redirect, status or whoami", kind)
+		return s, d.Errf("success %q: want default, cookie, redirect, status or whoami", s.Kind)
 	}
-	return kind, statuses, nil
+	return s, nil
 }
 
 // parseSignIn reads a sign_in: a path (with a method), or a block of Caddy
@@ -386,9 +396,11 @@ func parseSignIn(d *caddyfile.Dispenser) (set caddy.ModuleMap, route *SignInRout
 			if rt.Success != "" {
 				return nil, nil, d.Err("success already specified in this sign_in")
 			}
-			if rt.Success, rt.SuccessStatus, err = parseSuccess(d); err != nil {
+			s, err := parseSuccess(d)
+			if err != nil {
 				return nil, nil, err
 			}
+			rt.Success, rt.SuccessStatus, rt.SuccessCookies = s.Kind, s.Statuses, s.Cookies
 		default:
 			if len(args) > 0 {
 				return nil, nil, d.Errf("sign_in with a path: its block takes user_from, sign_in_field and success, not %q", d.Val())

@@ -160,6 +160,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "sign_out_on_request false", input: block("sign_out_on_request false"), want: Gateway{}},
 		{name: "success default", input: block("success default"), want: Gateway{Success: "default"}},
 		{name: "success cookie", input: block("success cookie"), want: Gateway{Success: "cookie"}},
+		{name: "success cookie names", input: block("success cookie logged_in remember_*"), want: Gateway{Success: "cookie", SuccessCookies: []string{"logged_in", "remember_*"}}},
 		{name: "success redirect", input: block("success redirect"), want: Gateway{Success: "redirect"}},
 		{
 			name:  "success status codes",
@@ -291,7 +292,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{name: "sign_out_on_request not a bool", input: block("sign_out_on_request maybe"), line: 2, contains: `sign_out_on_request "maybe": want true or false`},
 		{name: "success missing", input: block("success"), line: 2, contains: "wrong argument count"},
 		{name: "success unknown", input: block("success teapot"), line: 2, contains: `success "teapot"`},
-		{name: "success cookie extra", input: block("success cookie 200"), line: 2, contains: "wrong argument count"},
+		{name: "success cookie bad name", input: block("success cookie a=b"), line: 2, contains: "success cookie"},
+		{name: "success redirect extra", input: block("success redirect 302"), line: 2, contains: "wrong argument count"},
 		{name: "success status without codes", input: block("success status"), line: 2, contains: "at least one status code"},
 		{name: "success status not a number", input: block("success status ok"), line: 2, contains: `success status "ok"`},
 		{name: "success status too small", input: block("success status 99"), line: 2, contains: `success status "99"`},

@@ -60,10 +60,14 @@ type Gateway struct {
 	SessionCookies []string `json:"session_cookies,omitempty"`
 	// How to learn who signed in, tried in order. Default: form field "username".
 	UserFrom []guard.IdentitySource `json:"user_from,omitempty"`
-	// Sign-in success criterion: default, cookie, redirect or status.
+	// Sign-in success criterion: default, cookie, redirect, status or
+	// whoami. Default: whoami with a whoami or page source, else default.
 	Success string `json:"success,omitempty"`
 	// Status codes for Success "status".
 	SuccessStatus []int `json:"success_status,omitempty"`
+	// Cookie names (or globs) for Success "cookie": the response must set
+	// one of them. None: a session cookie.
+	SuccessCookies []string `json:"success_cookies,omitempty"`
 	// Path prefix of the gateway's pages and API. Default "/_mfa/".
 	Prefix string `json:"prefix,omitempty"`
 	// The bbolt file. Default: mfagate/mfagate.db in Caddy's data directory.
@@ -231,7 +235,7 @@ func (m *Gateway) serviceOptions() mfa.Options {
 func (m *Gateway) config(ctx caddy.Context) (guard.Config, error) {
 	cfg := guard.Config{
 		Prefix: m.Prefix, SignInField: m.SignInField, AppCookies: m.SessionCookies,
-		Identity: m.UserFrom, Success: guard.Success{Kind: m.Success, Statuses: m.SuccessStatus},
+		Identity: m.UserFrom, Success: guard.Success{Kind: m.Success, Statuses: m.SuccessStatus, Cookies: m.SuccessCookies},
 		IdleTimeout: time.Duration(m.IdleTimeout), MaxLifetime: time.Duration(m.MaxLifetime),
 		PendingTTL: time.Duration(m.PendingTimeout), Require2FA: m.Require2FA,
 		CookieName: m.CookieName, Issuer: m.Issuer, UserHeader: m.UserHeader, AALHeader: m.AALHeader,
@@ -256,7 +260,7 @@ func (m *Gateway) config(ctx caddy.Context) (guard.Config, error) {
 		}
 		cfg.Routes = append(cfg.Routes, guard.SignInRoute{Match: match, Rules: guard.Rules{
 			Field: rt.SignInField, Identity: rt.UserFrom,
-			Success: guard.Success{Kind: rt.Success, Statuses: rt.SuccessStatus},
+			Success: guard.Success{Kind: rt.Success, Statuses: rt.SuccessStatus, Cookies: rt.SuccessCookies},
 		}})
 	}
 	if m.Widget != nil {
@@ -451,6 +455,7 @@ type SignInRoute struct {
 	// How to learn who signed in at this endpoint.
 	UserFrom []guard.IdentitySource `json:"user_from,omitempty"`
 	// Its success criterion: default, cookie, redirect, status or whoami.
-	Success       string `json:"success,omitempty"`
-	SuccessStatus []int  `json:"success_status,omitempty"`
+	Success        string   `json:"success,omitempty"`
+	SuccessStatus  []int    `json:"success_status,omitempty"`
+	SuccessCookies []string `json:"success_cookies,omitempty"`
 }

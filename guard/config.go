@@ -74,7 +74,7 @@ const (
 // Success criteria for the app's sign-in response.
 const (
 	SuccessDefault  = "default"  // sets the session cookie, or redirects while the request carried one
-	SuccessCookie   = "cookie"   // sets the session cookie
+	SuccessCookie   = "cookie"   // sets a session cookie, or one of Cookies
 	SuccessRedirect = "redirect" // any 3xx
 	SuccessStatus   = "status"   // one of Statuses
 	SuccessWhoami   = "whoami"   // the app's answer (whoami or page) names a user for the new session
@@ -84,6 +84,7 @@ const (
 type Success struct {
 	Kind     string
 	Statuses []int
+	Cookies  []string // cookie: names (or path.Match globs) of which the response must set one; none: a session cookie
 }
 
 // Config is the gateway's configuration, with defaults applied by Normalize.
@@ -322,7 +323,13 @@ func (ru *Rules) normalize(block *Rules) error {
 		if ru.appAnswer() == nil {
 			return errors.New("success whoami: needs a user_from whoami or page source")
 		}
-	case SuccessDefault, SuccessCookie, SuccessRedirect:
+	case SuccessCookie:
+		for _, n := range ru.Success.Cookies {
+			if err := cookies.CheckPattern(n); err != nil {
+				return fmt.Errorf("success cookie: %w", err)
+			}
+		}
+	case SuccessDefault, SuccessRedirect:
 	case SuccessStatus:
 		if len(ru.Success.Statuses) == 0 {
 			return errors.New("success status: at least one status code is required")

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 
@@ -263,7 +264,10 @@ func (ru *Rules) succeeded(status int, h http.Header, setsCookie, carriedCookie 
 	case SuccessWhoami:
 		return true
 	case SuccessCookie:
-		return setsCookie
+		if len(ru.Success.Cookies) == 0 {
+			return setsCookie
+		}
+		return setsOneOf(h, ru.Success.Cookies)
 	case SuccessRedirect:
 		return redirect
 	case SuccessStatus:
@@ -275,6 +279,23 @@ func (ru *Rules) succeeded(status int, h http.Header, setsCookie, carriedCookie 
 		return false
 	}
 	return (setsCookie && status < 400) || (redirect && carriedCookie)
+}
+
+// setsOneOf reports whether the response sets (not deletes) a cookie named,
+// in any letter case, by one of names (path.Match globs allowed).
+func setsOneOf(h http.Header, names []string) bool {
+	for _, line := range h["Set-Cookie"] {
+		c, err := http.ParseSetCookie(line)
+		if err != nil || c.Value == "" || c.MaxAge < 0 {
+			continue
+		}
+		for _, n := range names {
+			if ok, _ := path.Match(strings.ToLower(n), strings.ToLower(c.Name)); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // replaceResponse discards the app's captured response and sends the

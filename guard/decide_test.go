@@ -1,6 +1,10 @@
 package guard
 
-import "testing"
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
 
 func TestJSONAt(t *testing.T) {
 	doc := []byte(`{"user":"alice","query":{"userinfo":{"id":7,"name":"Alice"}},"items":[{"login":"a"},{"login":"b"}],"n":null}`)
@@ -99,6 +103,18 @@ func TestPageSourceValidation(t *testing.T) {
 		err := IdentitySource{Kind: FromPage, Path: "/", Match: tc.match}.Check()
 		if (err == nil) != tc.ok {
 			t.Errorf("page %q: err %v, want ok %v", tc.match, err, tc.ok)
+		}
+	}
+}
+
+func TestSetsOneOf(t *testing.T) {
+	h := http.Header{"Set-Cookie": {"sid=abc; Path=/", "Logged_In=1", "gone=; Max-Age=0", "remember_me=x"}}
+	for names, want := range map[string]bool{
+		"logged_in": true, "LOGGED_IN": true, "remember_*": true, "sid": true,
+		"gone": false, "other": false, "other,gone": false,
+	} {
+		if got := setsOneOf(h, strings.Split(names, ",")); got != want {
+			t.Errorf("setsOneOf(%s) = %v, want %v", names, got, want)
 		}
 	}
 }

@@ -678,3 +678,31 @@ func TestMalformedBodiesFromAnyURL(t *testing.T) {
 		})
 	}
 }
+
+// TestWhoamiInsideHandlePath: the app served under /app/ with handle_path
+// (Caddy strips the prefix before the gateway). The whoami call runs inside
+// the same handle_path, so the gateway learns who signed in.
+func TestWhoamiInsideHandlePath(t *testing.T) {
+	e := start(t, optsWith(manyUsers()), defaultGateway)
+	e.enrolled("alice")
+	e.site = `handle_path /app/* {
+	{gateway}
+	reverse_proxy {upstream}
+}`
+	e.load(`
+		sign_in POST /login
+		session_cookie demo_session
+		user_from whoami /api/me user
+`)
+	c := e.newClient()
+	c.get("/app/login") // the form first, as a browser does (and a GET is retried across the reload)
+	r := c.postForm("/app/login", url.Values{"username": {"alice"}, "password": {"alice-password"}})
+	if r.StatusCode != 303 || !strings.HasSuffix(r.Location(), "/_mfa/challenge?next=%2F") {
+		t.Fatalf("sign-in under handle_path: %d %q, want alice's challenge", r.StatusCode, r.Location())
+	}
+	st := c.get("/app/_mfa/api/v1/status")
+	if st.StatusCode != 200 || !strings.Contains(st.Body, `"user":"alice"`) || !strings.Contains(st.Body, `"pending"`) {
+		t.Fatalf("pending status under handle_path: %d %s", st.StatusCode, st.Body)
+	}
+	notAlice(t, "pending /app/api/data", c.get("/app/api/data"))
+}
