@@ -350,12 +350,14 @@ func setPlaceholders(r *http.Request, user string, aal uint8) {
 	if !ok {
 		return
 	}
-	repl.Set("http.auth.user.id", user)
-	repl.Set("http.mfa_gateway.user", user)
+	u := any(user) // boxed once for both names
+	repl.Set("http.auth.user.id", u)
+	repl.Set("http.mfa_gateway.user", u)
 	repl.Set("http.mfa_gateway.aal", aalText[aal&3])
 }
 
-var aalText = [...]string{"0", "1", "2", "3"}
+// aalText holds the AAL values already boxed: no allocation per request.
+var aalText = [...]any{"0", "1", "2", "3"}
 
 // subrequest gives the whoami call the context Caddy gives a request from a
 // client: its own replacer, variables and route groups. Reusing the sign-in's
