@@ -77,6 +77,12 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 	case user == "", active && user == cur.User && iw.signin == nil:
 		// An anonymous app session (a login form's), or the signed-in
 		// user's session refreshed by the app.
+		if user == "" && !active && iw.r.Method != http.MethodGet && iw.r.Method != http.MethodHead {
+			// Unasked (no whoami), the app cannot say whether this request
+			// signed someone in: say so, for the operator.
+			g.logDecision(iw.r, "new app cookie bound as a pre-sign-in session; no whoami to ask whether it signs someone in",
+				zap.Int("status", iw.status))
+		}
 		g.bindOrFollow(ctx, iw, as)
 		return iw.release()
 	}
