@@ -123,9 +123,26 @@ http://127.0.0.1:%d {
 		return fmt.Errorf("load config: %v", err)
 	}
 	// The old server closes its idle keep-alive connections as it stops; a
-	// client must not pick one of them for its next request.
+	// client must not pick one of them for its next request. A request on a
+	// connection of its own must get an answer before the test goes on.
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	return dialWithin(fmt.Sprintf("127.0.0.1:%d", e.port), 5*time.Second)
+	if err := dialWithin(fmt.Sprintf("127.0.0.1:%d", e.port), 5*time.Second); err != nil {
+		return err
+	}
+	probe := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	for i := 0; ; i++ {
+		res, err := probe.Get(e.Base + e.prefix() + "api/v1/status")
+		if err == nil {
+			res.Body.Close()
+			break
+		}
+		if i == 20 {
+			return fmt.Errorf("no answer after the reload: %w", err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	return nil
 }
 
 // testKey is a fixed 32-byte key (base64) so restarts can read the store.
@@ -314,4 +331,13 @@ func adminDirective(addr string) string {
 		return "off"
 	}
 	return addr
+}
+
+// prefix is the gateway's page prefix under the site's routes: "/_mfa/",
+// or under /app/ for a handle_path site.
+func (e *env) prefix() string {
+	if strings.Contains(e.site, "handle_path /app/*") {
+		return "/app/_mfa/"
+	}
+	return "/_mfa/"
 }

@@ -150,6 +150,7 @@ func TestFoldedNamesFromTheSignInForm(t *testing.T) {
 	e.load(block + "\t\tnormalize_users fold\n")
 	for i, spelling := range []string{"ALICE", "alice", "Àlice", "Alice"} {
 		c := e.newClient()
+		c.get("/login")
 		r := c.postForm("/login", url.Values{"username": {spelling}, "password": {"alice-password"}})
 		if !strings.HasPrefix(r.Location(), "/_mfa/challenge") {
 			t.Fatalf("sign-in as %q with folding: %d %q, want the challenge", spelling, r.StatusCode, r.Location())

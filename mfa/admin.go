@@ -118,6 +118,26 @@ func (svc *Service) RevokeOthers(ctx context.Context, a Actor, keep *session.Ses
 	return n
 }
 
+// deleteUserSessions deletes every stored session of user, inside tx.
+func deleteUserSessions(tx storage.Tx, user string) error {
+	var ids []string
+	err := tx.ForEachSession(func(s storage.Session) error {
+		if s.User == user {
+			ids = append(ids, s.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := tx.DeleteSession(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // endUserSessions ends every session of user except keep (may be nil).
 func (svc *Service) endUserSessions(user string, keep *session.Session) int {
 	ss := svc.Sessions.Snapshot(func(s *session.Session) bool { return s.User == user && s != keep && signedIn(s) })
@@ -135,6 +155,9 @@ func (svc *Service) ResetUser(ctx context.Context, a Actor, user string) (storag
 	if user == "" {
 		return u, 0, ErrNoUserNamed
 	}
+	// The factor and the user's stored sessions go in one transaction: a
+	// crash between the two would leave sessions made with the old factor
+	// valid after a restart.
 	err := svc.Store.Update(ctx, func(tx storage.Tx) error {
 		var err error
 		if u, err = tx.User(user); errors.Is(err, storage.ErrNotFound) {
@@ -145,7 +168,10 @@ func (svc *Service) ResetUser(ctx context.Context, a Actor, user string) (storag
 		removeAuthenticator(&u)
 		u.RecoveryHashes, u.PendingCodes = nil, nil
 		u.UpdatedAt = svc.now()
-		return tx.PutUser(u)
+		if err := tx.PutUser(u); err != nil {
+			return err
+		}
+		return deleteUserSessions(tx, user)
 	})
 	if errors.Is(err, ErrUnknownUser) {
 		return u, 0, ErrUnknownUser

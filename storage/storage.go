@@ -29,6 +29,11 @@ var (
 	// process, such as a second Caddy started on the same data directory.
 	ErrLocked = errors.New("storage: database is locked by another process")
 
+	// ErrDamaged is returned (wrapped) when the database file is not a
+	// database of this program, or is damaged: at open, and for a
+	// transaction that ran into a damaged page while running.
+	ErrDamaged = errors.New("storage: database file damaged")
+
 	// ErrBadCursor is returned (wrapped) by AuditTx.ScanAudit for a cursor
 	// it did not issue. Cursors come from clients (an admin page's "older" link),
 	// so a caller can map this to a 400 rather than a server error.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -86,18 +87,116 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", abs, err)
 	}
-	db, err := bbolt.Open(abs, 0o600, &bbolt.Options{Timeout: timeout})
+	// Only a missing file makes a new database. bbolt would take an empty
+	// file for a new one, and every enrolled user would sign in with the
+	// password alone.
+	existed := false
+	if fi, err := os.Stat(abs); err == nil {
+		existed = true
+		if fi.Size() == 0 {
+			return nil, damaged(abs, errors.New("the file is empty"))
+		}
+		if err := checkLength(abs); err != nil {
+			return nil, damaged(abs, err)
+		}
+	}
+	db, err := openChecked(abs, timeout, existed)
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("bolt: open %s (waited %v): %w", abs, timeout, storage.ErrLocked)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("bolt: open %s: %w", abs, err)
+		return nil, err
+	}
+	return &Store{db: db, path: abs}, nil
+}
+
+// damaged is the error for a file that cannot be used as the database, with
+// what to do about it.
+func damaged(path string, why error) error {
+	return fmt.Errorf("bolt: %s: %w: %v. Restore the file from a backup, or move it away to start a new, empty database (every user then sets up 2FA again)",
+		path, storage.ErrDamaged, why)
+}
+
+// openChecked opens the file, reads every bucket and record of an existing
+// one and checks the schema, and turns bbolt's panics on a damaged file into
+// an error. bbolt maps the file into memory, so a file shorter than its own
+// header says faults on access: with panic-on-fault that is a panic too.
+func openChecked(path string, timeout time.Duration, existed bool) (db *bbolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	// bbolt holds its file lock on the file it opens; a panic inside Open
+	// never returns the handle that would release it, so the file is kept
+	// here to be closed then.
+	var file *os.File
+	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		file = f
+		return f, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				_ = db.Close()
+			} else if file != nil {
+				_ = file.Close()
+			}
+			db, err = nil, damaged(path, fmt.Errorf("%v", r))
+		}
+	}()
+	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, OpenFile: openFile})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, err
+	}
+	if err != nil {
+		if existed {
+			return nil, damaged(path, err)
+		}
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	if existed {
+		err = db.View(func(tx *bbolt.Tx) error {
+			if err := tx.ForEach(func(_ []byte, b *bbolt.Bucket) error { return walk(b) }); err != nil {
+				return err
+			}
+			return foreign(tx)
+		})
+		if err != nil {
+			_ = db.Close()
+			return nil, damaged(path, err)
+		}
 	}
 	if err := db.Update(initSchema); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("bolt: open %s: %w", abs, err)
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	return &Store{db: db, path: abs}, nil
+	return db, nil
+}
+
+// walk reads every record of b and its nested buckets, so that a damaged
+// page shows at start rather than under a request.
+func walk(b *bbolt.Bucket) error {
+	return b.ForEach(func(k, v []byte) error {
+		if v == nil {
+			if nb := b.Bucket(k); nb != nil {
+				return walk(nb)
+			}
+		}
+		return nil
+	})
+}
+
+// foreign reports a bbolt file of another program: it has buckets, but not
+// this program's meta bucket with its schema version. A file with no bucket
+// at all was never initialised (a first start cut short) and is taken as new.
+func foreign(tx *bbolt.Tx) error {
+	n := 0
+	_ = tx.ForEach(func([]byte, *bbolt.Bucket) error { n++; return nil })
+	if n == 0 {
+		return nil
+	}
+	if m := tx.Bucket([]byte(bucketMeta)); m == nil || m.Get([]byte(keySchema)) == nil {
+		return errors.New("it is a bbolt file of another program (no mfagate schema)")
+	}
+	return nil
 }
 
 // initSchema creates every bucket in one transaction, so later transactions
@@ -161,31 +260,51 @@ func (b *Store) Close() error {
 
 // view, update and batch run fn in bbolt's transactions of those kinds;
 // both Store and its audit log go through them.
-func (b *Store) view(ctx context.Context, fn func(*txn) error) error {
+//
+// A damaged page found while running makes bbolt panic. The panic is the
+// transaction's error instead (wrapping storage.ErrDamaged), so the request
+// or loop that ran into it fails closed and the process stays up; bbolt
+// rolls the transaction back on its way out.
+func (b *Store) view(ctx context.Context, fn func(*txn) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer b.recoverDamage(&err)
 	return b.db.View(func(btx *bbolt.Tx) error { return run(btx, fn) })
 }
 
-func (b *Store) update(ctx context.Context, fn func(*txn) error) error {
+func (b *Store) update(ctx context.Context, fn func(*txn) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer b.recoverDamage(&err)
 	return b.db.Update(func(btx *bbolt.Tx) error { return run(btx, fn) })
 }
 
-func (b *Store) batch(ctx context.Context, fn func(*txn) error) error {
+func (b *Store) batch(ctx context.Context, fn func(*txn) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// A call that fails (or panics) in a batch is run again alone, in this
+	// goroutine, where recoverDamage sees its panic.
+	defer b.recoverDamage(&err)
 	return b.db.Batch(func(btx *bbolt.Tx) error { return run(btx, fn) })
+}
+
+func (b *Store) recoverDamage(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("bolt: %s: %w: %v", b.path, storage.ErrDamaged, r)
+	}
 }
 
 // run calls fn with a txn wrapping btx and invalidates it afterwards: bbolt
 // memory is only valid during the transaction, so a txn kept past fn would
 // read unmapped pages.
+//
+// A page beyond the end of a damaged file faults on access; panic-on-fault
+// makes that a panic, which the caller's recoverDamage reports.
 func run(btx *bbolt.Tx, fn func(*txn) error) error {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	tx := &txn{tx: btx}
 	defer func() { tx.tx = nil }()
 	return fn(tx)
