@@ -104,18 +104,23 @@ func (svc *Service) RevokeSession(ctx context.Context, a Actor, id, owner, by st
 	if s == nil || !signedIn(s) || (owner != "" && s.User != owner) {
 		return SessionInfo{}, ErrUnknownSession
 	}
-	svc.end(s)
+	if err := svc.end(s); err != nil {
+		return SessionInfo{}, fmt.Errorf("mfa: revoke: the session is ended, but the store did not take it: %w", err)
+	}
 	svc.logger.Info("session revoked", zap.String("by", by), zap.String("actor", a.User), zap.String("user", s.User))
 	svc.Audit.Record(a.event(audit.TypeSessionRevoked, s.User, map[string]string{"by": by}))
 	return SessionInfo{ID: id, User: s.User, State: s.State.String(), AAL: int(s.AAL)}, nil
 }
 
 // RevokeOthers ends every session of the user of keep except keep itself.
-func (svc *Service) RevokeOthers(ctx context.Context, a Actor, keep *session.Session) int {
-	n := svc.endUserSessions(keep.User, keep)
+func (svc *Service) RevokeOthers(ctx context.Context, a Actor, keep *session.Session) (int, error) {
+	n, err := svc.endUserSessionsErr(keep.User, keep)
+	if err != nil {
+		return n, fmt.Errorf("mfa: revoke others: the sessions are ended, but the store did not take it: %w", err)
+	}
 	svc.logger.Info("other sessions revoked", zap.String("user", keep.User), zap.Int("count", n))
 	svc.Audit.Record(a.event(audit.TypeSessionRevoked, keep.User, map[string]string{"by": "user", "count": strconv.Itoa(n)}))
-	return n
+	return n, nil
 }
 
 // deleteUserSessions deletes every stored session of user, inside tx.
@@ -140,12 +145,19 @@ func deleteUserSessions(tx storage.Tx, user string) error {
 
 // endUserSessions ends every session of user except keep (may be nil).
 func (svc *Service) endUserSessions(user string, keep *session.Session) int {
+	n, _ := svc.endUserSessionsErr(user, keep) // logged by deleteSessions
+	return n
+}
+
+// endUserSessionsErr is endUserSessions, reporting a deletion the store did
+// not take (the sessions stop working here at once either way).
+func (svc *Service) endUserSessionsErr(user string, keep *session.Session) (int, error) {
 	ss := svc.Sessions.Snapshot(func(s *session.Session) bool { return s.User == user && s != keep && signedIn(s) })
 	for _, s := range ss {
+		s.Revoke()
 		svc.Sessions.Remove(s.Key)
 	}
-	svc.deleteSessions(ss)
-	return len(ss)
+	return len(ss), svc.deleteSessions(ss)
 }
 
 // ResetUser deletes the user's factor and recovery codes and ends their

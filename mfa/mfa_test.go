@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mfagate/mfagate/audit"
 	"github.com/mfagate/mfagate/mail"
 	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/storage"
 	"github.com/mfagate/mfagate/storage/bolt"
 	"github.com/mfagate/mfagate/totp"
 )
@@ -555,5 +557,58 @@ func TestFoldUsersMovesStoredSpellings(t *testing.T) {
 	if _, err := svc.Realm(func() Config { c := testConfig(); c.Fold = strings.ToLower; return c }(), nil); err == nil ||
 		!strings.Contains(err.Error(), `"Carol"`) || !strings.Contains(err.Error(), "reset") {
 		t.Fatalf("two enrolled spellings: %v, want an error naming Carol and saying to reset", err)
+	}
+}
+
+// failWrites refuses writes while fail is set, as a full disk does.
+type failWrites struct {
+	storage.Store
+	fail atomic.Bool
+}
+
+func (s *failWrites) Update(ctx context.Context, fn func(storage.Tx) error) error {
+	if s.fail.Load() {
+		return errors.New("disk full")
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+func (s *failWrites) Batch(ctx context.Context, fn func(storage.Tx) error) error {
+	if s.fail.Load() {
+		return errors.New("disk full")
+	}
+	return s.Store.Batch(ctx, fn)
+}
+
+// TestRevocationTheStoreRefused: a revocation the store cannot write is
+// reported as an error, not as done, and the session stops working at once.
+func TestRevocationTheStoreRefused(t *testing.T) {
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "mfa.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &failWrites{Store: store}
+	clk := &clock{t: time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)}
+	svc, err := Open(Options{Store: fs, Key: bytes.Repeat([]byte{7}, 32), Now: clk.now, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Close() })
+	r := newRealm(t, svc, nil)
+	ctx := context.Background()
+	_, conf, _ := enrol(t, r, clk)
+	other, _, err := r.SignIn(ctx, alice, SignIn{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.fail.Store(true)
+	if _, err := svc.RevokeSession(ctx, Operator, other.Session.Key.String(), "", "operator"); err == nil {
+		t.Fatal("a revocation the store refused was reported as done")
+	}
+	if cur := r.Lookup(r.CookieValue(other.ID, other.Session, clk.now()), clk.now()); cur.Session != nil {
+		t.Fatal("the revoked session still works in memory")
+	}
+	if _, err := svc.RevokeOthers(ctx, alice, conf.Session); err != nil {
+		t.Fatalf("nothing left to revoke: %v", err)
 	}
 }

@@ -247,7 +247,16 @@ func (svc *Service) Sweep() {
 	svc.attempts.sweep(now)
 }
 
-func (svc *Service) deleteSessions(ss []*session.Session) {
+func (svc *Service) deleteSessions(ss []*session.Session) error {
+	stored := 0
+	for _, s := range ss {
+		if s.State != session.Anonymous {
+			stored++
+		}
+	}
+	if stored == 0 {
+		return nil // anonymous sessions live in memory only
+	}
 	err := svc.Store.Batch(context.Background(), func(tx storage.Tx) error {
 		for _, s := range ss {
 			if s.State == session.Anonymous {
@@ -261,7 +270,9 @@ func (svc *Service) deleteSessions(ss []*session.Session) {
 	})
 	if err != nil {
 		svc.logger.Error("delete sessions", zap.Int("sessions", len(ss)), zap.Error(err))
+		return fmt.Errorf("mfa: delete sessions: %w", err)
 	}
+	return nil
 }
 
 // SameKey reports whether key is the key this service was opened with: a

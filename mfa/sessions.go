@@ -121,7 +121,9 @@ func (r *Realm) Rebind(ctx context.Context, s *session.Session, set []session.Bi
 
 // SignOut ends s because the app signed its user out.
 func (r *Realm) SignOut(ctx context.Context, a Actor, s *session.Session) {
-	r.svc.end(s)
+	if err := r.svc.end(s); err != nil {
+		r.log.Error("sign-out not stored: the session is ended here, but a restart would bring it back", zap.String("user", s.User), zap.Error(err))
+	}
 	r.decision(a, "signed out", zap.String("user", s.User))
 	r.record(a, audit.TypeSignOut, s.User, nil)
 }
@@ -164,10 +166,15 @@ type Changed struct {
 }
 
 // end revokes s now (memory) and deletes it from the store.
-func (svc *Service) end(s *session.Session) {
+//
+// The session stops working at once (it leaves the table), whatever the
+// store says; the error reports a deletion the store did not take, after
+// which a restart would bring the session back.
+func (svc *Service) end(s *session.Session) error {
 	if s == nil {
-		return
+		return nil
 	}
+	s.Revoke()
 	svc.Sessions.Remove(s.Key)
-	svc.deleteSessions([]*session.Session{s})
+	return svc.deleteSessions([]*session.Session{s})
 }

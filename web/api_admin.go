@@ -50,7 +50,10 @@ func (site *Site) apiRevokeSession(c *call, body map[string]json.RawMessage) err
 }
 
 func (site *Site) apiRevokeOthers(c *call, _ map[string]json.RawMessage) error {
-	n := site.svc.RevokeOthers(c.ctx(), site.actor(c), c.sess())
+	n, err := site.svc.RevokeOthers(c.ctx(), site.actor(c), c.sess())
+	if err != nil {
+		return site.fail(c, err, "revoke others")
+	}
 	WriteJSON(c.w, http.StatusOK, map[string]int{"revoked": n})
 	return nil
 }

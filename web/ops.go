@@ -129,8 +129,11 @@ func Operate(ctx context.Context, svc *mfa.Service, method, path string, q url.V
 		return http.StatusOK, map[string]any{"sessions": orEmpty(svc.SessionList(q.Get("user")))}
 	case "POST sessions/revoke":
 		info, err := svc.RevokeSession(ctx, mfa.Operator, str("session"), "", "operator")
-		if err != nil {
+		if errors.Is(err, mfa.ErrUnknownSession) {
 			return http.StatusNotFound, opsError("unknown_session", "no such session")
+		}
+		if err != nil {
+			return http.StatusServiceUnavailable, opsError("store", err.Error())
 		}
 		return http.StatusOK, map[string]any{"ok": true, "user": info.User}
 	}

@@ -144,7 +144,10 @@ func (site *Site) postRevokeOwn(c *call) error {
 }
 
 func (site *Site) postRevokeOthers(c *call) error {
-	site.svc.RevokeOthers(c.ctx(), site.actor(c), c.sess())
+	if _, err := site.svc.RevokeOthers(c.ctx(), site.actor(c), c.sess()); err != nil {
+		e := site.public(err, "revoke others")
+		return site.showSecurity(c, e.Status, false, "", "", e.Message)
+	}
 	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?done=revoked", http.StatusSeeOther)
 	return nil
 }
