@@ -11,6 +11,10 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/storage"
 	"github.com/mfagate/mfagate/storage/bolt"
@@ -82,5 +86,28 @@ func TestSignInStoreFailureIsReturnedNotWritten(t *testing.T) {
 		if w.Body.Len() != 0 || len(w.Header()["Set-Cookie"]) != 0 || w.Header().Get("Location") != "" {
 			t.Fatalf("store failure wrote the app's answer: body %q, headers %v", w.Body, w.Header())
 		}
+	}
+}
+
+// TestBadCookieLinesSampled: a flood of requests with a bogus gateway cookie
+// writes a bounded number of log lines, not one per request.
+func TestBadCookieLinesSampled(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	cfg := minimalConfig()
+	g, err := New(cfg, newTestRuntime(t), zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := handlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
+	for range 500 {
+		r := httptest.NewRequest("GET", "/page", nil)
+		r.Header.Set("Cookie", "mfa_session=AQEAAAAAbogus.bogus")
+		if err := g.ServeHTTP(httptest.NewRecorder(), r, next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := logs.FilterMessage("session ended").Len()
+	if n == 0 || n > 2*logPerSecond {
+		t.Fatalf("%d 'session ended' lines for 500 bad cookies, want 1 to %d", n, 2*logPerSecond)
 	}
 }

@@ -30,6 +30,7 @@ type Guard struct {
 	log     *zap.Logger
 	trusted []string            // lower-case, '-' spelled names of headers only the gateway sets
 	fold    func(string) string // user names folded (normalize_users fold), or nil
+	sampled *zap.Logger         // log for lines any client can cause at any rate: at most 10 a second of each
 }
 
 // New checks cfg and returns a guard on svc. Release undoes what New
@@ -74,7 +75,10 @@ func New(cfg Config, svc *mfa.Service, logger *zap.Logger) (*Guard, error) {
 		realm.Release()
 		return nil, fmt.Errorf("guard: pages: %w", err)
 	}
-	return &Guard{cfg: cfg, svc: svc, realm: realm, site: site, jar: jar, log: logger, trusted: trustedHeaders(cfg), fold: fold}, nil
+	sampled := logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewSamplerWithOptions(c, time.Second, logPerSecond, 0)
+	}))
+	return &Guard{cfg: cfg, svc: svc, realm: realm, site: site, jar: jar, log: logger, trusted: trustedHeaders(cfg), fold: fold, sampled: sampled}, nil
 }
 
 var _ decider = (*Guard)(nil)
@@ -179,7 +183,11 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 		}
 	}
 	if cur.Reason != session.Valid && cur.Session == nil {
-		g.logDecision(r, "session ended", zap.Stringer("reason", cur.Reason))
+		// Any client can send bad cookies at any rate: these lines are
+		// sampled, so a flood cannot fill the disk with them.
+		if c := g.sampled.Check(zapcore.InfoLevel, "session ended"); c != nil {
+			c.Write(zap.Stringer("reason", cur.Reason), zap.String("remote_ip", web.ClientIP(r)), zap.String("path", r.URL.Path))
+		}
 	}
 	if active && len(sc.Stripped) > 0 {
 		g.realm.BindingMismatch(g.actor(r, cur.Session.User), cur.Session, sc.Stripped)
@@ -191,6 +199,10 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 }
 
 var aalValue = [...]string{"0", "1", "2", "3"}
+
+// logPerSecond is how many lines of one message the sampled log writes per
+// second; the rest of that second's are dropped.
+const logPerSecond = 10
 
 // decisionWait bounds how long a sign-in waits for the browser's other
 // requests still at the app.
