@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -610,5 +611,49 @@ func TestRevocationTheStoreRefused(t *testing.T) {
 	}
 	if _, err := svc.RevokeOthers(ctx, alice, conf.Session); err != nil {
 		t.Fatalf("nothing left to revoke: %v", err)
+	}
+}
+
+// countWrites counts the store's write transactions.
+type countWrites struct {
+	storage.Store
+	n atomic.Int64
+}
+
+func (s *countWrites) Update(ctx context.Context, fn func(storage.Tx) error) error {
+	s.n.Add(1)
+	return s.Store.Update(ctx, fn)
+}
+
+func (s *countWrites) Batch(ctx context.Context, fn func(storage.Tx) error) error {
+	s.n.Add(1)
+	return s.Store.Batch(ctx, fn)
+}
+
+// TestAnonymousSessionsWriteNothing: visitors who never sign in cost no
+// store write (a flood of them could otherwise keep the disk busy).
+func TestAnonymousSessionsWriteNothing(t *testing.T) {
+	store, err := bolt.Open(filepath.Join(t.TempDir(), "mfa.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cw := &countWrites{Store: store}
+	clk := &clock{t: time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)}
+	svc, err := Open(Options{Store: cw, Key: bytes.Repeat([]byte{7}, 32), Now: clk.now, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Close() })
+	r := newRealm(t, svc, nil)
+	before := cw.n.Load()
+	for i := range 200 {
+		ch, err := r.BindAnonymous(context.Background(), Actor{Address: "203.0.113.7"}, nil,
+			[]session.Binding{{Name: "app", Hash: session.HashValue(strconv.Itoa(i))}})
+		if err != nil || ch.Session == nil {
+			t.Fatalf("bind anonymous: %v", err)
+		}
+	}
+	if n := cw.n.Load() - before; n != 0 {
+		t.Fatalf("200 anonymous sessions made %d store writes, want 0", n)
 	}
 }

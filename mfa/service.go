@@ -430,6 +430,9 @@ func (svc *Service) fromRecord(rec storage.Session) (*session.Session, error) {
 
 // saveSession writes s (anonymous sessions stay in memory) and removes old.
 func (svc *Service) saveSession(ctx context.Context, s, old *session.Session) error {
+	if s.State == session.Anonymous && (old == nil || old.State == session.Anonymous) {
+		return nil // pre-sign-in sessions live in memory only: no transaction, no fsync
+	}
 	rec, err := svc.toRecord(s)
 	if err != nil {
 		return err

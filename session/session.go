@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -255,13 +256,28 @@ func (s *Session) Clone(k Key) *Session {
 }
 
 // Table is the in-memory view of every live session. Safe for concurrent use.
+//
+// Pre-sign-in (anonymous) sessions cost nothing but memory, and anyone can
+// make them at any rate, so their number is capped: past MaxAnonymous the
+// oldest tenth of them are dropped (their browsers simply start a new one).
 type Table struct {
-	mu sync.RWMutex
-	m  map[Key]*Session
+	mu      sync.RWMutex
+	m       map[Key]*Session
+	anon    int // anonymous sessions in m
+	maxAnon int
 }
 
-// NewTable returns an empty table.
-func NewTable() *Table { return &Table{m: make(map[Key]*Session)} }
+// MaxAnonymous is the default cap on anonymous sessions: about 25 MB.
+const MaxAnonymous = 50_000
+
+// NewTable returns an empty table with the default cap on anonymous sessions.
+func NewTable() *Table { return NewTableCap(MaxAnonymous) }
+
+// NewTableCap returns an empty table holding at most maxAnon anonymous
+// sessions (0: no cap).
+func NewTableCap(maxAnon int) *Table {
+	return &Table{m: make(map[Key]*Session), maxAnon: maxAnon}
+}
 
 // Get returns the session with key k, or nil.
 func (t *Table) Get(k Key) *Session {
@@ -274,7 +290,7 @@ func (t *Table) Get(k Key) *Session {
 // Put adds or replaces s.
 func (t *Table) Put(s *Session) {
 	t.mu.Lock()
-	t.m[s.Key] = s
+	t.putLocked(s)
 	t.mu.Unlock()
 }
 
@@ -283,22 +299,67 @@ func (t *Table) Replace(old, s *Session) {
 	t.mu.Lock()
 	if old != nil {
 		old.Revoke()
-		delete(t.m, old.Key)
+		t.deleteLocked(old.Key)
 	}
-	t.m[s.Key] = s
+	t.putLocked(s)
 	t.mu.Unlock()
 }
 
 // Remove revokes and removes the session with key k, returning it (or nil).
 func (t *Table) Remove(k Key) *Session {
 	t.mu.Lock()
-	s := t.m[k]
-	delete(t.m, k)
+	s := t.deleteLocked(k)
 	t.mu.Unlock()
 	if s != nil {
 		s.Revoke()
 	}
 	return s
+}
+
+func (t *Table) putLocked(s *Session) {
+	t.deleteLocked(s.Key)
+	t.m[s.Key] = s
+	if s.State != Anonymous {
+		return
+	}
+	t.anon++
+	if t.maxAnon > 0 && t.anon > t.maxAnon {
+		t.evictAnonLocked()
+	}
+}
+
+func (t *Table) deleteLocked(k Key) *Session {
+	s := t.m[k]
+	if s != nil {
+		delete(t.m, k)
+		if s.State == Anonymous {
+			t.anon--
+		}
+	}
+	return s
+}
+
+// evictAnonLocked drops the oldest anonymous sessions down to 90% of the
+// cap: one sort per tenth of the cap, not one per new session.
+func (t *Table) evictAnonLocked() {
+	anon := make([]*Session, 0, t.anon)
+	for _, s := range t.m {
+		if s.State == Anonymous {
+			anon = append(anon, s)
+		}
+	}
+	sort.Slice(anon, func(i, j int) bool { return anon[i].CreatedAt.Before(anon[j].CreatedAt) })
+	for _, s := range anon[:len(anon)-t.maxAnon*9/10] {
+		t.deleteLocked(s.Key)
+		s.Revoke()
+	}
+}
+
+// Anonymous is the number of anonymous sessions held.
+func (t *Table) Anonymous() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.anon
 }
 
 // Len is the number of sessions.
@@ -356,7 +417,7 @@ func (t *Table) Sweep(now time.Time, idle, anonIdle time.Duration) []*Session {
 			limit = anonIdle
 		}
 		if s.Check(now, limit) != Valid {
-			delete(t.m, k)
+			t.deleteLocked(k)
 			gone = append(gone, s)
 		}
 	}

@@ -108,3 +108,40 @@ func TestHashValueMatchesSHA256(t *testing.T) {
 		t.Errorf("HashValue of a 200-byte value allocates %v times; want 0", allocs)
 	}
 }
+
+// TestAnonymousCap: a flood of anonymous sessions stays under the cap, the
+// newest survive, signed-in sessions are never dropped for it, and the count
+// follows removals, replacements and sweeps.
+func TestAnonymousCap(t *testing.T) {
+	tab := NewTableCap(100)
+	base := time.Unix(1_800_000_000, 0)
+	key := func(i int) Key {
+		var k Key
+		k[0], k[1], k[2] = byte(i), byte(i>>8), byte(i>>16)
+		return k
+	}
+	signedIn := &Session{Key: key(999_999), State: Active, User: "alice", CreatedAt: base, ExpiresAt: base.Add(time.Hour)}
+	tab.Put(signedIn)
+	for i := range 1000 {
+		tab.Put(&Session{Key: key(i), State: Anonymous, CreatedAt: base.Add(time.Duration(i) * time.Second), ExpiresAt: base.Add(time.Hour)})
+		if n := tab.Anonymous(); n > 100 {
+			t.Fatalf("after %d anonymous sessions, %d held, want at most 100", i+1, n)
+		}
+	}
+	if tab.Get(key(999)) == nil || tab.Get(key(0)) != nil {
+		t.Error("the cap dropped the newest anonymous session, or kept the oldest")
+	}
+	if tab.Get(signedIn.Key) == nil {
+		t.Fatal("the cap dropped a signed-in session")
+	}
+	n := tab.Anonymous()
+	tab.Remove(key(999))
+	tab.Replace(tab.Get(key(998)), &Session{Key: key(5000), State: Pending, CreatedAt: base, ExpiresAt: base.Add(time.Hour)})
+	if got := tab.Anonymous(); got != n-2 {
+		t.Fatalf("after a removal and a replacement by a pending session: %d anonymous, want %d", got, n-2)
+	}
+	tab.Sweep(base.Add(2*time.Hour), time.Hour, time.Minute)
+	if got := tab.Anonymous(); got != 0 || tab.Len() != 0 {
+		t.Fatalf("after a sweep past every deadline: %d anonymous, %d sessions", got, tab.Len())
+	}
+}
