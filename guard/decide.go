@@ -32,6 +32,7 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 	as := g.jar.AppSetCookies(h, iw.now)
 	cur := iw.cur.Session
 	active := cur != nil && cur.State == session.Active
+	asks := g.rulesOf(iw).appAnswer() != nil // the app is asked who its session is
 	if iw.signin != nil && !g.rulesOf(iw).succeeded(iw.status, h, len(as.Set) > 0, len(iw.scan.Forwarded) > 0) {
 		g.logDecision(iw.r, "sign-in not successful", zap.Int("status", iw.status))
 		g.bindOrFollow(ctx, iw, as)
@@ -45,12 +46,12 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 	switch {
 	case !known:
 		return g.refuseSignIn(ctx, iw, "the app's answer about the new session could not be read")
-	case inPlace && user == "" && g.rulesOf(iw).appAnswer() == nil && passwordIn(iw.r):
+	case inPlace && user == "" && !asks && passwordIn(iw.r):
 		// Nothing but the app could say whether the password signed its
 		// session in, and it is not asked: fail closed.
 		return g.refuseSignIn(ctx, iw, "a password outside the sign-in, no new cookie, and no whoami to ask")
 	case inPlace && user == "":
-		if s := iw.cur.Session; g.rulesOf(iw).appAnswer() == nil && s != nil && s.State == session.Anonymous {
+		if s := iw.cur.Session; !asks && s != nil && s.State == session.Anonymous {
 			// Unasked, the app cannot say whether this request signed its
 			// pre-sign-in session in: that session's cookies are unbound, so
 			// whatever the app did, they open nothing later.
@@ -62,7 +63,7 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 			g.logDecision(iw.r, "pre-sign-in app cookies unbound: a request that may sign in, and no whoami to ask")
 		}
 		return iw.release()
-	case user == "" && g.rulesOf(iw).appAnswer() != nil:
+	case user == "" && asks:
 		// The app itself says nobody is signed in with these cookies: a
 		// failed sign-in, or an anonymous session (a login form's).
 		if iw.signin != nil {
