@@ -35,7 +35,11 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultRetention     = 90 * 24 * time.Hour
+	DefaultRetention = 90 * 24 * time.Hour
+	// DefaultMaxEvents caps the log besides the retention: a client with one
+	// valid password can make events all day. About 420 bytes an event, so
+	// some 100 MB.
+	DefaultMaxEvents     = 250_000
 	DefaultFlushInterval = time.Second
 	DefaultBuffer        = 8192
 
@@ -49,6 +53,7 @@ const (
 // Options configures New. Zero values mean the defaults.
 type Options struct {
 	Retention     time.Duration // how long events are kept; default 90 days
+	MaxEvents     int           // the most events kept, oldest pruned first; default 250,000
 	FlushInterval time.Duration // how often queued events are written; default 1s
 	Buffer        int           // events queued before Record starts dropping; default 8192
 	Now           func() time.Time
@@ -61,6 +66,7 @@ type Log struct {
 	now        func() time.Time
 	logger     *zap.Logger
 	retention  time.Duration
+	maxEvents  int
 	flushEvery time.Duration
 	buffer     int
 
@@ -74,6 +80,7 @@ type Log struct {
 	queued  atomic.Int64
 	closing atomic.Bool
 	dropped atomic.Uint64
+	trimmed atomic.Uint64 // events pruned over maxEvents
 
 	// Owned by the run goroutine.
 	spare         []entry // the previous queue, emptied, reused to avoid allocations
@@ -106,6 +113,7 @@ func newUnstarted(store storage.AuditStore, opts Options) *Log {
 		now:        opts.Now,
 		logger:     opts.Logger,
 		retention:  opts.Retention,
+		maxEvents:  opts.MaxEvents,
 		flushEvery: opts.FlushInterval,
 		buffer:     opts.Buffer,
 		flushReq:   make(chan chan error),
@@ -121,6 +129,9 @@ func newUnstarted(store storage.AuditStore, opts Options) *Log {
 	}
 	if l.retention <= 0 {
 		l.retention = DefaultRetention
+	}
+	if l.maxEvents <= 0 {
+		l.maxEvents = DefaultMaxEvents
 	}
 	if l.flushEvery <= 0 {
 		l.flushEvery = DefaultFlushInterval
@@ -298,10 +309,13 @@ func (l *Log) write() error {
 // prune deletes events older than the retention period.
 func (l *Log) prune(ctx context.Context) {
 	before := l.now().Add(-l.retention)
-	var n int
+	var n, trimmed int
 	err := l.store.Update(ctx, func(tx storage.AuditTx) error {
 		var err error
-		n, err = tx.PruneAudit(before)
+		if n, err = tx.PruneAudit(before); err != nil {
+			return err
+		}
+		trimmed, err = tx.TrimAudit(l.maxEvents)
 		return err
 	})
 	if err != nil {
@@ -311,7 +325,15 @@ func (l *Log) prune(ctx context.Context) {
 	if n > 0 {
 		l.logger.Info("audit events pruned", zap.Int("events", n), zap.Time("before", before))
 	}
+	if trimmed > 0 {
+		total := l.trimmed.Add(uint64(trimmed))
+		l.logger.Warn("audit events pruned over the size cap", zap.Int("events", trimmed), zap.Int("max_events", l.maxEvents), zap.Uint64("total", total))
+	}
 }
+
+// Trimmed is how many events this log pruned over its size cap since it
+// started.
+func (l *Log) Trimmed() uint64 { return l.trimmed.Load() }
 
 // clean applies Record's rules to e and copies it into an entry.
 func (l *Log) clean(e *Event) entry {

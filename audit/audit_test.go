@@ -158,6 +158,26 @@ func TestRetention(t *testing.T) {
 	}
 }
 
+// TestSizeCap: besides the retention, the log keeps at most MaxEvents, the
+// newest; what it prunes over the cap is counted and logged.
+func TestSizeCap(t *testing.T) {
+	core, logs := observer.New(zapcore.WarnLevel)
+	clk := newClock(t0())
+	l := newLog(t, nil, Options{Now: clk.now, MaxEvents: 20, Logger: zap.New(core)})
+	for i := range 50 {
+		l.Record(Event{Time: t0().Add(time.Duration(i) * time.Second), Type: TypeSignInRefused, Detail: map[string]string{"n": fmt.Sprint(i)}})
+	}
+	flush(t, l)
+	l.prune(context.Background())
+	got := ns(queryAll(t, l, Filter{}))
+	if len(got) != 20 || got[0] != "49" || got[19] != "30" {
+		t.Fatalf("after the cap: %d events, %v", len(got), got)
+	}
+	if l.Trimmed() != 30 || logs.FilterMessage("audit events pruned over the size cap").Len() != 1 {
+		t.Fatalf("trimmed %d, %d warnings", l.Trimmed(), logs.FilterMessage("audit events pruned over the size cap").Len())
+	}
+}
+
 // blockingStore is a bbolt store whose Batch waits until release is closed.
 type blockingStore struct {
 	storage.AuditStore

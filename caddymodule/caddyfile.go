@@ -58,6 +58,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    strip_param <param>...
 //	    max_attempts <n>
 //	    max_failed_codes <n>
+//	    audit_max_events <n>
 //	    attempt_window <duration>
 //	    template_dir <dir>
 //	    scope <name>
@@ -260,7 +261,7 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				m.StripParams = append(m.StripParams, args...)
 			}
-		case "max_attempts", "max_failed_codes":
+		case "max_attempts", "max_failed_codes", "audit_max_events":
 			if err := once(name); err != nil {
 				return err
 			}
@@ -269,8 +270,11 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			dst, most := &m.MaxAttempts, 1000
-			if name == "max_failed_codes" {
+			switch name {
+			case "max_failed_codes":
 				dst, most = &m.MaxFailedCodes, 100
+			case "audit_max_events":
+				dst, most = &m.AuditMaxEvents, 100_000_000
 			}
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > most {

@@ -225,6 +225,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "max_attempts", input: block("max_attempts 10"), want: Gateway{MaxAttempts: 10}},
 		{name: "max_attempts bounds", input: block("max_attempts 1000"), want: Gateway{MaxAttempts: 1000}},
 		{name: "max_failed_codes", input: block("max_failed_codes 10"), want: Gateway{MaxFailedCodes: 10}},
+		{name: "audit_max_events", input: block("audit_max_events 5000"), want: Gateway{AuditMaxEvents: 5000}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -331,6 +332,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{name: "max_attempts too many", input: block("max_attempts 1001"), line: 2, contains: `max_attempts "1001"`},
 		{name: "max_attempts not a number", input: block("max_attempts five"), line: 2, contains: `max_attempts "five"`},
 		{name: "max_attempts twice", input: block("max_attempts 3", "max_attempts 4"), line: 3, contains: "max_attempts already specified"},
+		{name: "audit_max_events zero", input: block("audit_max_events 0"), line: 2, contains: `audit_max_events "0": want a number from 1 to 100000000`},
 		{name: "max_failed_codes zero", input: block("max_failed_codes 0"), line: 2, contains: `max_failed_codes "0": want a number from 1 to 100`},
 		{name: "max_failed_codes over the cap", input: block("max_failed_codes 101"), line: 2, contains: `max_failed_codes "101"`},
 

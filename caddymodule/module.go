@@ -137,6 +137,9 @@ type Gateway struct {
 	IdentityLeeway caddy.Duration `json:"identity_leeway,omitempty"`
 	// How long audit events are kept. Default 90 days.
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
+	// The most audit events kept, oldest pruned first: a size cap besides the
+	// retention. Default 250,000 (about 100 MB).
+	AuditMaxEvents int `json:"audit_max_events,omitempty"`
 	// After "require 2FA" is switched on, sessions of users still without it
 	// that started before the switch end after this. Default 7 days.
 	GracePeriod caddy.Duration `json:"grace_period,omitempty"`
@@ -227,7 +230,7 @@ func (r *guardRef) load() *guard.Guard {
 // first to open its store.
 func (m *Gateway) serviceOptions() mfa.Options {
 	return mfa.Options{
-		AuditRetention:  time.Duration(m.AuditRetention),
+		AuditRetention: time.Duration(m.AuditRetention), AuditMaxEvents: m.AuditMaxEvents,
 		IdentityOverlap: time.Duration(m.IdentityOverlap), IdentityLeeway: time.Duration(m.IdentityLeeway),
 	}
 }

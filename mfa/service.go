@@ -77,6 +77,7 @@ type Options struct {
 	Rand            io.Reader
 	FlushInterval   time.Duration // how often activity is written, default 5s
 	AuditRetention  time.Duration // how long audit events are kept, default 90 days
+	AuditMaxEvents  int           // the most audit events kept, default 250,000
 	IdentityOverlap time.Duration // how long a rotated identity secret stays valid, default 24h
 	IdentityLeeway  time.Duration // clock leeway for widget JWTs, default 30s
 }
@@ -120,7 +121,7 @@ func Open(opts Options) (*Service, error) {
 		done:        make(chan struct{}),
 	}
 	svc.keyID = sha256.Sum256(opts.Key)
-	svc.Audit = audit.New(opts.Store.Audit(), audit.Options{Retention: opts.AuditRetention, Now: opts.Now, Logger: opts.Logger.Named("audit")})
+	svc.Audit = audit.New(opts.Store.Audit(), audit.Options{Retention: opts.AuditRetention, MaxEvents: opts.AuditMaxEvents, Now: opts.Now, Logger: opts.Logger.Named("audit")})
 	svc.sweepIdle.Store(int64(DefaultIdleTimeout))
 	svc.sweepEvery.Store(int64(time.Minute))
 	if err := svc.load(); err != nil {

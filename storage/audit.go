@@ -56,4 +56,7 @@ type AuditTx interface {
 	// PruneAudit deletes the audit records older than t (strictly) and
 	// returns how many.
 	PruneAudit(t time.Time) (int, error)
+	// TrimAudit deletes the oldest audit records until at most keep are
+	// left, and returns how many it deleted.
+	TrimAudit(keep int) (int, error)
 }

@@ -161,6 +161,28 @@ func (t *txn) ScanAudit(before string, fn func(cursor string, t time.Time, data 
 	return nil
 }
 
+// TrimAudit implements storage.AuditTx.
+func (t *txn) TrimAudit(keep int) (int, error) {
+	b, err := t.bucket(bucketAudit)
+	if err != nil {
+		return 0, err
+	}
+	if !t.tx.Writable() {
+		return 0, errors.New("bolt: trim audit records: read-only transaction")
+	}
+	extra := b.Stats().KeyN - max(keep, 0)
+	c := b.Cursor()
+	n := 0
+	// Re-seek the first key after each delete, as pruneAudit does.
+	for k, _ := c.First(); k != nil && n < extra; k, _ = c.First() {
+		if err := c.Delete(); err != nil {
+			return n, fmt.Errorf("bolt: trim audit records: %w", err)
+		}
+		n++
+	}
+	return n, nil
+}
+
 // PruneAudit implements storage.AuditTx.
 func (t *txn) PruneAudit(before time.Time) (int, error) {
 	n, err := t.pruneAudit(before)

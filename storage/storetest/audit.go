@@ -260,6 +260,21 @@ func testAuditPrune(t *testing.T, s storage.AuditStore) {
 	if n != 3 || len(scanAudit(t, s, "", 0)) != 0 {
 		t.Fatalf("pruning everything: %d deleted, %d left", n, len(scanAudit(t, s, "", 0)))
 	}
+
+	// TrimAudit keeps the newest records, however recent the others.
+	for i := range 10 {
+		auditUpdate(t, s, func(tx storage.AuditTx) error {
+			return tx.AppendAudit(now.Add(time.Duration(i)*time.Second), []byte(fmt.Sprintf("r%d", i)))
+		})
+	}
+	auditUpdate(t, s, func(tx storage.AuditTx) error { var err error; n, err = tx.TrimAudit(4); return err })
+	if got := dataOf(scanAudit(t, s, "", 0)); n != 6 || !reflect.DeepEqual(got, []string{"r9", "r8", "r7", "r6"}) {
+		t.Fatalf("TrimAudit(4) of 10: %d deleted, left %q", n, got)
+	}
+	auditUpdate(t, s, func(tx storage.AuditTx) error { var err error; n, err = tx.TrimAudit(100); return err })
+	if n != 0 || len(scanAudit(t, s, "", 0)) != 4 {
+		t.Fatalf("TrimAudit above the count deleted %d", n)
+	}
 }
 
 func testAuditCopies(t *testing.T, s storage.AuditStore) {
