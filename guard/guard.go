@@ -205,8 +205,8 @@ var aalValue = [...]string{"0", "1", "2", "3"}
 const logPerSecond = 10
 
 // decisionWait bounds how long a sign-in waits for the browser's other
-// requests still at the app.
-const decisionWait = 10 * time.Second
+// requests still at the app before it goes on.
+const decisionWait = 2 * time.Second
 
 // maySignInPlace reports whether r, outside the sign-in, may make the app
 // sign in the session whose cookies it forwards (fwd) without setting a new

@@ -44,9 +44,12 @@ func (s *Session) Unshare() { s.gate.Add(-1) }
 func (s *Session) Deciding() bool { return s.gate.Load() < 0 }
 
 // BeginDecision holds the session for one decision: later requests go
-// without its cookies, and it waits (until ctx ends) for the requests already
-// sharing it to finish. ErrDeciding if another decision holds it. Every
-// BeginDecision that returns nil is paired with an EndDecision.
+// without its cookies, and it waits for the requests already sharing it to
+// finish, until ctx ends: a long-lived one (a WebSocket or event stream the
+// page opened before the sign-in) must not block the sign-in, and such a
+// connection keeps the identity it was opened with. ErrDeciding if another
+// decision holds it. Every BeginDecision that returns nil is paired with an
+// EndDecision.
 func (s *Session) BeginDecision(ctx context.Context) error {
 	for {
 		v := s.gate.Load()
@@ -60,8 +63,7 @@ func (s *Session) BeginDecision(ctx context.Context) error {
 	for wait := 100 * time.Microsecond; s.gate.Load() != deciding; wait = min(2*wait, 10*time.Millisecond) {
 		select {
 		case <-ctx.Done():
-			s.EndDecision()
-			return ctx.Err()
+			return nil // decide anyway, holding the session for it
 		case <-time.After(wait):
 		}
 	}
