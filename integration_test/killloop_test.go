@@ -96,6 +96,12 @@ func (k *killStack) kill() {
 
 // enrolled reports whether the operator API lists user with 2FA.
 func (k *killStack) enrolled(user string) bool {
+	enrolled, _ := k.member(user)
+	return enrolled
+}
+
+// member reports user's 2FA status and method from the operator API.
+func (k *killStack) member(user string) (enrolled bool, method string) {
 	k.t.Helper()
 	res, err := http.Get(k.admin + "/mfa_gateway/users")
 	if err != nil {
@@ -106,6 +112,7 @@ func (k *killStack) enrolled(user string) bool {
 		Members []struct {
 			User     string `json:"user"`
 			Enrolled bool   `json:"enrolled"`
+			Method   string `json:"method"`
 		} `json:"members"`
 	}
 	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
@@ -113,10 +120,10 @@ func (k *killStack) enrolled(user string) bool {
 	}
 	for _, m := range out.Members {
 		if m.User == user {
-			return m.Enrolled
+			return m.Enrolled, m.Method
 		}
 	}
-	return false
+	return false, ""
 }
 
 // TestAdminResetSurvivesKill: an operator's 2FA reset, killed with SIGKILL at
@@ -167,4 +174,85 @@ func TestAdminResetSurvivesKill(t *testing.T) {
 	if old+reset != rounds {
 		t.Fatalf("rounds counted %d, want %d", old+reset, rounds)
 	}
+}
+
+// sessionStates lists the states of user's live sessions, as the operator
+// API reports them.
+func (k *killStack) sessionStates(user string) []string {
+	k.t.Helper()
+	res, err := http.Get(k.admin + "/mfa_gateway/sessions?user=" + user)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct {
+		Sessions []struct {
+			State string `json:"state"`
+		} `json:"sessions"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		k.t.Fatal(err)
+	}
+	var states []string
+	for _, s := range out.Sessions {
+		states = append(states, s.State)
+	}
+	return states
+}
+
+// TestRecoveryCodeSurvivesKill: using a recovery code at the challenge
+// removes the authenticator, spends the code and activates the session, all
+// at once. Killed with SIGKILL at a random moment, the restart shows either
+// none of it (still enrolled, the sign-in still pending) or all of it (no
+// authenticator, an active session), never the authenticator gone without
+// the session or the other way round. A bounded loop of 20 kills.
+func TestRecoveryCodeSurvivesKill(t *testing.T) {
+	const rounds = 20
+	users := map[string]string{}
+	for i := range rounds {
+		users[fmt.Sprintf("r%02d", i)] = fmt.Sprintf("r%02d-password", i)
+	}
+	k := newKillStack(t, users)
+	old, used := 0, 0
+	for i := range rounds {
+		user := fmt.Sprintf("r%02d", i)
+		k.start()
+		c := k.env.newClient()
+		c.signIn(user, user+"-password")
+		_, codes := c.enrol()
+		p := k.env.newClient()
+		if r := p.signIn(user, user+"-password"); !strings.HasPrefix(r.Location(), "/_mfa/challenge") {
+			t.Fatalf("round %d: sign-in %d %q, want the challenge", i, r.StatusCode, r.Location())
+		}
+		c.get("/logout") // only the pending sign-in is left
+		if st := strings.Join(k.sessionStates(user), ","); st != "pending" {
+			t.Fatalf("round %d: before the code, sessions [%s], want only the pending sign-in", i, st)
+		}
+		cookie := p.cookieHeader()
+		go func() { // the answer may never come: Caddy is killed
+			req, _ := http.NewRequest("POST", k.env.Base+"/_mfa/api/v1/challenge/recovery",
+				strings.NewReader(fmt.Sprintf(`{"recovery_code":%q}`, codes[0])))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Cookie", cookie)
+			if res, err := http.DefaultClient.Do(req); err == nil {
+				res.Body.Close()
+			}
+		}()
+		time.Sleep(time.Duration(rand.IntN(800)) * time.Microsecond)
+		k.kill()
+
+		k.start()
+		_, method := k.member(user) // "totp", or "recovery_codes" once the authenticator is gone
+		states := strings.Join(k.sessionStates(user), ",")
+		switch {
+		case method == "totp" && states == "pending":
+			old++
+		case method == "recovery_codes" && states == "active":
+			used++
+		default:
+			t.Fatalf("round %d: method %q with sessions [%s]: a half-used recovery code", i, method, states)
+		}
+		k.kill()
+	}
+	t.Logf("%d kills: %d left the sign-in pending, %d the code used, none half-way", rounds, old, used)
 }
