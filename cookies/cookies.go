@@ -21,7 +21,7 @@ import (
 type Jar struct {
 	name     string   // the gateway cookie's name on HTTP
 	hostName string   // and on HTTPS: "__Host-" + name
-	app      []string // the app's session cookie names or globs, in fold(Key) form
+	app      []string // the app's session cookie names or globs, lower-cased, in Key form
 	glob     []bool   // per app entry: a pattern, not a plain name
 }
 

@@ -240,18 +240,9 @@ func (g *Guard) refuseSignIn(ctx context.Context, iw *interceptWriter, why strin
 // (apps that sign a user in from any URL). Such a request setting the app's
 // session cookie is a sign-in, whatever its path.
 func (g *Guard) carriesCredentials(r *http.Request) bool {
-	if r.Header.Get("Authorization") != "" {
-		return true
-	}
-	if r.URL.RawQuery == "" {
-		return false
-	}
-	for k := range r.URL.Query() {
-		if credentialName(k) || nameIn(k, g.cfg.StripParams) {
-			return true
-		}
-	}
-	return false
+	return r.Header.Get("Authorization") != "" || queryHas(r.URL.RawQuery, func(k string) bool {
+		return credentialName(k) || nameIn(k, g.cfg.StripParams)
+	})
 }
 
 // rulesOf is the rules a captured response is judged by: the matched
@@ -372,24 +363,17 @@ func carriedBindings(forwarded []cookies.Pair, as cookies.AppSet) []session.Bind
 // identify learns who signed in. When a source asks the app (whoami or
 // page), the app's answer alone names the user: it is the canonical id,
 // whatever the client typed, and "" means the app says nobody is signed in.
-// known is false when that answer could not be read. Otherwise the request
-// sources are tried in order.
+// known is false when that answer could not be read. Otherwise every request
+// source is read and they must agree. Names are folded (normalize_users
+// fold) as they are read.
 func (g *Guard) identify(ctx context.Context, iw *interceptWriter, values []cookies.Pair, next Handler) (user, src string, known bool) {
-	user, src, known = g.identifyAs(ctx, iw, values, next)
-	if g.fold != nil {
-		user = g.fold(user)
-	}
-	return user, src, known
-}
-
-func (g *Guard) identifyAs(ctx context.Context, iw *interceptWriter, values []cookies.Pair, next Handler) (user, src string, known bool) {
 	ru := g.rulesOf(iw)
 	if s := ru.appAnswer(); s != nil {
 		user, known = s.userFrom(g.ask(ctx, iw, values, s.Path, next))
 		if len(user) > 256 {
 			return "", s.Kind, false
 		}
-		return user, s.Kind, known
+		return g.folded(user), s.Kind, known
 	}
 	// Every request source is read, not only the first that names someone:
 	// a sign-in endpoint that reads one field can be sent a decoy in another
@@ -403,9 +387,7 @@ func (g *Guard) identifyAs(ctx context.Context, iw *interceptWriter, values []co
 		if len(v) > 256 {
 			return "", s.Kind, false
 		}
-		if g.fold != nil {
-			v = g.fold(v)
-		}
+		v = g.folded(v)
 		switch {
 		case user == "":
 			user, src = v, s.Kind
@@ -415,6 +397,14 @@ func (g *Guard) identifyAs(ctx context.Context, iw *interceptWriter, values []co
 		}
 	}
 	return user, src, true
+}
+
+// folded is name as this block stores user names.
+func (g *Guard) folded(name string) string {
+	if g.fold == nil {
+		return name
+	}
+	return g.fold(name)
 }
 
 // emailOf learns the user's email address from the operator's sources, if any.

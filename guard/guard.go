@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -235,11 +236,27 @@ func passwordIn(r *http.Request) bool {
 			return true
 		}
 	}
-	if r.URL.RawQuery == "" {
-		return false
-	}
-	for k := range r.URL.Query() {
-		if credentialName(k) {
+	return queryHas(r.URL.RawQuery, credentialName)
+}
+
+// queryHas reports whether a parameter name of the raw query satisfies
+// match. It runs for signed-in requests, so it reads names in place instead
+// of parsing the query, and splits on ';' as well as '&' (some apps do).
+func queryHas(raw string, match func(string) bool) bool {
+	for raw != "" {
+		var kv string
+		if i := strings.IndexAny(raw, "&;"); i >= 0 {
+			kv, raw = raw[:i], raw[i+1:]
+		} else {
+			kv, raw = raw, ""
+		}
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.ContainsAny(k, "%+") {
+			if u, err := url.QueryUnescape(k); err == nil {
+				k = u
+			}
+		}
+		if k != "" && match(k) {
 			return true
 		}
 	}

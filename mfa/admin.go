@@ -114,7 +114,7 @@ func (svc *Service) RevokeSession(ctx context.Context, a Actor, id, owner, by st
 
 // RevokeOthers ends every session of the user of keep except keep itself.
 func (svc *Service) RevokeOthers(ctx context.Context, a Actor, keep *session.Session) (int, error) {
-	n, err := svc.endUserSessionsErr(keep.User, keep)
+	n, err := svc.endUserSessions(keep.User, keep)
 	if err != nil {
 		return n, fmt.Errorf("mfa: revoke others: the sessions are ended, but the store did not take it: %w", err)
 	}
@@ -143,21 +143,22 @@ func deleteUserSessions(tx storage.Tx, user string) error {
 	return nil
 }
 
-// endUserSessions ends every session of user except keep (may be nil).
-func (svc *Service) endUserSessions(user string, keep *session.Session) int {
-	n, _ := svc.endUserSessionsErr(user, keep) // logged by deleteSessions
-	return n
+// endUserSessions ends every session of user except keep (may be nil), in
+// memory and in the store; the error reports a deletion the store did not
+// take (the sessions stop working here at once either way).
+func (svc *Service) endUserSessions(user string, keep *session.Session) (int, error) {
+	ss := svc.dropUserSessions(user, keep)
+	return len(ss), svc.deleteSessions(ss)
 }
 
-// endUserSessionsErr is endUserSessions, reporting a deletion the store did
-// not take (the sessions stop working here at once either way).
-func (svc *Service) endUserSessionsErr(user string, keep *session.Session) (int, error) {
+// dropUserSessions revokes every session of user except keep (may be nil)
+// in memory only, for a caller that deleted them from the store already.
+func (svc *Service) dropUserSessions(user string, keep *session.Session) []*session.Session {
 	ss := svc.Sessions.Snapshot(func(s *session.Session) bool { return s.User == user && s != keep && signedIn(s) })
 	for _, s := range ss {
-		s.Revoke()
-		svc.Sessions.Remove(s.Key)
+		svc.Sessions.Remove(s.Key) // revokes it
 	}
-	return len(ss), svc.deleteSessions(ss)
+	return ss
 }
 
 // ResetUser deletes the user's factor and recovery codes and ends their
@@ -191,7 +192,7 @@ func (svc *Service) ResetUser(ctx context.Context, a Actor, user string) (storag
 	if err != nil {
 		return u, 0, fmt.Errorf("mfa: reset %q: %w", user, err)
 	}
-	ended := svc.endUserSessions(user, nil)
+	ended := len(svc.dropUserSessions(user, nil)) // deleted from the store with the factor
 	svc.logger.Info("2fa reset", zap.String("user", user), zap.String("by", a.User), zap.Int("sessions_ended", ended))
 	svc.Audit.Record(a.event(audit.TypeAdminReset, user, map[string]string{"sessions_ended": strconv.Itoa(ended)}))
 	return u, ended, nil

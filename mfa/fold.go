@@ -71,7 +71,7 @@ func (svc *Service) foldUsers(ctx context.Context, fold func(string) string) err
 		return err
 	}
 	for _, id := range moved {
-		ended := svc.endUserSessions(id, nil)
+		ended, _ := svc.endUserSessions(id, nil) // a store failure is logged by deleteSessions
 		svc.logger.Info("user moved to its folded name", zap.String("from", id), zap.String("to", fold(id)), zap.Int("sessions_ended", ended))
 	}
 	return nil

@@ -174,7 +174,7 @@ func (svc *Service) end(s *session.Session) error {
 	if s == nil {
 		return nil
 	}
-	s.Revoke()
+	s.Revoke() // even if the table no longer holds it
 	svc.Sessions.Remove(s.Key)
 	return svc.deleteSessions([]*session.Session{s})
 }
