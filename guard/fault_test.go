@@ -2,13 +2,11 @@ package guard
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"go.uber.org/zap"
@@ -16,32 +14,10 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mfagate/mfagate/mfa"
-	"github.com/mfagate/mfagate/storage"
 	"github.com/mfagate/mfagate/storage/bolt"
+	"github.com/mfagate/mfagate/storage/faultstore"
 	"github.com/mfagate/mfagate/web"
 )
-
-// failingStore refuses every write while fail is set, as a full disk would.
-type failingStore struct {
-	storage.Store
-	fail atomic.Bool
-}
-
-var errDiskFull = errors.New("disk full")
-
-func (s *failingStore) Update(ctx context.Context, fn func(storage.Tx) error) error {
-	if s.fail.Load() {
-		return errDiskFull
-	}
-	return s.Store.Update(ctx, fn)
-}
-
-func (s *failingStore) Batch(ctx context.Context, fn func(storage.Tx) error) error {
-	if s.fail.Load() {
-		return errDiskFull
-	}
-	return s.Store.Batch(ctx, fn)
-}
 
 // A sign-in whose session the store cannot take is an internal failure:
 // returned (for Caddy's handle_errors), with nothing of the app's answer
@@ -51,7 +27,7 @@ func TestSignInStoreFailureIsReturnedNotWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := &failingStore{Store: db}
+	store := faultstore.New(db)
 	svc, err := mfa.Open(mfa.Options{Store: store, Key: bytes.Repeat([]byte{7}, 32)})
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +44,10 @@ func TestSignInStoreFailureIsReturnedNotWritten(t *testing.T) {
 		return nil
 	})
 	for _, fail := range []bool{true, false} {
-		store.fail.Store(fail)
+		store.Set(0)
+		if fail {
+			store.Set(faultstore.FailWrites)
+		}
 		r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader("username=alice&password=pw"))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		w := httptest.NewRecorder()

@@ -61,6 +61,11 @@ type Service struct {
 	sweepIdle       atomic.Int64 // the longest idle timeout of the configs using this service
 	sweepEvery      atomic.Int64 // how often sessions are swept: a minute, less for short grace periods
 
+	// undeleted holds the stored ids of ended sessions whose deletion the
+	// store refused; the background loop deletes them again until it takes.
+	undeletedMu sync.Mutex
+	undeleted   map[string]struct{}
+
 	realmsMu  sync.Mutex
 	realms    map[*Realm]struct{} // the site blocks of the loaded configs
 	stop      chan struct{}
@@ -183,6 +188,7 @@ func (svc *Service) loop(every time.Duration) {
 			return
 		case <-flush.C:
 			svc.FlushActivity()
+			svc.retryDeletes()
 		case now := <-tick.C:
 			if now.Sub(last) >= time.Duration(svc.sweepEvery.Load()) {
 				last = now
@@ -248,32 +254,67 @@ func (svc *Service) Sweep() {
 	svc.attempts.sweep(now)
 }
 
+// deleteSessions deletes the stored records of ended sessions. A deletion
+// the store refuses is remembered and retried by the background loop, so
+// that a session ended here does not come back at the next restart once
+// the store recovers; the error still reports it, for the caller to say so.
 func (svc *Service) deleteSessions(ss []*session.Session) error {
-	stored := 0
+	var ids []string
 	for _, s := range ss {
-		if s.State != session.Anonymous {
-			stored++
+		if s.State != session.Anonymous { // anonymous sessions live in memory only
+			ids = append(ids, s.Key.String())
 		}
 	}
-	if stored == 0 {
-		return nil // anonymous sessions live in memory only
+	if len(ids) == 0 {
+		return nil
 	}
-	err := svc.Store.Batch(context.Background(), func(tx storage.Tx) error {
-		for _, s := range ss {
-			if s.State == session.Anonymous {
-				continue
-			}
-			if err := tx.DeleteSession(s.Key.String()); err != nil {
+	if err := svc.deleteStored(ids); err != nil {
+		svc.undeletedMu.Lock()
+		if svc.undeleted == nil {
+			svc.undeleted = map[string]struct{}{}
+		}
+		for _, id := range ids {
+			svc.undeleted[id] = struct{}{}
+		}
+		svc.undeletedMu.Unlock()
+		svc.logger.Error("delete sessions: will retry", zap.Int("sessions", len(ids)), zap.Error(err))
+		return fmt.Errorf("mfa: delete sessions: %w", err)
+	}
+	return nil
+}
+
+func (svc *Service) deleteStored(ids []string) error {
+	return svc.Store.Batch(context.Background(), func(tx storage.Tx) error {
+		for _, id := range ids {
+			if err := tx.DeleteSession(id); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		svc.logger.Error("delete sessions", zap.Int("sessions", len(ss)), zap.Error(err))
-		return fmt.Errorf("mfa: delete sessions: %w", err)
+}
+
+// retryDeletes deletes again the sessions whose deletion the store refused.
+func (svc *Service) retryDeletes() {
+	svc.undeletedMu.Lock()
+	ids := make([]string, 0, len(svc.undeleted))
+	for id := range svc.undeleted {
+		ids = append(ids, id)
 	}
-	return nil
+	svc.undeletedMu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	if err := svc.deleteStored(ids); err != nil {
+		svc.logger.Error("delete sessions: retry failed", zap.Int("sessions", len(ids)), zap.Error(err))
+		return
+	}
+	svc.undeletedMu.Lock()
+	for _, id := range ids {
+		delete(svc.undeleted, id)
+	}
+	svc.undeletedMu.Unlock()
+	svc.logger.Info("delete sessions: retry succeeded", zap.Int("sessions", len(ids)))
 }
 
 // SameKey reports whether key is the key this service was opened with: a
