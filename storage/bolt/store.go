@@ -93,14 +93,11 @@ func Open(path string, opts Options) (*Store, error) {
 	existed := false
 	if fi, err := os.Stat(abs); err == nil {
 		existed = true
-		if fi.Size() == 0 {
-			return nil, damaged(abs, errors.New("the file is empty"))
-		}
-		if err := checkLength(abs); err != nil {
-			return nil, damaged(abs, err)
+		if err := precheck(abs, fi); err != nil {
+			return nil, err
 		}
 	}
-	db, err := openChecked(abs, timeout, existed)
+	db, err := openChecked(abs, timeout, existed, false)
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("bolt: open %s (waited %v): %w", abs, timeout, storage.ErrLocked)
 	}
@@ -108,6 +105,18 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	return &Store{db: db, path: abs}, nil
+}
+
+// precheck refuses an existing file that bbolt would take for a new
+// database (an empty one) or fault on (one cut short).
+func precheck(path string, fi os.FileInfo) error {
+	if fi.Size() == 0 {
+		return damaged(path, errors.New("the file is empty"))
+	}
+	if err := checkLength(path); err != nil {
+		return damaged(path, err)
+	}
+	return nil
 }
 
 // damaged is the error for a file that cannot be used as the database, with
@@ -121,7 +130,11 @@ func damaged(path string, why error) error {
 // one and checks the schema, and turns bbolt's panics on a damaged file into
 // an error. bbolt maps the file into memory, so a file shorter than its own
 // header says faults on access: with panic-on-fault that is a panic too.
-func openChecked(path string, timeout time.Duration, existed bool) (db *bbolt.DB, err error) {
+//
+// readOnly opens the file without writing to it (and with a shared lock, so
+// it waits on a process that has it open for writing): the checks on an
+// existing file run, the schema is left as it is for the caller to read.
+func openChecked(path string, timeout time.Duration, existed, readOnly bool) (db *bbolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	// bbolt holds its file lock on the file it opens; a panic inside Open
 	// never returns the handle that would release it, so the file is kept
@@ -142,7 +155,7 @@ func openChecked(path string, timeout time.Duration, existed bool) (db *bbolt.DB
 			db, err = nil, damaged(path, fmt.Errorf("%v", r))
 		}
 	}()
-	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, OpenFile: openFile})
+	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, OpenFile: openFile, ReadOnly: readOnly})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, err
 	}
@@ -163,6 +176,9 @@ func openChecked(path string, timeout time.Duration, existed bool) (db *bbolt.DB
 			_ = db.Close()
 			return nil, damaged(path, err)
 		}
+	}
+	if readOnly {
+		return db, nil
 	}
 	if err := db.Update(initSchema); err != nil {
 		_ = db.Close()
@@ -214,12 +230,9 @@ func initSchema(tx *bbolt.Tx) error {
 	if raw == nil {
 		return meta.Put([]byte(keySchema), []byte(strconv.Itoa(schemaVersion)))
 	}
-	v, err := strconv.Atoi(string(raw))
-	if err != nil || v < 1 {
-		return fmt.Errorf("bad schema version %q in bucket %q", raw, bucketMeta)
-	}
-	if v > schemaVersion {
-		return fmt.Errorf("schema version %d is newer than this build supports (%d)", v, schemaVersion)
+	v, err := parseSchema(raw)
+	if err != nil {
+		return err
 	}
 	if v < schemaVersion {
 		// 1 -> 2 only added the audit bucket, created above; no record
@@ -227,6 +240,19 @@ func initSchema(tx *bbolt.Tx) error {
 		return meta.Put([]byte(keySchema), []byte(strconv.Itoa(schemaVersion)))
 	}
 	return nil
+}
+
+// parseSchema reads a stored schema version this build can open: an older
+// one is upgraded on open, a newer one refused.
+func parseSchema(raw []byte) (int, error) {
+	v, err := strconv.Atoi(string(raw))
+	if err != nil || v < 1 {
+		return 0, fmt.Errorf("bad schema version %q in bucket %q", raw, bucketMeta)
+	}
+	if v > schemaVersion {
+		return 0, fmt.Errorf("schema version %d is newer than this build supports (%d)", v, schemaVersion)
+	}
+	return v, nil
 }
 
 // Path returns the absolute path of the database file, a stable key for
