@@ -78,7 +78,12 @@ const maxCheckErrors = 5
 // error wrapping storage.ErrDamaged, naming the file and what is wrong; a
 // file open for writing in another process (a running Caddy) is an error
 // wrapping storage.ErrLocked.
-func Check(path string) (Report, error) {
+func Check(path string) (rep Report, err error) {
+	defer func() {
+		if de, ok := errors.AsType[*damageError](err); ok {
+			de.advise = false
+		}
+	}()
 	if path == "" {
 		return Report{}, errors.New("bolt: check: empty path")
 	}
@@ -104,7 +109,7 @@ func Check(path string) (Report, error) {
 		return Report{}, err
 	}
 	defer db.Close()
-	rep := Report{Path: abs, Size: fi.Size()}
+	rep = Report{Path: abs, Size: fi.Size()}
 	if err := inspect(db, &rep); err != nil {
 		return Report{}, damaged(abs, err)
 	}
@@ -159,4 +164,30 @@ func count(tx *bbolt.Tx, name string) int {
 		return 0
 	}
 	return b.Stats().KeyN
+}
+
+// InUse reports whether another process holds the database file open (a
+// running Caddy), whatever state the file is in: a restore must not replace
+// a file under a running server, damaged or not. A missing file is not in
+// use.
+func InUse(path string) (bool, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return false, fmt.Errorf("bolt: %s: %w", path, err)
+	}
+	if _, err := os.Stat(abs); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("bolt: %w", err)
+	}
+	// The lock comes before anything is read: a read-only open of a held
+	// file times out, of a free one succeeds or finds it damaged.
+	db, err := openChecked(abs, defaultLockTimeout, true, true)
+	if errors.Is(err, berrors.ErrTimeout) {
+		return true, nil
+	}
+	if err == nil {
+		_ = db.Close()
+	}
+	return false, nil
 }

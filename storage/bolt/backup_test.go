@@ -185,6 +185,30 @@ func TestCheckLockedFile(t *testing.T) {
 	}
 }
 
+// TestInUse: a file held by a store is in use; a free one is not, damaged
+// or missing.
+func TestInUse(t *testing.T) {
+	dir := t.TempDir()
+	held := filepath.Join(dir, "held.db")
+	open(t, held)
+	damaged := filepath.Join(dir, "damaged.db")
+	if err := os.WriteFile(damaged, []byte("not a database"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	free := filepath.Join(dir, "free.db")
+	if err := os.WriteFile(free, goodFile(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]bool{held: true, damaged: false, free: false, filepath.Join(dir, "missing.db"): false} {
+		if got, err := bolt.InUse(path); got != want || err != nil {
+			t.Errorf("InUse(%s) = %v, %v; want %v", filepath.Base(path), got, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "missing.db")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("InUse created the missing file: %v", err)
+	}
+}
+
 // slowSizer is a backup destination that records the announced size and
 // writes slowly, so writers have time to commit while the backup runs.
 type slowSizer struct {

@@ -122,9 +122,26 @@ func precheck(path string, fi os.FileInfo) error {
 // damaged is the error for a file that cannot be used as the database, with
 // what to do about it.
 func damaged(path string, why error) error {
-	return fmt.Errorf("bolt: %s: %w: %v. Restore the file from a backup, or move it away to start a new, empty database (every user then sets up 2FA again)",
-		path, storage.ErrDamaged, why)
+	return &damageError{path: path, why: why, advise: true}
 }
+
+// damageError wraps storage.ErrDamaged. Check drops the advice: the file it
+// refuses may be a backup rather than the database.
+type damageError struct {
+	path   string
+	why    error
+	advise bool
+}
+
+func (e *damageError) Error() string {
+	msg := fmt.Sprintf("bolt: %s: %v: %v", e.path, storage.ErrDamaged, e.why)
+	if e.advise {
+		msg += ". Restore the file from a backup, or move it away to start a new, empty database (every user then sets up 2FA again)"
+	}
+	return msg
+}
+
+func (e *damageError) Unwrap() error { return storage.ErrDamaged }
 
 // openChecked opens the file, reads every bucket and record of an existing
 // one and checks the schema, and turns bbolt's panics on a damaged file into
