@@ -60,6 +60,7 @@ const (
 	TypeEnforcementNoticeSent   = "enforcement_notice_sent"
 	TypeIdentitySecretGenerated = "identity_secret_generated"
 	TypeIdentityModeChanged     = "identity_mode_changed"
+	TypeBackup                  = "db_backup"
 )
 
 // Types lists every event type, in the order above, for the admin page's
@@ -73,6 +74,7 @@ func Types() []string {
 		TypePolicyChanged, TypeTimeoutChanged, TypeAdminReset,
 		TypeSessionRevoked, TypeForcedLogout, TypeSessionExpired,
 		TypeEnforcementNoticeSent, TypeIdentitySecretGenerated, TypeIdentityModeChanged,
+		TypeBackup,
 	}
 }
 

@@ -28,8 +28,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mfa",
-		Usage: "users | reset <user> | policy [flags] | sessions [--user U] | revoke <session-id> | audit [flags]",
-		Short: "Operator commands for mfa_gateway (lock-outs, policy, sessions)",
+		Usage: "users | reset <user> | policy [flags] | sessions [--user U] | revoke <session-id> | audit [flags] | db check|backup|restore",
+		Short: "Operator commands for mfa_gateway (lock-outs, policy, sessions, backups)",
 		Long: `
 Manages mfa_gateway's users, team policy and sessions.
 
@@ -37,33 +37,40 @@ While Caddy runs, the commands go through its admin endpoint (--address,
 default ` + caddy.DefaultAdminListen + `), so the database stays with the running
 server. When Caddy is not running, give --db <file> to work on the database
 directly (the key comes from --key-file, default "key" beside the database,
-or the MFA_KEY environment variable).`,
-		CobraFunc: func(cmd *cobra.Command) {
-			cmd.PersistentFlags().String("address", "", "admin API address of the running Caddy")
-			cmd.PersistentFlags().String("db", "", "database file: work offline on it (Caddy not running)")
-			cmd.PersistentFlags().String("key-file", "", "offline: the key file (default: key beside the database)")
-			cmd.PersistentFlags().Bool("json", false, "print JSON instead of a table")
-			cmd.AddCommand(
-				mfaCommand("users", "List users and their 2FA status", cobra.NoArgs, nil, cmdUsers),
-				mfaCommand("reset <user>", "Reset a user's 2FA: delete their factor and codes, end their sessions", cobra.ExactArgs(1), nil, cmdReset),
-				mfaCommand("unlock <user>", "Unlock a user's authenticator after too many wrong codes", cobra.ExactArgs(1), nil, cmdUnlock),
-				mfaCommand("policy", "Show or set the team policy", cobra.NoArgs, func(c *cobra.Command) {
-					c.Flags().String("scope", "default", "policy scope")
-					c.Flags().String("require-2fa", "", "on or off")
-					c.Flags().Int("timeout", 0, "session timeout in minutes (5 to 1440)")
-				}, cmdPolicy),
-				mfaCommand("sessions", "List live sessions", cobra.NoArgs, func(c *cobra.Command) {
-					c.Flags().String("user", "", "only this user's sessions")
-				}, cmdSessions),
-				mfaCommand("revoke <session-id>", "End a session", cobra.ExactArgs(1), nil, cmdRevoke),
-				mfaCommand("audit", "Export the audit log (newest first)", cobra.NoArgs, func(c *cobra.Command) {
-					c.Flags().String("format", "jsonl", "jsonl or csv")
-					c.Flags().String("user", "", "only events by or about this user")
-					c.Flags().String("type", "", "only events of this type")
-				}, cmdAudit),
-			)
-		},
+or the MFA_KEY environment variable).
+
+"caddy mfa db backup" has the running Caddy write a consistent copy of its
+database; "db check" and "db restore" work on files no Caddy is using.`,
+		CobraFunc: mfaCommands,
 	})
+}
+
+// mfaCommands adds the flags and subcommands of `caddy mfa` to cmd.
+func mfaCommands(cmd *cobra.Command) {
+	cmd.PersistentFlags().String("address", "", "admin API address of the running Caddy")
+	cmd.PersistentFlags().String("db", "", "database file: work offline on it (Caddy not running)")
+	cmd.PersistentFlags().String("key-file", "", "offline: the key file (default: key beside the database)")
+	cmd.PersistentFlags().Bool("json", false, "print JSON instead of a table")
+	cmd.AddCommand(
+		mfaCommand("users", "List users and their 2FA status", cobra.NoArgs, nil, cmdUsers),
+		mfaCommand("reset <user>", "Reset a user's 2FA: delete their factor and codes, end their sessions", cobra.ExactArgs(1), nil, cmdReset),
+		mfaCommand("unlock <user>", "Unlock a user's authenticator after too many wrong codes", cobra.ExactArgs(1), nil, cmdUnlock),
+		mfaCommand("policy", "Show or set the team policy", cobra.NoArgs, func(c *cobra.Command) {
+			c.Flags().String("scope", "default", "policy scope")
+			c.Flags().String("require-2fa", "", "on or off")
+			c.Flags().Int("timeout", 0, "session timeout in minutes (5 to 1440)")
+		}, cmdPolicy),
+		mfaCommand("sessions", "List live sessions", cobra.NoArgs, func(c *cobra.Command) {
+			c.Flags().String("user", "", "only this user's sessions")
+		}, cmdSessions),
+		mfaCommand("revoke <session-id>", "End a session", cobra.ExactArgs(1), nil, cmdRevoke),
+		mfaCommand("audit", "Export the audit log (newest first)", cobra.NoArgs, func(c *cobra.Command) {
+			c.Flags().String("format", "jsonl", "jsonl or csv")
+			c.Flags().String("user", "", "only events by or about this user")
+			c.Flags().String("type", "", "only events of this type")
+		}, cmdAudit),
+		dbCommand(),
+	)
 }
 
 type mfaRun func(cmd *cobra.Command, args []string, call caller) error
@@ -106,13 +113,7 @@ func connect(cmd *cobra.Command) (caller, func(), error) {
 		}
 		res, err := caddycmd.AdminAPIRequest(addr, method, adminBase+path, http.Header{"Content-Type": {"application/json"}}, rd)
 		if err != nil {
-			// Caddy's client turns an error answer into an error: show its message.
-			if _, js, ok := strings.Cut(err.Error(), ": {"); ok {
-				if m, derr := decodeOps(http.StatusBadRequest, strings.NewReader("{"+js)); derr != nil {
-					return m, derr
-				}
-			}
-			return nil, fmt.Errorf("%w\n(is Caddy running with its admin endpoint at %s? Without a running Caddy, use --db <file>)", err, addr)
+			return nil, adminErr(err, addr, "Without a running Caddy, use --db <file>")
 		}
 		defer res.Body.Close()
 		return decodeOps(res.StatusCode, res.Body)
@@ -188,6 +189,18 @@ func offlineKey(cmd *cobra.Command, db string) ([]byte, error) {
 		return nil, fmt.Errorf("read key file: %w (set --key-file or MFA_KEY)", err)
 	}
 	return seal.ParseKey(string(b))
+}
+
+// adminErr is the message of a failed admin request: the gateway's own when
+// it answered (Caddy's client turns an error answer into an error), or where
+// Caddy was looked for and what to do without it.
+func adminErr(err error, addr, without string) error {
+	if _, js, ok := strings.Cut(err.Error(), ": {"); ok {
+		if _, derr := decodeOps(http.StatusBadRequest, strings.NewReader("{"+js)); derr != nil {
+			return derr
+		}
+	}
+	return fmt.Errorf("%w\n(is Caddy running with its admin endpoint at %s? %s)", err, addr, without)
 }
 
 func decodeOps(status int, r io.Reader) (map[string]any, error) {

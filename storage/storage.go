@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -192,6 +193,24 @@ type Store interface {
 	// Close releases the store, its audit log included. Transactions must
 	// not be running.
 	Close() error
+}
+
+// Backuper is a Store that can copy itself while in use. It is optional: a
+// store without it (or one whose Backup returns an error wrapping
+// errors.ErrUnsupported) is backed up by its own tools instead.
+type Backuper interface {
+	// Backup writes a consistent snapshot of the whole store to w, as of
+	// one moment, without stopping writers, and returns the bytes written.
+	// The snapshot is in the store's own format: for bbolt, a database
+	// file that Open accepts as is.
+	Backup(ctx context.Context, w io.Writer) (int64, error)
+}
+
+// BackupSizer may be implemented by the writer given to Backup: a store that
+// knows the snapshot's length calls SetBackupSize once, before writing, so
+// that an HTTP answer can carry a Content-Length.
+type BackupSizer interface {
+	SetBackupSize(n int64)
 }
 
 // Tx is one transaction. Returned records are copies the caller owns, and

@@ -46,6 +46,27 @@ func goodFile(t *testing.T) []byte {
 	return raw
 }
 
+// foreignFile is a bbolt file of another program: a bucket, no mfagate schema.
+func foreignFile(t *testing.T) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "foreign.db")
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket([]byte("their_data")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
 // openBytes writes raw to a database path and opens it, turning a panic
 // into a test failure.
 func openBytes(t *testing.T, raw []byte) (err error) {
@@ -80,14 +101,7 @@ func TestOpenRefusesDamagedFiles(t *testing.T) {
 	good := goodFile(t)
 	random := make([]byte, 16<<10)
 	_, _ = rand.Read(random)
-	foreignPath := filepath.Join(t.TempDir(), "foreign.db")
-	fdb, err := bbolt.Open(foreignPath, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = fdb.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket([]byte("their_data")); return err })
-	_ = fdb.Close()
-	foreign, _ := os.ReadFile(foreignPath)
+	foreign := foreignFile(t)
 
 	for name, raw := range map[string][]byte{
 		"zero-length": {},

@@ -93,14 +93,11 @@ func Open(path string, opts Options) (*Store, error) {
 	existed := false
 	if fi, err := os.Stat(abs); err == nil {
 		existed = true
-		if fi.Size() == 0 {
-			return nil, damaged(abs, errors.New("the file is empty"))
-		}
-		if err := checkLength(abs); err != nil {
-			return nil, damaged(abs, err)
+		if err := precheck(abs, fi); err != nil {
+			return nil, err
 		}
 	}
-	db, err := openChecked(abs, timeout, existed)
+	db, err := openChecked(abs, timeout, existed, false)
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("bolt: open %s (waited %v): %w", abs, timeout, storage.ErrLocked)
 	}
@@ -110,18 +107,51 @@ func Open(path string, opts Options) (*Store, error) {
 	return &Store{db: db, path: abs}, nil
 }
 
+// precheck refuses an existing file that bbolt would take for a new
+// database (an empty one) or fault on (one cut short).
+func precheck(path string, fi os.FileInfo) error {
+	if fi.Size() == 0 {
+		return damaged(path, errors.New("the file is empty"))
+	}
+	if err := checkLength(path); err != nil {
+		return damaged(path, err)
+	}
+	return nil
+}
+
 // damaged is the error for a file that cannot be used as the database, with
 // what to do about it.
 func damaged(path string, why error) error {
-	return fmt.Errorf("bolt: %s: %w: %v. Restore the file from a backup, or move it away to start a new, empty database (every user then sets up 2FA again)",
-		path, storage.ErrDamaged, why)
+	return &damageError{path: path, why: why, advise: true}
 }
+
+// damageError wraps storage.ErrDamaged. Check drops the advice: the file it
+// refuses may be a backup rather than the database.
+type damageError struct {
+	path   string
+	why    error
+	advise bool
+}
+
+func (e *damageError) Error() string {
+	msg := fmt.Sprintf("bolt: %s: %v: %v", e.path, storage.ErrDamaged, e.why)
+	if e.advise {
+		msg += ". Restore the file from a backup, or move it away to start a new, empty database (every user then sets up 2FA again)"
+	}
+	return msg
+}
+
+func (e *damageError) Unwrap() error { return storage.ErrDamaged }
 
 // openChecked opens the file, reads every bucket and record of an existing
 // one and checks the schema, and turns bbolt's panics on a damaged file into
 // an error. bbolt maps the file into memory, so a file shorter than its own
 // header says faults on access: with panic-on-fault that is a panic too.
-func openChecked(path string, timeout time.Duration, existed bool) (db *bbolt.DB, err error) {
+//
+// readOnly opens the file without writing to it (and with a shared lock, so
+// it waits on a process that has it open for writing): the checks on an
+// existing file run, the schema is left as it is for the caller to read.
+func openChecked(path string, timeout time.Duration, existed, readOnly bool) (db *bbolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	// bbolt holds its file lock on the file it opens; a panic inside Open
 	// never returns the handle that would release it, so the file is kept
@@ -142,7 +172,7 @@ func openChecked(path string, timeout time.Duration, existed bool) (db *bbolt.DB
 			db, err = nil, damaged(path, fmt.Errorf("%v", r))
 		}
 	}()
-	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, OpenFile: openFile})
+	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, OpenFile: openFile, ReadOnly: readOnly})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, err
 	}
@@ -163,6 +193,9 @@ func openChecked(path string, timeout time.Duration, existed bool) (db *bbolt.DB
 			_ = db.Close()
 			return nil, damaged(path, err)
 		}
+	}
+	if readOnly {
+		return db, nil
 	}
 	if err := db.Update(initSchema); err != nil {
 		_ = db.Close()
@@ -214,12 +247,9 @@ func initSchema(tx *bbolt.Tx) error {
 	if raw == nil {
 		return meta.Put([]byte(keySchema), []byte(strconv.Itoa(schemaVersion)))
 	}
-	v, err := strconv.Atoi(string(raw))
-	if err != nil || v < 1 {
-		return fmt.Errorf("bad schema version %q in bucket %q", raw, bucketMeta)
-	}
-	if v > schemaVersion {
-		return fmt.Errorf("schema version %d is newer than this build supports (%d)", v, schemaVersion)
+	v, err := parseSchema(raw)
+	if err != nil {
+		return err
 	}
 	if v < schemaVersion {
 		// 1 -> 2 only added the audit bucket, created above; no record
@@ -227,6 +257,19 @@ func initSchema(tx *bbolt.Tx) error {
 		return meta.Put([]byte(keySchema), []byte(strconv.Itoa(schemaVersion)))
 	}
 	return nil
+}
+
+// parseSchema reads a stored schema version this build can open: an older
+// one is upgraded on open, a newer one refused.
+func parseSchema(raw []byte) (int, error) {
+	v, err := strconv.Atoi(string(raw))
+	if err != nil || v < 1 {
+		return 0, fmt.Errorf("bad schema version %q in bucket %q", raw, bucketMeta)
+	}
+	if v > schemaVersion {
+		return 0, fmt.Errorf("schema version %d is newer than this build supports (%d)", v, schemaVersion)
+	}
+	return v, nil
 }
 
 // Path returns the absolute path of the database file, a stable key for
