@@ -81,6 +81,8 @@ type Log struct {
 	closing atomic.Bool
 	dropped atomic.Uint64
 	trimmed atomic.Uint64 // events pruned over maxEvents
+	folded  atomic.Uint64 // repeats counted into a summary instead of written
+	repeats repeats
 
 	// Owned by the run goroutine.
 	spare         []entry // the previous queue, emptied, reused to avoid allocations
@@ -155,6 +157,16 @@ func newUnstarted(store storage.AuditStore, opts Options) *Log {
 func (l *Log) Record(e Event) {
 	if l.closing.Load() {
 		return
+	}
+	if foldable(e.Type) {
+		now := e.Time
+		if now.IsZero() {
+			now = l.now()
+		}
+		if l.repeats.fold(&e, now) {
+			l.folded.Add(1)
+			return
+		}
 	}
 	// Load first: while the queue stays full, drops then only read the
 	// shared counter instead of bouncing its cache line between CPUs.
@@ -247,7 +259,7 @@ func (l *Log) run() {
 		case <-prune.C:
 			l.prune(context.Background())
 		case <-l.stop:
-			l.closeErr = l.write()
+			l.closeErr = l.write() // closing is set: every fold window ends
 			return
 		}
 	}
@@ -266,6 +278,9 @@ func (l *Log) write() error {
 	l.queue = l.spare
 	l.queued.Add(-int64(len(batch)))
 	l.mu.Unlock()
+	for _, e := range l.repeats.due(l.now(), l.closing.Load()) {
+		batch = append(batch, l.clean(&e))
+	}
 	defer func() {
 		clear(batch) // let the strings go
 		l.spare = batch[:0]
@@ -330,6 +345,10 @@ func (l *Log) prune(ctx context.Context) {
 		l.logger.Warn("audit events pruned over the size cap", zap.Int("events", trimmed), zap.Int("max_events", l.maxEvents), zap.Uint64("total", total))
 	}
 }
+
+// Folded is how many repeated events were counted into a summary record
+// instead of written one by one (see RepeatWindow).
+func (l *Log) Folded() uint64 { return l.folded.Load() }
 
 // Trimmed is how many events this log pruned over its size cap since it
 // started.

@@ -657,3 +657,40 @@ func TestAnonymousSessionsWriteNothing(t *testing.T) {
 		t.Fatalf("200 anonymous sessions made %d store writes, want 0", n)
 	}
 }
+
+// TestPendingSignInsCapped: a user's sign-ins left at the challenge are
+// capped; a new one ends the oldest, in memory and in the store, so one
+// valid password cannot fill either.
+func TestPendingSignInsCapped(t *testing.T) {
+	svc, clk := newService(t)
+	r := newRealm(t, svc, nil)
+	ctx := context.Background()
+	enrol(t, r, clk)
+	var ids []Changed
+	for range MaxPendingPerUser + 5 {
+		clk.add(time.Second)
+		ch, out, err := r.SignIn(ctx, alice, SignIn{User: "alice"})
+		if err != nil || out != SecondFactor {
+			t.Fatalf("sign-in: %v %v", out, err)
+		}
+		ids = append(ids, ch)
+	}
+	for i, ch := range ids {
+		cur := r.Lookup(r.CookieValue(ch.ID, ch.Session, clk.now()), clk.now())
+		if alive := cur.Session != nil; alive != (i >= 5) {
+			t.Fatalf("pending sign-in %d alive %v, want only the newest %d", i, alive, MaxPendingPerUser)
+		}
+	}
+	stored := 0
+	err := svc.Store.View(ctx, func(tx storage.Tx) error {
+		return tx.ForEachSession(func(s storage.Session) error {
+			if s.User == "alice" && session.State(s.State) == session.Pending {
+				stored++
+			}
+			return nil
+		})
+	})
+	if err != nil || stored != MaxPendingPerUser {
+		t.Fatalf("%d pending sign-ins stored (%v), want %d", stored, err, MaxPendingPerUser)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,6 +63,7 @@ func (r *Realm) SignIn(ctx context.Context, a Actor, in SignIn) (Changed, Outcom
 		if err != nil {
 			return Changed{}, 0, fmt.Errorf("mfa: save pending session: %w", err)
 		}
+		r.svc.trimPending(s)
 		r.decision(a, "second factor required", fields...)
 		r.record(a, audit.TypeSignIn, in.User, map[string]string{"second_factor": "required"})
 		return Changed{Session: s, ID: id}, SecondFactor, nil
@@ -81,6 +83,28 @@ func (r *Realm) SignIn(ctx context.Context, a Actor, in SignIn) (Changed, Outcom
 	r.decision(a, "signed in without second factor", fields...)
 	r.record(a, audit.TypeSignIn, in.User, map[string]string{"second_factor": "none"})
 	return Changed{Session: s, ID: id}, SignedIn, nil
+}
+
+// MaxPendingPerUser bounds the sign-ins one user may leave waiting at the
+// challenge: a client with a valid password cannot fill the store with them.
+// A newer sign-in ends the oldest.
+const MaxPendingPerUser = 10
+
+// trimPending ends the oldest of s's user's pending sign-ins beyond
+// MaxPendingPerUser.
+func (svc *Service) trimPending(s *session.Session) {
+	ss := svc.Sessions.Snapshot(func(p *session.Session) bool {
+		return p.User == s.User && p.State == session.Pending && !p.Revoked()
+	})
+	if len(ss) <= MaxPendingPerUser {
+		return
+	}
+	slices.SortFunc(ss, func(a, b *session.Session) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	old := ss[:len(ss)-MaxPendingPerUser]
+	for _, p := range old {
+		svc.Sessions.Remove(p.Key) // revokes it
+	}
+	_ = svc.deleteSessions(old) // logged, and retried until the store takes it
 }
 
 // BindAnonymous binds app cookies set before anyone signed in (a login
