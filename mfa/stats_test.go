@@ -223,3 +223,15 @@ func TestSignInResultOf(t *testing.T) {
 		}
 	}
 }
+
+// TestStatsCountWithoutAllocating: the request path pays an atomic add.
+func TestStatsCountWithoutAllocating(t *testing.T) {
+	s := newStats()
+	if n := testing.AllocsPerRun(100, func() {
+		s.Widget(identity.Enforce, identity.Unverified, identity.CauseExpiredToken)
+		s.Widget(identity.Monitor, identity.Verified, "")
+		s.SignInRejected()
+	}); n != 0 {
+		t.Fatalf("%v allocations per count", n)
+	}
+}
