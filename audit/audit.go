@@ -79,7 +79,10 @@ type Log struct {
 	// refused before any work (a flood of drops stays cheap).
 	queued  atomic.Int64
 	closing atomic.Bool
-	dropped atomic.Uint64
+	full    atomic.Uint64 // events dropped by Record: the queue was full
+	lost    atomic.Uint64 // events lost in a failed write
+	written atomic.Uint64 // events stored
+	pruned  atomic.Uint64 // events pruned past the retention period
 	trimmed atomic.Uint64 // events pruned over maxEvents
 	folded  atomic.Uint64 // repeats counted into a summary instead of written
 	repeats repeats
@@ -171,12 +174,12 @@ func (l *Log) Record(e Event) {
 	// Load first: while the queue stays full, drops then only read the
 	// shared counter instead of bouncing its cache line between CPUs.
 	if l.queued.Load() >= int64(l.buffer) {
-		l.dropped.Add(1)
+		l.full.Add(1)
 		return
 	}
 	if l.queued.Add(1) > int64(l.buffer) { // filled up since the Load
 		l.queued.Add(-1)
-		l.dropped.Add(1)
+		l.full.Add(1)
 		return
 	}
 	ent := l.clean(&e)
@@ -202,7 +205,24 @@ func (l *Log) Record(e Event) {
 
 // Dropped is the number of events lost so far: dropped by Record because
 // the queue was full, or lost in a failed write.
-func (l *Log) Dropped() uint64 { return l.dropped.Load() }
+func (l *Log) Dropped() uint64 { return l.full.Load() + l.lost.Load() }
+
+// Stats are the log's counts since it started.
+type Stats struct {
+	Written     uint64 // events stored
+	QueueFull   uint64 // dropped by Record: the queue was full
+	WriteFailed uint64 // lost in a failed write
+	Pruned      uint64 // deleted past the retention period
+	Trimmed     uint64 // deleted over the size cap (MaxEvents)
+}
+
+// Stats reads the log's counters.
+func (l *Log) Stats() Stats {
+	return Stats{
+		Written: l.written.Load(), QueueFull: l.full.Load(), WriteFailed: l.lost.Load(),
+		Pruned: l.pruned.Load(), Trimmed: l.trimmed.Load(),
+	}
+}
 
 // Flush writes every event queued before the call and returns the write's
 // error. If ctx ends first, Flush returns ctx.Err(); the events are still
@@ -268,7 +288,7 @@ func (l *Log) run() {
 // write stores the queue in one Batch. Only run calls it, so writes never
 // overlap and the spare slice needs no lock.
 func (l *Log) write() error {
-	if d := l.dropped.Load(); d > l.reportedDrops {
+	if d := l.Dropped(); d > l.reportedDrops {
 		l.logger.Warn("audit events dropped",
 			zap.Uint64("dropped", d-l.reportedDrops), zap.Uint64("total", d), zap.Int("buffer", l.buffer))
 		l.reportedDrops = d
@@ -313,11 +333,12 @@ func (l *Log) write() error {
 	if err != nil {
 		// Not retried: a store that fails a write now will most likely
 		// fail again, and retrying would hold the queue's memory.
-		l.dropped.Add(uint64(len(batch)))
+		l.lost.Add(uint64(len(batch)))
 		l.reportedDrops += uint64(len(batch)) // logged here, not again as dropped
 		l.logger.Error("audit events lost: write failed", zap.Int("events", len(batch)), zap.Error(err))
 		return err
 	}
+	l.written.Add(uint64(len(batch)))
 	return nil
 }
 
@@ -337,6 +358,7 @@ func (l *Log) prune(ctx context.Context) {
 		l.logger.Error("audit prune failed", zap.Error(err))
 		return
 	}
+	l.pruned.Add(uint64(n))
 	if n > 0 {
 		l.logger.Info("audit events pruned", zap.Int("events", n), zap.Time("before", before))
 	}

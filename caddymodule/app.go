@@ -15,6 +15,7 @@ import (
 	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/storage"
 	"github.com/mfagate/mfagate/storage/bolt"
+	"github.com/mfagate/mfagate/storage/instrumented"
 )
 
 func init() {
@@ -66,10 +67,14 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "mfa", New: func() caddy.Module { return new(App) }}
 }
 
-// Provision loads the default store's module; it opens nothing.
+// Provision loads the default store's module and registers the metrics
+// collector on this config's registry; it opens nothing.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.state = &appState{}
+	if err := registerMetrics(ctx.GetMetricsRegistry(), poolServices); err != nil {
+		return err
+	}
 	if a.StoreRaw == nil {
 		def := &BoltStore{}
 		if err := def.Provision(ctx); err != nil {
@@ -177,15 +182,16 @@ func (a *App) releaseLocked() error {
 	return errors.Join(errs...)
 }
 
-// openService opens a store and the service on it.
+// openService opens a store, timed for the metrics, and the service on it.
 func openService(st Store, key []byte, opts mfa.Options, logger *zap.Logger) (serviceCloser, error) {
-	store, err := st.OpenStore()
+	raw, err := st.OpenStore()
 	if err != nil {
 		if errors.Is(err, storage.ErrLocked) {
 			return serviceCloser{}, fmt.Errorf("%w (is another Caddy, or `caddy mfa --db`, using it?)", err)
 		}
 		return serviceCloser{}, err
 	}
+	store := instrumented.Wrap(raw)
 	opts.Store, opts.Key, opts.Logger = store, key, logger
 	svc, err := mfa.Open(opts)
 	if err != nil {
@@ -193,7 +199,7 @@ func openService(st Store, key []byte, opts mfa.Options, logger *zap.Logger) (se
 		return serviceCloser{}, err
 	}
 	logger.Info("database opened", zap.String("store", st.StoreKey()))
-	return serviceCloser{svc}, nil
+	return serviceCloser{svc, store}, nil
 }
 
 // pool shares one service per store across config reloads: Caddy starts
@@ -201,7 +207,12 @@ func openService(st Store, key []byte, opts mfa.Options, logger *zap.Logger) (se
 // the same file would wait on its lock.
 var pool = caddy.NewUsagePool()
 
-type serviceCloser struct{ *mfa.Service }
+// serviceCloser is a pooled service and its timed store (read by the
+// metrics collector).
+type serviceCloser struct {
+	*mfa.Service
+	store *instrumented.Store
+}
 
 func (s serviceCloser) Destruct() error { return s.Close() }
 

@@ -34,6 +34,7 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 	active := cur != nil && cur.State == session.Active
 	asks := g.rulesOf(iw).appAnswer() != nil // the app is asked who its session is
 	if iw.signin != nil && !g.rulesOf(iw).succeeded(iw.status, h, len(as.Set) > 0, len(iw.scan.Forwarded) > 0) {
+		g.svc.Stats().SignInRejected()
 		g.logDecision(iw.r, "sign-in not successful", zap.Int("status", iw.status))
 		g.bindOrFollow(ctx, iw, as)
 		return iw.release()
@@ -67,6 +68,7 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 		// The app itself says nobody is signed in with these cookies: a
 		// failed sign-in, or an anonymous session (a login form's).
 		if iw.signin != nil {
+			g.svc.Stats().SignInRejected()
 			g.logDecision(iw.r, "sign-in not successful: the app names nobody", zap.Int("status", iw.status))
 		}
 		g.bindOrFollow(ctx, iw, as)

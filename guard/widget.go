@@ -54,10 +54,12 @@ func (g *Guard) checkWidget(w http.ResponseWriter, r *http.Request) (bool, error
 	wc := g.cfg.Widget
 	claimed, err := widgetUser(wc, r)
 	if err != nil {
+		g.svc.Stats().WidgetUnreadable(g.svc.Identity.Mode())
 		return true, web.WriteJSONError(w, errWidgetBody)
 	}
 	token := widgetToken(wc, r)
 	verdict, cause, mode := g.svc.Identity.Check(token, claimed)
+	g.svc.Stats().Widget(mode, verdict, cause)
 	if verdict == identity.Unverified && mode == identity.Enforce {
 		if c := g.log.Check(zapcore.DebugLevel, "widget request refused"); c != nil {
 			c.Write(zap.String("cause", string(cause)), zap.String("claimed_user", claimed), zap.String("remote_ip", web.ClientIP(r)))

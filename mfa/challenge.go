@@ -58,7 +58,9 @@ func (r *Realm) failed(ctx context.Context, a Actor, user, kind string, err erro
 		}
 	}
 	n := r.svc.attempts.fail("u:"+user, r.cfg.AttemptWindow, now)
-	r.svc.attempts.fail("a:"+a.Address, r.cfg.AttemptWindow, now)
+	if r.svc.attempts.fail("a:"+a.Address, r.cfg.AttemptWindow, now) == 4*r.cfg.MaxAttempts {
+		r.svc.stats.lockout(lockAddressAttempts)
+	}
 	typ := audit.TypeChallengeFailed
 	if kind == "recovery" {
 		typ = audit.TypeRecoveryFailed
@@ -66,6 +68,7 @@ func (r *Realm) failed(ctx context.Context, a Actor, user, kind string, err erro
 	r.record(a, typ, user, map[string]string{"kind": kind, "failures": strconv.Itoa(n)})
 	r.decision(a, "wrong code", zap.String("user", user), zap.String("kind", kind), zap.NamedError("reason", err), zap.Int("failures", n))
 	if n == r.cfg.MaxAttempts {
+		r.svc.stats.lockout(lockUserAttempts)
 		r.log.Warn("user locked out", zap.String("user", user), zap.Duration("for", r.cfg.AttemptWindow))
 	}
 	return err
@@ -99,6 +102,7 @@ func (r *Realm) countFailedCode(ctx context.Context, a Actor, user string) error
 	if !locked {
 		return nil
 	}
+	r.svc.stats.lockout(lockAuthenticator)
 	r.log.Warn("authenticator locked", zap.String("user", user), zap.Int("wrong_codes", n))
 	r.record(a, audit.TypeFactorLocked, user, map[string]string{"wrong_codes": strconv.Itoa(n)})
 	if u, err := r.svc.User(ctx, user); err == nil {
@@ -118,7 +122,7 @@ func (r *Realm) checkTOTP(u *storage.User, code string, now time.Time) error {
 	case errors.Is(err, totp.ErrMalformed):
 		return abort{ErrMalformedCode}
 	case errors.Is(err, totp.ErrInvalid), errors.Is(err, totp.ErrReplayed):
-		return abort{fmt.Errorf("%w (%v)", ErrWrongCode, err)}
+		return abort{fmt.Errorf("%w (%w)", ErrWrongCode, err)} // a replay stays recognisable
 	case err != nil:
 		return err
 	}
@@ -129,6 +133,32 @@ func (r *Realm) checkTOTP(u *storage.User, code string, now time.Time) error {
 // PassChallenge checks a TOTP code for a pending sign-in and, on success,
 // makes the session active at AAL2 and returns the app's held cookies.
 func (r *Realm) PassChallenge(ctx context.Context, a Actor, s *session.Session, code string) (Changed, error) {
+	ch, err := r.passChallenge(ctx, a, s, code)
+	r.svc.stats.challenge(methodTOTP, challengeResultOf(err))
+	return ch, err
+}
+
+// challengeResultOf classifies a challenge answer's error for the stats.
+func challengeResultOf(err error) challengeResult {
+	var locked *LockedError
+	switch {
+	case err == nil:
+		return challengeOK
+	case errors.As(err, &locked), errors.Is(err, ErrFactorLocked):
+		return challengeLocked
+	case errors.Is(err, totp.ErrReplayed):
+		return challengeReplayed
+	case errors.Is(err, ErrWrongCode), errors.Is(err, ErrWrongRecovery):
+		return challengeWrong
+	case errors.Is(err, ErrMalformedCode), errors.Is(err, ErrMalformedRecovery):
+		return challengeMalformed
+	case errors.Is(err, ErrUseRecovery):
+		return challengeNoAuthenticator
+	}
+	return challengeError
+}
+
+func (r *Realm) passChallenge(ctx context.Context, a Actor, s *session.Session, code string) (Changed, error) {
 	now := r.svc.now()
 	if err := r.checkLimits(a, s.User, now); err != nil {
 		return Changed{}, err
@@ -169,6 +199,12 @@ func (r *Realm) PassChallenge(ctx context.Context, a Actor, s *session.Session, 
 // as soon as the owner signs in this way); the new session must set up a new
 // one before it reaches the app.
 func (r *Realm) UseRecoveryCode(ctx context.Context, a Actor, s *session.Session, input string) (Changed, error) {
+	ch, err := r.useRecoveryCode(ctx, a, s, input)
+	r.svc.stats.challenge(methodRecovery, challengeResultOf(err))
+	return ch, err
+}
+
+func (r *Realm) useRecoveryCode(ctx context.Context, a Actor, s *session.Session, input string) (Changed, error) {
 	now := r.svc.now()
 	if _, err := recovery.Normalize(input); err != nil {
 		return Changed{}, ErrMalformedRecovery

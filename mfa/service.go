@@ -47,6 +47,7 @@ type Service struct {
 	csrfKey     []byte
 	recoveryKey []byte
 	attempts    *limiter
+	stats       *Stats
 	rand        io.Reader
 	now         func() time.Time
 	logger      *zap.Logger
@@ -119,6 +120,7 @@ func Open(opts Options) (*Service, error) {
 		csrfKey:     seal.DeriveKey(opts.Key, "csrf"),
 		recoveryKey: seal.DeriveKey(opts.Key, "recovery-codes"),
 		attempts:    newLimiter(),
+		stats:       newStats(),
 		rand:        opts.Rand,
 		now:         opts.Now,
 		logger:      opts.Logger,

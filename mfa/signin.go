@@ -42,6 +42,24 @@ const (
 // when the user has a factor (the app's cookies are held back), else active,
 // blocked until enrolment when the team requires 2FA.
 func (r *Realm) SignIn(ctx context.Context, a Actor, in SignIn) (Changed, Outcome, error) {
+	ch, out, err := r.signIn(ctx, a, in)
+	r.svc.stats.signIn(signInResultOf(out, err))
+	return ch, out, err
+}
+
+func signInResultOf(out Outcome, err error) signInResult {
+	switch {
+	case err != nil:
+		return signInError
+	case out == SecondFactor:
+		return signInChallenged
+	case out == MustEnrol:
+		return signInMustEnrol
+	}
+	return signInNoFactor
+}
+
+func (r *Realm) signIn(ctx context.Context, a Actor, in SignIn) (Changed, Outcome, error) {
 	now := r.svc.now()
 	u, err := r.svc.User(ctx, in.User)
 	if err != nil {
@@ -133,6 +151,7 @@ func (r *Realm) BindAnonymous(ctx context.Context, a Actor, cur *session.Session
 // unbinds the app cookies the browser sent (the app may have authenticated
 // them in place), so nothing of that session reaches the app again.
 func (r *Realm) RefuseSignIn(ctx context.Context, a Actor, cur *session.Session, forwarded []string, path, why string) {
+	r.svc.stats.signIn(signInRefused)
 	r.record(a, audit.TypeSignInRefused, "", map[string]string{"reason": why, "path": truncate(path, 128)})
 	r.log.Warn("sign-in refused", zap.String("reason", why), zap.String("path", path), zap.String("remote_ip", a.Address))
 	if cur != nil && len(forwarded) > 0 {

@@ -264,6 +264,7 @@ type Table struct {
 	mu      sync.RWMutex
 	m       map[Key]*Session
 	anon    int // anonymous sessions in m
+	pending int // pending sessions in m
 	maxAnon int
 }
 
@@ -319,6 +320,9 @@ func (t *Table) Remove(k Key) *Session {
 func (t *Table) putLocked(s *Session) {
 	t.deleteLocked(s.Key)
 	t.m[s.Key] = s
+	if s.State == Pending {
+		t.pending++
+	}
 	if s.State != Anonymous {
 		return
 	}
@@ -332,8 +336,11 @@ func (t *Table) deleteLocked(k Key) *Session {
 	s := t.m[k]
 	if s != nil {
 		delete(t.m, k)
-		if s.State == Anonymous {
+		switch s.State {
+		case Anonymous:
 			t.anon--
+		case Pending:
+			t.pending--
 		}
 	}
 	return s
@@ -360,6 +367,14 @@ func (t *Table) Anonymous() int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	return t.anon
+}
+
+// Counts is the number of sessions held in each state. (A session's state
+// never changes in the table: a new state is a new session.)
+func (t *Table) Counts() (anonymous, pending, active int) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.anon, t.pending, len(t.m) - t.anon - t.pending
 }
 
 // Len is the number of sessions.

@@ -145,3 +145,33 @@ func TestAnonymousCap(t *testing.T) {
 		t.Fatalf("after a sweep past every deadline: %d anonymous, %d sessions", got, tab.Len())
 	}
 }
+
+// TestTableCounts: the counts by state follow every way a session enters or
+// leaves the table.
+func TestTableCounts(t *testing.T) {
+	tb := NewTableCap(0)
+	key := func(b byte) Key { return Key{b} }
+	anon := &Session{Key: key(1), State: Anonymous}
+	pend := &Session{Key: key(2), State: Pending}
+	act := &Session{Key: key(3), State: Active}
+	check := func(step string, wa, wp, wact int) {
+		t.Helper()
+		if a, p, n := tb.Counts(); a != wa || p != wp || n != wact {
+			t.Fatalf("%s: anonymous %d, pending %d, active %d; want %d, %d, %d", step, a, p, n, wa, wp, wact)
+		}
+	}
+	check("empty", 0, 0, 0)
+	tb.Put(anon)
+	tb.Put(pend)
+	tb.Put(act)
+	check("one each", 1, 1, 1)
+	tb.Put(pend) // replaced by itself
+	check("pending put again", 1, 1, 1)
+	tb.Replace(pend, &Session{Key: key(4), State: Active}) // the challenge passed
+	check("pending activated", 1, 0, 2)
+	tb.Replace(anon, &Session{Key: key(5), State: Pending}) // signed in
+	check("anonymous signed in", 0, 1, 2)
+	tb.Remove(key(5))
+	tb.Remove(key(3))
+	check("removed", 0, 0, 1)
+}
