@@ -214,13 +214,14 @@ type Stats struct {
 	WriteFailed uint64 // lost in a failed write
 	Pruned      uint64 // deleted past the retention period
 	Trimmed     uint64 // deleted over the size cap (MaxEvents)
+	Folded      uint64 // repeats counted into a summary record instead of stored (see RepeatWindow)
 }
 
 // Stats reads the log's counters.
 func (l *Log) Stats() Stats {
 	return Stats{
 		Written: l.written.Load(), QueueFull: l.full.Load(), WriteFailed: l.lost.Load(),
-		Pruned: l.pruned.Load(), Trimmed: l.trimmed.Load(),
+		Pruned: l.pruned.Load(), Trimmed: l.trimmed.Load(), Folded: l.folded.Load(),
 	}
 }
 
@@ -367,10 +368,6 @@ func (l *Log) prune(ctx context.Context) {
 		l.logger.Warn("audit events pruned over the size cap", zap.Int("events", trimmed), zap.Int("max_events", l.maxEvents), zap.Uint64("total", total))
 	}
 }
-
-// Folded is how many repeated events were counted into a summary record
-// instead of written one by one (see RepeatWindow).
-func (l *Log) Folded() uint64 { return l.folded.Load() }
 
 // Trimmed is how many events this log pruned over its size cap since it
 // started.

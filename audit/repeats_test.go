@@ -40,8 +40,8 @@ func TestRepeatsFolded(t *testing.T) {
 	if n := len(all(t, l)); n != 5 {
 		t.Fatalf("%d events written inside the window, want 5 (one fold, one other address, 3 unfolded)", n)
 	}
-	if l.Folded() != 499 {
-		t.Fatalf("Folded() = %d, want 499", l.Folded())
+	if n := l.Stats().Folded; n != 499 {
+		t.Fatalf("Stats().Folded = %d, want 499", n)
 	}
 
 	c.set(t0().Add(RepeatWindow + time.Second)) // the window ends

@@ -50,10 +50,10 @@ func poolServices() []serviceCloser {
 type collector struct {
 	services func() []serviceCloser
 
-	signIns, challenges, lockouts, widget *prometheus.Desc
-	sessions                              *prometheus.Desc
-	storeLatency, storeErrors             *prometheus.Desc
-	auditWritten, auditDropped, auditPrun *prometheus.Desc
+	signIns, challenges, lockouts, widget              *prometheus.Desc
+	sessions                                           *prometheus.Desc
+	storeLatency, storeErrors                          *prometheus.Desc
+	auditWritten, auditDropped, auditPrun, auditFolded *prometheus.Desc
 }
 
 func newCollector(services func() []serviceCloser) *collector {
@@ -72,13 +72,14 @@ func newCollector(services func() []serviceCloser) *collector {
 		auditWritten: d("audit_events_written_total", "Audit events stored."),
 		auditDropped: d("audit_events_dropped_total", "Audit events lost: dropped with the queue full, or lost in a failed write.", "reason"),
 		auditPrun:    d("audit_events_pruned_total", "Audit events deleted on purpose: past the retention period, or over the size cap.", "reason"),
+		auditFolded:  d("audit_events_folded_total", "Repeats of an event a client can cause at will, counted into one record per minute instead of stored one by one."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.signIns, c.challenges, c.lockouts, c.widget, c.sessions,
-		c.storeLatency, c.storeErrors, c.auditWritten, c.auditDropped, c.auditPrun} {
+		c.storeLatency, c.storeErrors, c.auditWritten, c.auditDropped, c.auditPrun, c.auditFolded} {
 		ch <- d
 	}
 }
@@ -114,6 +115,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		aud.WriteFailed += as.WriteFailed
 		aud.Pruned += as.Pruned
 		aud.Trimmed += as.Trimmed
+		aud.Folded += as.Folded
 	}
 	counters := func(d *prometheus.Desc, cs []mfa.Count) {
 		for _, x := range cs {
@@ -147,6 +149,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.auditDropped, aud.WriteFailed, "write_failed")
 	counter(c.auditPrun, aud.Pruned, "retention")
 	counter(c.auditPrun, aud.Trimmed, "size_cap")
+	counter(c.auditFolded, aud.Folded)
 }
 
 func addOp(dst *instrumented.OpSnapshot, src instrumented.OpSnapshot) {

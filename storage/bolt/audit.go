@@ -170,8 +170,15 @@ func (t *txn) TrimAudit(keep int) (int, error) {
 	if !t.tx.Writable() {
 		return 0, errors.New("bolt: trim audit records: read-only transaction")
 	}
-	extra := b.Stats().KeyN - max(keep, 0)
+	// Count with a cursor: bucket statistics read the committed pages and
+	// miss deletions earlier in this transaction (a prune), which would trim
+	// too many.
 	c := b.Cursor()
+	total := 0
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		total++
+	}
+	extra := total - max(keep, 0)
 	n := 0
 	// Re-seek the first key after each delete, as pruneAudit does.
 	for k, _ := c.First(); k != nil && n < extra; k, _ = c.First() {

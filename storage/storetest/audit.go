@@ -275,6 +275,21 @@ func testAuditPrune(t *testing.T, s storage.AuditStore) {
 	if n != 0 || len(scanAudit(t, s, "", 0)) != 4 {
 		t.Fatalf("TrimAudit above the count deleted %d", n)
 	}
+
+	// Pruned and trimmed in one transaction (as the hourly prune does), the
+	// trim counts what the prune left, not what the transaction began with.
+	var pruned int
+	auditUpdate(t, s, func(tx storage.AuditTx) error {
+		var err error
+		if pruned, err = tx.PruneAudit(now.Add(7 * time.Second)); err != nil { // r6 goes
+			return err
+		}
+		n, err = tx.TrimAudit(2)
+		return err
+	})
+	if got := dataOf(scanAudit(t, s, "", 0)); pruned != 1 || n != 1 || !reflect.DeepEqual(got, []string{"r9", "r8"}) {
+		t.Fatalf("prune then TrimAudit(2) in one transaction: %d pruned, %d trimmed, left %q", pruned, n, got)
+	}
 }
 
 func testAuditCopies(t *testing.T, s storage.AuditStore) {
