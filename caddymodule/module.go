@@ -340,7 +340,8 @@ func (m *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	err := gw.ServeHTTP(w, r, next)
 	var fault *web.Error
 	if errors.As(err, &fault) {
-		// An internal failure: Caddy's error handling (handle_errors) answers.
+		// The guard answers its own failures; one it left unanswered gets
+		// its status from Caddy (and handle_errors, where configured).
 		return caddyhttp.Error(fault.Status, err)
 	}
 	return err

@@ -2,7 +2,6 @@ package guard
 
 import (
 	"bytes"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -19,10 +18,10 @@ import (
 	"github.com/mfagate/mfagate/web"
 )
 
-// A sign-in whose session the store cannot take is an internal failure:
-// returned (for Caddy's handle_errors), with nothing of the app's answer
-// written, least of all its session cookie.
-func TestSignInStoreFailureIsReturnedNotWritten(t *testing.T) {
+// A sign-in whose session the store cannot take answers 503 with the
+// gateway's own words (a page for a form, JSON for a script) and nothing of
+// the app's answer, least of all its session cookie.
+func TestSignInStoreFailureAnswers503(t *testing.T) {
 	db, err := bolt.Open(filepath.Join(t.TempDir(), "mfa.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -43,27 +42,40 @@ func TestSignInStoreFailureIsReturnedNotWritten(t *testing.T) {
 		w.WriteHeader(http.StatusFound)
 		return nil
 	})
-	for _, fail := range []bool{true, false} {
-		store.Set(0)
-		if fail {
-			store.Set(faultstore.FailWrites)
-		}
-		r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader("username=alice&password=pw"))
-		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		w := httptest.NewRecorder()
-		err := g.ServeHTTP(w, r, app)
-		var fault *web.Error
-		if !fail {
-			if err != nil || w.Code != http.StatusFound || !strings.Contains(strings.Join(w.Header()["Set-Cookie"], "\n"), "sid=app-session") {
-				t.Fatalf("with a working store: err %v, status %d, cookies %q", err, w.Code, w.Header()["Set-Cookie"])
+	for _, tc := range []struct {
+		script bool // sent by a script (X-Requested-With)
+		want   string
+	}{
+		{false, "<!doctype html>"},
+		{true, `{"error":"unavailable",`},
+	} {
+		for _, fail := range []bool{true, false} {
+			store.Set(0)
+			if fail {
+				store.Set(faultstore.FailWrites)
 			}
-			continue
-		}
-		if !errors.As(err, &fault) || fault.Status != http.StatusServiceUnavailable {
-			t.Fatalf("store failure: err %v, want a 503 *web.Error", err)
-		}
-		if w.Body.Len() != 0 || len(w.Header()["Set-Cookie"]) != 0 || w.Header().Get("Location") != "" {
-			t.Fatalf("store failure wrote the app's answer: body %q, headers %v", w.Body, w.Header())
+			r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader("username=alice&password=pw"))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if tc.script {
+				r.Header.Set("X-Requested-With", "fetch")
+			}
+			w := httptest.NewRecorder()
+			if err := g.ServeHTTP(w, r, app); err != nil {
+				t.Fatalf("script %v: error returned: %v", tc.script, err)
+			}
+			if !fail {
+				if w.Code != http.StatusFound || !strings.Contains(strings.Join(w.Header()["Set-Cookie"], "\n"), "sid=app-session") {
+					t.Fatalf("script %v with a working store: status %d, cookies %q", tc.script, w.Code, w.Header()["Set-Cookie"])
+				}
+				continue
+			}
+			body := w.Body.String()
+			if w.Code != http.StatusServiceUnavailable || !strings.HasPrefix(body, tc.want) || !strings.Contains(body, web.ErrUnavailable.Message) {
+				t.Fatalf("script %v, store failing: %d %q", tc.script, w.Code, body)
+			}
+			if len(w.Header()["Set-Cookie"]) != 0 || w.Header().Get("Location") != "" {
+				t.Fatalf("script %v, store failing: the app's answer leaked: headers %v", tc.script, w.Header())
+			}
 		}
 	}
 }

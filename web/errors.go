@@ -128,12 +128,9 @@ func publicError(log *zap.Logger, err error, op string) *Error {
 	return ErrUnavailable
 }
 
-// WriteJSONError answers a script with e. An internal failure (5xx) is
-// returned instead, for Caddy's error handling (handle_errors).
+// WriteJSONError answers a script with e, an internal failure (5xx) too:
+// the client learns that nothing was done and that it may try again.
 func WriteJSONError(w http.ResponseWriter, e *Error) error {
-	if e.Status >= 500 {
-		return e
-	}
 	setRetryAfter(w, e)
 	WriteJSON(w, e.Status, map[string]string{"error": e.Code, "message": e.Message})
 	return nil

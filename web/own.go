@@ -178,13 +178,9 @@ func (site *Site) require(c *call, need requirement) *Error {
 	return nil
 }
 
-// WriteError answers with JSON for scripts and a page for people. An
-// internal failure (5xx) is returned instead, for Caddy's error handling
-// (handle_errors); its cause is already logged.
+// WriteError answers with JSON for scripts and a page for people, an
+// internal failure (5xx) too, whose cause is already logged.
 func (site *Site) WriteError(w http.ResponseWriter, r *http.Request, e *Error) error {
-	if e.Status >= 500 {
-		return e
-	}
 	if WantsJSON(r) {
 		return WriteJSONError(w, e)
 	}

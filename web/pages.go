@@ -103,9 +103,6 @@ func (site *Site) base(c *call) challengeui.Base {
 }
 
 func (site *Site) render(c *call, status int, p challengeui.Page) error {
-	if status >= 500 {
-		return ErrUnavailable // an internal failure: for Caddy's error handling
-	}
 	if err := site.ui.Render(c.w, status, p); err != nil {
 		site.log.Error("render page", zap.Error(err))
 	}
