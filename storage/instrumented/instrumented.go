@@ -6,6 +6,8 @@ package instrumented
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"sync/atomic"
 	"time"
 
@@ -84,6 +86,16 @@ func (s *Store) Update(ctx context.Context, fn func(storage.Tx) error) error {
 // Batch implements storage.Store.
 func (s *Store) Batch(ctx context.Context, fn func(storage.Tx) error) error {
 	return timed(&s.ops[State][Batch], ctx, fn, s.Store.Batch)
+}
+
+// Backup implements storage.Backuper when the wrapped store does; a copy is
+// not a transaction and is not timed.
+func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	b, ok := s.Store.(storage.Backuper)
+	if !ok {
+		return 0, fmt.Errorf("instrumented: the store cannot copy itself: %w", errors.ErrUnsupported)
+	}
+	return b.Backup(ctx, w)
 }
 
 // Audit implements storage.Store: the audit log, timed too.

@@ -1,6 +1,7 @@
 package instrumented_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
@@ -99,5 +100,18 @@ func TestCounts(t *testing.T) {
 		if last := got.Buckets[len(got.Buckets)-1]; last > got.Count || (tc.count > 0 && got.SumSeconds <= 0) {
 			t.Errorf("%v %v: last bucket %d of %d, sum %v", tc.part, tc.op, last, got.Count, got.SumSeconds)
 		}
+	}
+}
+
+// TestBackupPassedThrough: wrapping keeps the store's backup, and a store
+// without one says so with errors.ErrUnsupported.
+func TestBackupPassedThrough(t *testing.T) {
+	var buf bytes.Buffer
+	n, err := instrumented.Wrap(openBolt(t)).Backup(context.Background(), &buf)
+	if err != nil || n == 0 || int64(buf.Len()) != n {
+		t.Fatalf("backup through the wrapper: %d bytes (%d written), %v", n, buf.Len(), err)
+	}
+	if _, err := instrumented.Wrap(failing{openBolt(t)}).Backup(context.Background(), &buf); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("backup of a store that cannot copy itself: %v", err)
 	}
 }
