@@ -61,6 +61,8 @@ const (
 	TypeIdentitySecretGenerated = "identity_secret_generated"
 	TypeIdentityModeChanged     = "identity_mode_changed"
 	TypeBackup                  = "db_backup"
+	TypeAuthenticatorChanged    = "authenticator_changed"
+	TypeSignInAbandoned         = "sign_in_abandoned"
 )
 
 // Types lists every event type, in the order above, for the admin page's
@@ -74,7 +76,7 @@ func Types() []string {
 		TypePolicyChanged, TypeTimeoutChanged, TypeAdminReset,
 		TypeSessionRevoked, TypeForcedLogout, TypeSessionExpired,
 		TypeEnforcementNoticeSent, TypeIdentitySecretGenerated, TypeIdentityModeChanged,
-		TypeBackup,
+		TypeBackup, TypeAuthenticatorChanged, TypeSignInAbandoned,
 	}
 }
 

@@ -25,7 +25,7 @@ const maxRepeatKeys = 10_000
 func foldable(typ string) bool {
 	switch typ {
 	case TypeSignIn, TypeSignInRefused, TypeChallengeFailed, TypeRecoveryFailed,
-		TypeLockout, TypeBindingMismatch, TypeSessionExpired:
+		TypeLockout, TypeBindingMismatch, TypeSessionExpired, TypeSignInAbandoned:
 		return true
 	}
 	return false

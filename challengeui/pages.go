@@ -25,15 +25,17 @@ func (b Base) base() Base { return b }
 // ChallengePage asks for the 6-digit code from the authenticator app.
 type ChallengePage struct {
 	Base
-	Next  string // validated same-origin path to return to
-	Error string
+	Account string // who is signing in: "Signing in as …", with "Not you?"
+	Next    string // validated same-origin path to return to
+	Error   string
 }
 
 // RecoveryPage asks for a single-use recovery code instead of a TOTP code.
 type RecoveryPage struct {
 	Base
-	Next  string
-	Error string
+	Account string
+	Next    string
+	Error   string
 }
 
 // SecurityPage is the account security page: 2FA status, enrolment, recovery
@@ -42,14 +44,16 @@ type RecoveryPage struct {
 // set, as it is the later step.
 type SecurityPage struct {
 	Base
-	Enrolled          bool
+	Enrolled          bool // an authenticator app is set up
 	Required          bool // the team requires 2FA
 	MustEnrol         bool // the user is blocked from the app until enrolled
 	CanDisable        bool // the session passed a second factor in this sign-in (AAL2)
 	RecoveryRemaining int
 	Next              string
 	Notice, Error     string
-	Setup             *SetupView
+	Setup             *SetupView   // the setup dialog
+	Change            *SetupView   // the "change authenticator app" dialog
+	Confirm           *ConfirmView // the dialog asking for a current code before a change
 	Codes             []string
 	CodesError        string
 	DownloadHref      template.URL  // data: URI built with DownloadURL
@@ -67,6 +71,18 @@ type SessionView struct {
 	LastActive time.Time
 	AAL        int  // 2: the second factor was passed in this sign-in; else password only
 	Current    bool // the session this page is rendered for; it has no Sign out button
+}
+
+// modal reports whether a dialog is open, making the rest of the page inert.
+func (p SecurityPage) modal() bool {
+	return p.Setup != nil || p.Change != nil || p.Confirm != nil || len(p.Codes) > 0
+}
+
+// ConfirmView asks for fresh proof, a current authenticator or recovery
+// code, before a change that weakens or resets the second factor.
+type ConfirmView struct {
+	Action string // "disable" or "regenerate"
+	Error  string
 }
 
 // SetupView is the content of the setup dialog.

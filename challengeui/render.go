@@ -130,6 +130,7 @@ func (r *Renderer) funcs() template.FuncMap {
 			return r.AssetPath(name)
 		},
 		"withNext":    withNext,
+		"stepsOf":     stepsOf,
 		"groupSecret": groupSecret,
 		// olderURL is the audit log's "Older events" href, filters kept.
 		"olderURL":   func(a AuditView) string { return olderURL(r.prefix, a) },
@@ -195,6 +196,18 @@ func groupSecret(s string) string {
 	return b.String()
 }
 
+// stepsView is what the authenticator-steps template sees: the page view
+// (for the hidden fields), the setup and where its code is posted.
+type stepsView struct {
+	View   *view
+	Setup  *SetupView
+	Action string
+}
+
+func stepsOf(v *view, s *SetupView, action string) stepsView {
+	return stepsView{View: v, Setup: s, Action: action}
+}
+
 // view is what the templates see: the page plus the values derived from it.
 type view struct {
 	Name    string
@@ -228,13 +241,13 @@ func (r *Renderer) view(p Page) (*view, error) {
 		b, v.Next, v.Page = pg.base(), pg.Next, *pg
 	case SecurityPage:
 		b, v.Next, v.Page = pg.base(), pg.Next, pg
-		v.Modal = pg.Setup != nil || len(pg.Codes) > 0
+		v.Modal = pg.modal()
 	case *SecurityPage:
 		if pg == nil {
 			return nil, errors.New("nil page")
 		}
 		b, v.Next, v.Page = pg.base(), pg.Next, *pg
-		v.Modal = pg.Setup != nil || len(pg.Codes) > 0
+		v.Modal = pg.modal()
 	case AdminPage:
 		b, v.Page = pg.base(), pg
 	case *AdminPage:

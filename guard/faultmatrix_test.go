@@ -216,6 +216,11 @@ func (f *faultStack) pending() *faultActor {
 	if r := p.signIn(); !strings.HasPrefix(r.header.Get("Location"), "/_mfa/challenge") {
 		f.t.Fatalf("sign-in of enrolled %s: %d %q", a.user, r.status, r.header.Get("Location"))
 	}
+	for _, s := range f.svc.SessionList(a.user) {
+		if s.State == "pending" {
+			p.target = s.ID // for "Not you? Sign out"
+		}
+	}
 	return p
 }
 
@@ -240,6 +245,14 @@ func (f *faultStack) withOwnSession() *faultActor {
 func (f *faultStack) admin() *faultActor {
 	a := f.enrolled()
 	a.target = f.enrolled().user
+	return a
+}
+
+// changing is an enrolled user moving to a new authenticator app; target
+// holds the new app's secret.
+func (f *faultStack) changing() *faultActor {
+	a := f.enrolled()
+	a.target = a.must(a.api("totp/change", map[string]any{}), "change authenticator").json(f.t)["secret"].(string)
 	return a
 }
 
@@ -324,6 +337,7 @@ func faultCases() []faultCase {
 	user := func(a *faultActor) any { return map[string]string{"user": a.target} }
 	sess := func(a *faultActor) any { return map[string]string{"session": a.target} }
 	userForm := func(a *faultActor) url.Values { return url.Values{"user": {a.target}} }
+	codeForm := func(a *faultActor) url.Values { return url.Values{"code": {faultCode(a.secret, 1)}} }
 	sessForm := func(a *faultActor) url.Values { return url.Values{"session": {a.target}} }
 	return []faultCase{
 		// The app's sign-in: a new pending session (enrolled) or an active one.
@@ -347,8 +361,13 @@ func faultCases() []faultCase {
 			return map[string]string{"code": faultCode(a.secret, 0)}
 		}),
 		apiCase("recovery-codes/acknowledge", (*F).unacknowledged, none),
-		apiCase("recovery-codes/regenerate", (*F).enrolled, none),
-		apiCase("totp/disable", (*F).enrolled, none),
+		apiCase("recovery-codes/regenerate", (*F).enrolled, code),
+		apiCase("totp/disable", (*F).enrolled, code),
+		revoking(apiCase("sign-out", (*F).pending, none)),
+		apiCase("totp/change", (*F).enrolled, none),
+		apiCase("totp/change/confirm", (*F).changing, func(a *faultActor) any {
+			return map[string]string{"code": faultCode(a.target, 0)}
+		}),
 		apiCase("challenge", (*F).pending, code),
 		apiCase("challenge/recovery", (*F).pending, func(a *faultActor) any {
 			return map[string]string{"recovery_code": a.codes[0]}
@@ -388,8 +407,13 @@ func faultCases() []faultCase {
 		formCase("security/acknowledge", "security", (*F).unacknowledged, func(*faultActor) url.Values {
 			return url.Values{"saved": {"yes"}}
 		}),
-		formCase("security/regenerate", "security", (*F).enrolled, nil),
-		formCase("security/disable", "security", (*F).enrolled, nil),
+		formCase("security/regenerate", "security", (*F).enrolled, codeForm),
+		formCase("security/disable", "security", (*F).enrolled, codeForm),
+		revoking(formCase("sign-out", "challenge", (*F).pending, nil)),
+		formCase("security/change", "security", (*F).enrolled, nil),
+		formCase("security/change/confirm", "security", (*F).changing, func(a *faultActor) url.Values {
+			return url.Values{"code": {faultCode(a.target, 0)}}
+		}),
 		revoking(formCase("security/sessions/revoke", "security", (*F).withOwnSession, sessForm)),
 		revoking(formCase("security/sessions/revoke-others", "security", (*F).withOwnSession, nil)),
 		formCase("admin/policy", "admin", (*F).admin, func(*faultActor) url.Values { return url.Values{"require_2fa": {"on"}} }),

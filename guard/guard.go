@@ -119,13 +119,26 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 		}
 		return g.site.WriteError(w, r, web.ErrBadRequest.With(msg))
 	}
-	if s := cur.Session; s != nil && signin == nil {
+	if s := cur.Session; s != nil && signin == nil && (s.State == session.Pending || s.MustEnrol) {
+		out := false
+		if g.cfg.SignOut != nil {
+			if out, err = g.cfg.SignOut.MatchWithError(r); err != nil {
+				return g.site.WriteError(w, r, web.ErrBadRequest.With(err.Error()))
+			}
+		}
 		switch {
-		case s.State == session.Pending:
+		case !out && s.State == session.Pending:
 			return g.sendToChallenge(w, r, s)
-		case s.MustEnrol:
+		case !out:
 			return g.sendToSetup(w, r)
 		}
+		// The app's sign-out ends a sign-in held back here, and goes to the
+		// app as nobody's: none of the held session's cookies go with it.
+		if err := g.realm.Abandon(r.Context(), g.actor(r, s.User), s); err != nil {
+			g.log.Error("held sign-in ended at sign-out, but not in the store", zap.String("user", s.User), zap.Error(err))
+		}
+		web.ClearSession(g.jar, w.Header(), r, s)
+		cur = mfa.Current{Reason: session.Revoked}
 	}
 	if signin == nil {
 		if err := g.stripCredentials(r); errors.Is(err, errBodyTooLarge) {

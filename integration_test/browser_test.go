@@ -134,10 +134,10 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 		tabWantContains(b, chromedp.ID("code-help"), "Demo Dashboard")
 		b.shot("05-challenge.png")
 
-		// 4. A wrong code: the page says so, in an alert.
+		// 4. A wrong code: the page says so, in an alert. The sixth digit
+		// sends the code: no click needed.
 		wrong := browserWrongCode(t, b.secret)
-		tabType(b, chromedp.ID("code"), wrong)
-		st := tabSubmit(b, "click Verify with a wrong code", byButton("Verify"))
+		st := tabTypeSubmit(b, "type a wrong code", chromedp.ID("code"), wrong)
 		if st != 401 {
 			t.Errorf("a wrong code answers %d, want 401", st)
 		}
@@ -151,14 +151,15 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 
 		// The next step's code: the confirmation consumed the current one.
 		b.usedStep = time.Now().Add(30*time.Second).Unix() / 30
-		tabType(b, chromedp.ID("code"), browserAuthCode(t, b.secret, 1))
-		tabSubmit(b, "click Verify", byButton("Verify"))
+		// Pasted as an app shows it, with a space in the middle.
+		c := browserAuthCode(t, b.secret, 1)
+		tabTypeSubmit(b, "type the code", chromedp.ID("code"), c[:3]+" "+c[3:])
 		b.wantPath("/")
 		tabWantText(b, chromedp.ID("user"), "alice")
 		b.shot("06-dashboard.png")
 	})
 
-	// ---- 3. Recovery, then the forced new setup --------------------------
+	// ---- 3. Recovery: signed in, reminded to set up a new authenticator ----
 	b.part("recovery", func() {
 		b.signOut()
 		b.signIn("alice", "alice-password", "")
@@ -191,24 +192,41 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 		tabType(b, chromedp.ID("recovery_code"), b.codes[3])
 		tabSubmit(b, "click Verify with a saved recovery code", byButton("Verify"))
 		b.wantPath("/_mfa/security")
+		// Signed in: the security page opens on setting up a new
+		// authenticator, with a way to put it off.
 		tabWantVisible(b, chromedp.ID("setup-title"))
-		tabWantContains(b, chromedp.CSS(".must-enrol"), "finish setting up two-factor authentication")
-		tabWantText(b, chromedp.CSS(".badge"), "Off")
-		tabWantGone(b, byLink("Back to the app"))
+		tabWantContains(b, chromedp.ID("no-authenticator"), "you signed in with a recovery code")
+		tabWantGone(b, chromedp.CSS(".must-enrol"))
+		if f := b.eval(`document.activeElement && document.activeElement.id`); f != "setup-title" {
+			t.Errorf("focus is on %v, want the setup dialog's heading", f)
+		}
 		newShown := tabText(b, chromedp.ID("totp-secret"))
 		newSecret := strings.Join(strings.Fields(newShown), "")
 		checkKeyGroups(t, newShown)
 		if newSecret == b.secret {
-			t.Errorf("the forced setup shows the old key again")
+			t.Errorf("the new setup shows the old key again")
 		}
-		b.shot("08-forced-setup.png")
+		b.shot("08-setup-after-recovery.png")
 
-		// The app stays closed until the new setup is done.
-		b.navigate("/")
+		// Escape closes the dialog, as its "Not now" does, and focus goes
+		// back to the button that opens it.
+		b.do("press Escape", chromedp.KeyEvent("\x1b"))
+		b.do("wait for the page without the dialog", chromedp.WaitNotPresent(chromedp.ID("setup-title")))
 		b.wantPath("/_mfa/security")
-		if q := b.query().Get("setup"); q != "1" {
-			t.Errorf("the app sent the forced user to %q, want ?setup=1", b.location())
+		if f := b.eval(`document.activeElement && document.activeElement.id`); f != "enable-btn" {
+			t.Errorf("after Escape, focus is on %v, want the set-up button", f)
 		}
+		tabWantVisible(b, chromedp.ID("no-authenticator"))
+		b.shot("08b-reminder-after-recovery.png")
+
+		// The app is open to her meanwhile.
+		tabSubmit(b, "click Back to the app", byLink("Back to the app"))
+		b.wantPath("/")
+		tabWantText(b, chromedp.ID("user"), "alice")
+
+		// She sets up the new phone later, from the security page.
+		b.navigate("/_mfa/security")
+		tabSubmit(b, "click Set up authenticator app", byButton("Set up authenticator app"))
 		tabWantVisible(b, chromedp.ID("setup-title"))
 
 		// Finish it: new key, new code, new recovery codes, back to the app.
@@ -237,6 +255,10 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 		}
 		tabClick(b, "click the saved label", chromedp.CSS(`label[for="saved"]`))
 		tabSubmit(b, "click Done", byButton("Done"))
+		b.wantPath("/_mfa/security")
+		tabWantContains(b, chromedp.CSS(".banner-info"), "Two-factor authentication is on.")
+		tabWantGone(b, chromedp.ID("no-authenticator"))
+		tabSubmit(b, "click Back to the app", byLink("Back to the app"))
 		b.wantPath("/")
 		tabWantText(b, chromedp.ID("user"), "alice")
 		b.shot("10-reenrolled-dashboard.png")
@@ -383,6 +405,22 @@ func tabType[S chromedp.Selectable](b *tab, sel S, v string) {
 	if got := tabRun(b, "read the field back", chromedp.Value(sel)); got != v {
 		b.t.Fatalf("typed %q into %v, the field holds %q", v, sel, got)
 	}
+}
+
+// tabTypeSubmit types v into a field whose form sends itself when the code
+// is complete, waits for the page it loads and returns its HTTP status.
+func tabTypeSubmit[S chromedp.Selectable](b *tab, what string, sel S, v string) int64 {
+	b.t.Helper()
+	ctx, cancel := b.stepCtx()
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, chromedp.Click(sel), chromedp.SendKeys(sel, v))
+	if err != nil {
+		b.t.Fatalf("%s: %v (at %s)", what, err, b.location())
+	}
+	if resp == nil {
+		return 0
+	}
+	return resp.Status
 }
 
 // click clicks and does not wait for a page.

@@ -124,11 +124,14 @@ func TestRateLimit(t *testing.T) {
 			t.Fatalf("form while locked out: %d", r.StatusCode)
 		}
 		retryAfter(t, r)
-		r = c3.api("challenge/recovery", map[string]string{"recovery_code": codes[0]})
-		apiErr(t, r, 429, "rate_limited")
-		retryAfter(t, r)
 		if u := c3.dashboardUser(); u != "" {
 			t.Fatalf("locked-out sign-in reached the dashboard as %q", u)
+		}
+		// Recovery codes have their own count (too long to guess): a lock on
+		// authenticator codes does not lock the owner out of them.
+		r = c3.api("challenge/recovery", map[string]string{"recovery_code": codes[0]})
+		if r.StatusCode != 200 {
+			t.Fatalf("recovery code during a lock on authenticator codes: %d %s", r.StatusCode, r.Body)
 		}
 	})
 	t.Run("another user is not locked out", func(t *testing.T) {

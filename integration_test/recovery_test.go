@@ -18,10 +18,11 @@ func methodsOf(st map[string]any) []string {
 	return out
 }
 
-// TestRecoveryCodeSignIn (API): a recovery code signs in once, turns the
-// authenticator off and forces setup; the same code fails elsewhere; the old
-// authenticator's codes no longer work; a re-enrolment puts the user back
-// in the app.
+// TestRecoveryCodeSignIn (API): a recovery code signs in once and turns
+// the authenticator off; the user can work in the app, and is sent to set
+// up a new authenticator at every sign-in until they do; the same code fails
+// elsewhere; the old authenticator's codes no longer work; a re-enrolment
+// brings back the authenticator challenge.
 func TestRecoveryCodeSignIn(t *testing.T) {
 	e := start(t, optsWith(manyUsers()), defaultGateway)
 	secret, codes, _ := e.enrolled("alice")
@@ -36,25 +37,22 @@ func TestRecoveryCodeSignIn(t *testing.T) {
 		t.Fatal("the app's held session cookie was not released")
 	}
 
-	t.Run("app requests go to setup", func(t *testing.T) {
-		for _, p := range []string{"/", "/api/data"} {
-			r := c1.get(p)
-			if p == "/" && (r.StatusCode != 303 || r.Location() != "/_mfa/security?setup=1") {
-				t.Fatalf("GET %s: %d %q, want 303 to the setup", p, r.StatusCode, r.Location())
-			}
-			if r.StatusCode == 200 {
-				t.Fatalf("GET %s reached the app before setup: %s", p, r.Body)
-			}
+	t.Run("the user can work in the app, reminded to set up", func(t *testing.T) {
+		if u := c1.dashboardUser(); u != "alice" {
+			t.Fatalf("dashboard after a recovery code: %q, want alice signed in", u)
 		}
 		page := c1.get("/_mfa/security?setup=1")
-		if page.StatusCode != 200 || !strings.Contains(page.Body, "otpauth://") {
-			t.Fatalf("security page with setup: %d %.300s", page.StatusCode, page.Body)
+		if page.StatusCode != 200 || !strings.Contains(page.Body, "otpauth://") || !strings.Contains(page.Body, `id="no-authenticator"`) {
+			t.Fatalf("security page with setup and the reminder: %d %.300s", page.StatusCode, page.Body)
+		}
+		if !strings.Contains(page.Body, ">Not now</a>") {
+			t.Fatal("the setup dialog offers no way to put it off")
 		}
 	})
 
 	t.Run("status", func(t *testing.T) {
 		st := c1.status()
-		if st["must_enrol"] != true || st["enrolled"] != false || st["aal"].(float64) != 2 {
+		if st["must_enrol"] != false || st["enrolled"] != false || st["aal"].(float64) != 2 {
 			t.Fatalf("status after recovery: %v", st)
 		}
 		if slices.Contains(methodsOf(st), "totp") {
@@ -81,29 +79,26 @@ func TestRecoveryCodeSignIn(t *testing.T) {
 
 	// The user has lost their authenticator and not set up a new one: a
 	// later password-only sign-in must not reach the app with no second
-	// factor at all (setup stays forced, or a remaining recovery code is asked).
-	t.Run("a new sign-in before re-enrolment does not reach the app", func(t *testing.T) {
+	// factor at all: a remaining recovery code is asked, and leads to the
+	// setup again (the reminder).
+	t.Run("a new sign-in before re-enrolment asks for a recovery code", func(t *testing.T) {
 		c3 := e.newClient()
 		r := c3.signIn("alice", "alice-password")
-		if r.StatusCode != 303 || !strings.HasPrefix(r.Location(), "/_mfa/") {
-			t.Errorf("sign-in after recovery: %d %q, want a redirect to the gateway (setup or challenge)", r.StatusCode, r.Location())
+		if r.StatusCode != 303 || !strings.HasPrefix(r.Location(), "/_mfa/challenge") {
+			t.Fatalf("sign-in after recovery: %d %q, want the challenge", r.StatusCode, r.Location())
 		}
 		if u := c3.dashboardUser(); u == "alice" {
 			t.Fatalf("password-only sign-in after a recovery-code sign-in reached the dashboard (status %v)", c3.api("status", nil).Body)
 		}
-		// Where a challenge is asked, a remaining recovery code answers it
-		// and leads to the setup again.
-		if strings.HasPrefix(r.Location(), "/_mfa/challenge") {
-			if p := c3.get("/_mfa/challenge"); p.StatusCode == 200 && strings.Contains(p.Body, `name="code"`) {
-				t.Errorf("the challenge asks for an authenticator code the user no longer has")
-			}
-			r := c3.api("challenge/recovery", map[string]string{"recovery_code": codes[2]})
-			if r.StatusCode != 200 || r.JSON(t)["next"] != "/_mfa/security?setup=1" {
-				t.Fatalf("remaining recovery code: %d %s", r.StatusCode, r.Body)
-			}
-			if r := c3.get("/"); r.StatusCode != 303 || r.Location() != "/_mfa/security?setup=1" {
-				t.Fatalf("app after the second recovery: %d %q", r.StatusCode, r.Location())
-			}
+		if p := c3.get("/_mfa/challenge"); p.StatusCode == 200 && strings.Contains(p.Body, `name="code"`) {
+			t.Errorf("the challenge asks for an authenticator code the user no longer has")
+		}
+		r = c3.api("challenge/recovery", map[string]string{"recovery_code": codes[2]})
+		if r.StatusCode != 200 || r.JSON(t)["next"] != "/_mfa/security?setup=1" {
+			t.Fatalf("remaining recovery code: %d %s", r.StatusCode, r.Body)
+		}
+		if u := c3.dashboardUser(); u != "alice" {
+			t.Fatalf("app after the second recovery: %q", u)
 		}
 	})
 
@@ -122,7 +117,7 @@ func TestRecoveryCodeSignIn(t *testing.T) {
 			t.Fatalf("confirm: %d %s", r.StatusCode, r.Body)
 		}
 		r = c1.api("recovery-codes/acknowledge", map[string]any{})
-		if r.StatusCode != 200 || r.JSON(t)["next"] != "/" {
+		if r.StatusCode != 200 || r.JSON(t)["ok"] != true {
 			t.Fatalf("acknowledge: %d %s", r.StatusCode, r.Body)
 		}
 		if u := c1.dashboardUser(); u != "alice" {
@@ -133,6 +128,9 @@ func TestRecoveryCodeSignIn(t *testing.T) {
 		}
 		// The new set replaced the old one: an unused old code fails too.
 		c4 := e.pending("alice")
+		if p := c4.get("/_mfa/challenge"); p.StatusCode != 200 || !strings.Contains(p.Body, `name="code"`) {
+			t.Fatalf("after re-enrolment the challenge does not ask for the authenticator: %d", p.StatusCode)
+		}
 		apiErr(t, c4.api("challenge/recovery", map[string]string{"recovery_code": codes[1]}), 401, "invalid_recovery_code")
 	})
 }
@@ -162,10 +160,10 @@ func TestRecoveryCodeForm(t *testing.T) {
 	if r.StatusCode != 303 || r.Location() != "/_mfa/security?setup=1" {
 		t.Fatalf("right recovery code on the form: %d %q %.300s", r.StatusCode, r.Location(), r.Body)
 	}
-	if r := c.get("/"); r.StatusCode != 303 || r.Location() != "/_mfa/security?setup=1" {
-		t.Fatalf("app after recovery: %d %q, want the setup", r.StatusCode, r.Location())
+	if u := c.dashboardUser(); u != "bob" {
+		t.Fatalf("app after recovery: %q, want bob signed in", u)
 	}
-	if st := c.status(); st["must_enrol"] != true || st["enrolled"] != false {
+	if st := c.status(); st["must_enrol"] != false || st["enrolled"] != false {
 		t.Fatalf("status after recovery on the form: %v", st)
 	}
 	// The same code at another challenge fails.
@@ -179,9 +177,9 @@ func TestRecoveryCodeForm(t *testing.T) {
 // TestRegenerateInvalidatesOldCodes: a new set (AAL2) makes the old set fail.
 func TestRegenerateInvalidatesOldCodes(t *testing.T) {
 	e := start(t, optsWith(manyUsers()), defaultGateway)
-	_, old, c0 := e.enrolled("carol")
+	secret, old, c0 := e.enrolled("carol")
 
-	r := c0.api("recovery-codes/regenerate", map[string]any{})
+	r := c0.api("recovery-codes/regenerate", map[string]any{"code": code(t, secret, 1)})
 	if r.StatusCode != 200 {
 		t.Fatalf("regenerate: %d %s", r.StatusCode, r.Body)
 	}
@@ -213,9 +211,9 @@ func TestRegenerateInvalidatesOldCodes(t *testing.T) {
 	}
 
 	t.Run("form", func(t *testing.T) {
-		_, old2, c := e.enrolled("dave")
-		page := c.get("/_mfa/security")
-		r := c.postForm("/_mfa/security/regenerate", url.Values{"csrf": {csrfOf(t, page)}})
+		secret2, old2, c := e.enrolled("dave")
+		page := c.get("/_mfa/security?confirm=regenerate")
+		r := c.postForm("/_mfa/security/regenerate", url.Values{"csrf": {csrfOf(t, page)}, "code": {code(t, secret2, 1)}})
 		if r.StatusCode != 303 {
 			t.Fatalf("regenerate form: %d %.300s", r.StatusCode, r.Body)
 		}
@@ -274,8 +272,14 @@ func TestDisableRequiresAAL2(t *testing.T) {
 	if r := cC.api("challenge", map[string]string{"code": code(t, secret, 1)}); r.StatusCode != 200 {
 		t.Fatalf("challenge: %d %s", r.StatusCode, r.Body)
 	}
-	if r := cC.api("totp/disable", map[string]any{}); r.StatusCode != 200 {
-		t.Fatalf("disable at AAL2: %d %s", r.StatusCode, r.Body)
+	// Fresh proof is asked for, at AAL2 too: refused without a code and
+	// with a wrong one; a recovery code will do (the step's TOTP code was
+	// just used).
+	apiErr(t, cC.api("totp/disable", map[string]any{}), 400, "code_required")
+	apiErr(t, cC.api("totp/disable", map[string]any{"code": "zzzzzz-zzzzzz"}), 401, "invalid_recovery_code")
+	apiErr(t, cC.api("totp/disable", map[string]any{"code": 123456}), 400, "bad_request")
+	if r := cC.api("totp/disable", map[string]any{"code": codes[0]}); r.StatusCode != 200 {
+		t.Fatalf("disable at AAL2 with a recovery code: %d %s", r.StatusCode, r.Body)
 	}
 	st := cC.status()
 	if st["enrolled"] != false || st["recovery_codes_remaining"].(float64) != 0 || len(methodsOf(st)) != 0 {
@@ -297,8 +301,8 @@ func TestDisableRequiresAAL2(t *testing.T) {
 // the new secret's code for the current step never was.
 func TestReEnrolAfterDisable(t *testing.T) {
 	e := start(t, optsWith(manyUsers()), defaultGateway)
-	_, _, c := e.enrolled("erin") // consumes the current step with the old secret
-	if r := c.api("totp/disable", map[string]any{}); r.StatusCode != 200 {
+	_, codes, c := e.enrolled("erin") // consumes the current step with the old secret
+	if r := c.api("totp/disable", map[string]any{"code": codes[0]}); r.StatusCode != 200 {
 		t.Fatalf("disable: %d %s", r.StatusCode, r.Body)
 	}
 	r := c.api("totp/enroll", map[string]any{})

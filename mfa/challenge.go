@@ -19,19 +19,36 @@ import (
 
 // The challenge: a pending sign-in passes its second factor.
 
-// checkLimits refuses a code while the user or the address is locked out.
-func (r *Realm) checkLimits(a Actor, user string, now time.Time) error {
+// The kinds of code a user answers with. Each has its own count of wrong
+// answers per user, so that someone trying authenticator codes with a
+// stolen password cannot lock the owner out of their recovery codes (which
+// are too long to guess); the address count is shared.
+const (
+	kindTOTP     = "totp"
+	kindRecovery = "recovery"
+)
+
+func userKey(kind, user string) string {
+	if kind == kindRecovery {
+		return "r:" + user
+	}
+	return "u:" + user
+}
+
+// checkLimits refuses a code of kind while the user or the address is
+// locked out.
+func (r *Realm) checkLimits(a Actor, user, kind string, now time.Time) error {
 	win := r.cfg.AttemptWindow
 	ra := max(
-		r.svc.attempts.retryAfter("u:"+user, r.cfg.MaxAttempts, win, now),
+		r.svc.attempts.retryAfter(userKey(kind, user), r.cfg.MaxAttempts, win, now),
 		r.svc.attempts.retryAfter("a:"+a.Address, 4*r.cfg.MaxAttempts, win, now),
 	)
 	if ra <= 0 {
 		return nil
 	}
-	r.decision(a, "code refused: locked out", zap.String("user", user), zap.Duration("retry_after", ra))
-	r.record(a, audit.TypeLockout, user, map[string]string{"retry_after": ra.Round(time.Second).String()})
-	return &LockedError{RetryAfter: ra}
+	r.decision(a, "code refused: locked out", zap.String("user", user), zap.String("kind", kind), zap.Duration("retry_after", ra))
+	r.record(a, audit.TypeLockout, user, map[string]string{"retry_after": ra.Round(time.Second).String(), "kind": kind})
+	return &LockedError{RetryAfter: ra, Recovery: kind == kindRecovery}
 }
 
 // DefaultMaxFailedCodes caps wrong authenticator codes in a row, however
@@ -49,20 +66,20 @@ func (r *Realm) maxFailedCodes() int {
 // transaction that found it wrong: callbacks have no side effects. A wrong
 // authenticator code also counts towards the lock on the authenticator.
 func (r *Realm) failed(ctx context.Context, a Actor, user, kind string, err error, now time.Time) error {
-	if !errors.Is(err, ErrWrongCode) && !errors.Is(err, ErrWrongRecovery) {
+	if !errors.Is(err, ErrWrongCode) && !errors.Is(err, ErrWrongRecovery) && !errors.Is(err, ErrCodeUsed) {
 		return err
 	}
-	if kind == "totp" {
+	if kind == kindTOTP {
 		if lerr := r.countFailedCode(ctx, a, user); lerr != nil {
 			return lerr
 		}
 	}
-	n := r.svc.attempts.fail("u:"+user, r.cfg.AttemptWindow, now)
+	n := r.svc.attempts.fail(userKey(kind, user), r.cfg.AttemptWindow, now)
 	if r.svc.attempts.fail("a:"+a.Address, r.cfg.AttemptWindow, now) == 4*r.cfg.MaxAttempts {
 		r.svc.stats.lockout(lockAddressAttempts)
 	}
 	typ := audit.TypeChallengeFailed
-	if kind == "recovery" {
+	if kind == kindRecovery {
 		typ = audit.TypeRecoveryFailed
 	}
 	r.record(a, typ, user, map[string]string{"kind": kind, "failures": strconv.Itoa(n)})
@@ -113,21 +130,34 @@ func (r *Realm) countFailedCode(ctx context.Context, a Actor, user string) error
 
 // checkTOTP validates code for u inside a transaction and consumes its step.
 func (r *Realm) checkTOTP(u *storage.User, code string, now time.Time) error {
-	secret, err := r.svc.box.Open(u.TOTPSecret, totpAAD(u.ID))
+	step, err := r.validate(u.ID, u.TOTPSecret, code, now, u.TOTPLastStep)
 	if err != nil {
-		return fmt.Errorf("open totp secret: %w", err)
-	}
-	step, err := totp.Validate(secret, code, now, u.TOTPLastStep)
-	switch {
-	case errors.Is(err, totp.ErrMalformed):
-		return abort{ErrMalformedCode}
-	case errors.Is(err, totp.ErrInvalid), errors.Is(err, totp.ErrReplayed):
-		return abort{fmt.Errorf("%w (%w)", ErrWrongCode, err)} // a replay stays recognisable
-	case err != nil:
 		return err
 	}
 	u.TOTPLastStep = step
 	return nil
+}
+
+// validate checks code against a sealed secret of user and returns the
+// step it matched, mapping the totp package's errors to the domain's.
+func (r *Realm) validate(user string, sealed []byte, code string, now time.Time, lastStep int64) (int64, error) {
+	secret, err := r.svc.box.Open(sealed, totpAAD(user))
+	if err != nil {
+		return 0, fmt.Errorf("open totp secret: %w", err)
+	}
+	step, err := totp.Validate(secret, code, now, lastStep)
+	switch {
+	case errors.Is(err, totp.ErrMalformed):
+		return 0, abort{ErrMalformedCode}
+	case errors.Is(err, totp.ErrReplayed):
+		// Most often the same code entered in a second tab: its own words.
+		return 0, abort{fmt.Errorf("%w (%w)", ErrCodeUsed, err)}
+	case errors.Is(err, totp.ErrInvalid):
+		return 0, abort{fmt.Errorf("%w (%w)", ErrWrongCode, err)}
+	case err != nil:
+		return 0, err
+	}
+	return step, nil
 }
 
 // PassChallenge checks a TOTP code for a pending sign-in and, on success,
@@ -148,7 +178,7 @@ func challengeResultOf(err error) challengeResult {
 		return challengeLocked
 	case errors.Is(err, totp.ErrReplayed):
 		return challengeReplayed
-	case errors.Is(err, ErrWrongCode), errors.Is(err, ErrWrongRecovery):
+	case errors.Is(err, ErrWrongCode), errors.Is(err, ErrWrongRecovery), errors.Is(err, ErrCodeUsed):
 		return challengeWrong
 	case errors.Is(err, ErrMalformedCode), errors.Is(err, ErrMalformedRecovery):
 		return challengeMalformed
@@ -160,7 +190,7 @@ func challengeResultOf(err error) challengeResult {
 
 func (r *Realm) passChallenge(ctx context.Context, a Actor, s *session.Session, code string) (Changed, error) {
 	now := r.svc.now()
-	if err := r.checkLimits(a, s.User, now); err != nil {
+	if err := r.checkLimits(a, s.User, kindTOTP, now); err != nil {
 		return Changed{}, err
 	}
 	ns, id, err := r.activate(s, false)
@@ -186,9 +216,9 @@ func (r *Realm) passChallenge(ctx context.Context, a Actor, s *session.Session, 
 			r.decision(a, "code refused: authenticator locked", zap.String("user", s.User))
 			r.record(a, audit.TypeLockout, s.User, map[string]string{"authenticator": "locked"})
 		}
-		return Changed{}, r.failed(ctx, a, s.User, "totp", err, now)
+		return Changed{}, r.failed(ctx, a, s.User, kindTOTP, err, now)
 	}
-	r.svc.attempts.reset("u:" + s.User)
+	r.svc.attempts.reset(userKey(kindTOTP, s.User))
 	r.decision(a, "challenge passed", zap.String("user", s.User), zap.String("method", "totp"))
 	r.record(a, audit.TypeChallengePassed, s.User, map[string]string{"method": "totp"})
 	return Changed{Session: ns, ID: id, Held: s.Held}, nil
@@ -196,8 +226,11 @@ func (r *Realm) passChallenge(ctx context.Context, a Actor, s *session.Session, 
 
 // UseRecoveryCode spends one recovery code for a pending sign-in. As users
 // know it, it also disables the authenticator (a stolen device's secret dies
-// as soon as the owner signs in this way); the new session must set up a new
-// one before it reaches the app.
+// as soon as the owner signs in this way). The user is signed in: someone
+// without their phone can work, and is asked to set up a new authenticator
+// (the security page opens on setup, and every later sign-in reminds them).
+// Only a team that requires 2FA, with no recovery code left either, blocks
+// the app until setup is done.
 func (r *Realm) UseRecoveryCode(ctx context.Context, a Actor, s *session.Session, input string) (Changed, error) {
 	ch, err := r.useRecoveryCode(ctx, a, s, input)
 	r.svc.stats.challenge(methodRecovery, challengeResultOf(err))
@@ -209,10 +242,18 @@ func (r *Realm) useRecoveryCode(ctx context.Context, a Actor, s *session.Session
 	if _, err := recovery.Normalize(input); err != nil {
 		return Changed{}, ErrMalformedRecovery
 	}
-	if err := r.checkLimits(a, s.User, now); err != nil {
+	if err := r.checkLimits(a, s.User, kindRecovery, now); err != nil {
 		return Changed{}, err
 	}
-	ns, id, err := r.activate(s, true)
+	u, err := r.svc.User(ctx, s.User)
+	if err != nil {
+		return Changed{}, fmt.Errorf("mfa: load user: %w", err)
+	}
+	// Whether this code is the user's last is judged on what the
+	// transaction reads; the session it stamps is made before, so the
+	// transaction refuses to go on if another sign-in spent a code between.
+	last := len(u.RecoveryHashes) <= 1
+	ns, id, err := r.activate(s, last && r.Require2FA())
 	if err != nil {
 		return Changed{}, fmt.Errorf("mfa: session id: %w", err)
 	}
@@ -221,16 +262,24 @@ func (r *Realm) useRecoveryCode(ctx context.Context, a Actor, s *session.Session
 		if err != nil || i < 0 {
 			return abort{fmt.Errorf("%w (%v)", ErrWrongRecovery, err)}
 		}
+		if (len(u.RecoveryHashes) <= 1) != last {
+			return errCodesChanged
+		}
 		u.RecoveryHashes = recovery.Remove(u.RecoveryHashes, i)
 		removeAuthenticator(u)
 		u.LastSignInAt = now
 		return nil
 	}, s, ns)
 	if err != nil {
-		return Changed{}, r.failed(ctx, a, s.User, "recovery", err, now)
+		return Changed{}, r.failed(ctx, a, s.User, kindRecovery, err, now)
 	}
-	r.svc.attempts.reset("u:" + s.User)
-	r.decision(a, "recovery code used", zap.String("user", s.User))
+	r.svc.attempts.reset(userKey(kindRecovery, s.User))
+	r.decision(a, "recovery code used", zap.String("user", s.User), zap.Bool("must_enrol", ns.MustEnrol))
 	r.record(a, audit.TypeRecoveryUsed, s.User, map[string]string{"authenticator": "removed"})
 	return Changed{Session: ns, ID: id, Held: s.Held}, nil
 }
+
+// errCodesChanged: the user's recovery codes changed while a code was being
+// used; the sign-in is refused (and may be tried again) rather than judged
+// on a stale count.
+var errCodesChanged = errors.New("mfa: recovery codes changed meanwhile")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -192,6 +193,11 @@ func (r *Realm) Setup(ctx context.Context, a Actor, user string, create bool) (*
 		r.decision(a, "enrolment started", zap.String("user", user))
 		r.record(a, audit.TypeEnrolStarted, user, nil)
 	}
+	return r.setupOf(user, secret)
+}
+
+// setupOf is what an authenticator app needs to take secret.
+func (r *Realm) setupOf(user string, secret []byte) (*Setup, error) {
 	uri := totp.KeyURI(r.cfg.Issuer, user, secret)
 	qr, err := totp.QRCodeDataURI(uri, 240)
 	if err != nil {
@@ -205,7 +211,7 @@ func (r *Realm) Setup(ctx context.Context, a Actor, user string, create bool) (*
 // show once.
 func (r *Realm) ConfirmSetup(ctx context.Context, a Actor, s *session.Session, code string) (Changed, []string, error) {
 	now := r.svc.now()
-	if err := r.checkLimits(a, s.User, now); err != nil {
+	if err := r.checkLimits(a, s.User, kindTOTP, now); err != nil {
 		return Changed{}, nil, err
 	}
 	ns, id, err := r.rotated(s, func(n *session.Session) { n.AAL = 2 })
@@ -232,12 +238,99 @@ func (r *Realm) ConfirmSetup(ctx context.Context, a Actor, s *session.Session, c
 		return err
 	}, s, ns)
 	if err != nil {
-		return Changed{}, nil, r.failed(ctx, a, s.User, "totp", err, now)
+		return Changed{}, nil, r.failed(ctx, a, s.User, kindTOTP, err, now)
 	}
-	r.svc.attempts.reset("u:" + s.User)
+	r.svc.attempts.reset(userKey(kindTOTP, s.User))
 	r.decision(a, "2fa enabled", zap.String("user", s.User))
 	r.record(a, audit.Type2FAEnabled, s.User, map[string]string{"method": "totp"})
 	return Changed{Session: ns, ID: id}, codes, nil
+}
+
+// StartChange begins moving the user's authenticator to a new app (a new
+// phone): it returns a new secret, kept beside the current one, which goes
+// on working until ConfirmChange. Asking again returns the same new secret.
+// The session must have passed a second factor (AAL2).
+func (r *Realm) StartChange(ctx context.Context, a Actor, s *session.Session) (*Setup, error) {
+	if s.AAL < 2 {
+		return nil, ErrAAL2Required
+	}
+	svc := r.svc
+	u, err := svc.User(ctx, s.User)
+	if err != nil {
+		return nil, fmt.Errorf("mfa: load user: %w", err)
+	}
+	if !u.TOTPConfirmed {
+		return nil, ErrNotEnrolled
+	}
+	var secret []byte
+	if len(u.NextTOTPSecret) > 0 {
+		if secret, err = svc.box.Open(u.NextTOTPSecret, totpAAD(s.User)); err != nil {
+			r.log.Error("open new totp secret", zap.String("user", s.User), zap.Error(err))
+			secret = nil
+		}
+	}
+	if secret == nil {
+		if secret, err = totp.GenerateSecret(svc.rand); err != nil {
+			return nil, fmt.Errorf("mfa: generate secret: %w", err)
+		}
+		sealed, err := svc.box.Seal(secret, totpAAD(s.User))
+		if err != nil {
+			return nil, fmt.Errorf("mfa: seal secret: %w", err)
+		}
+		err = r.commit(ctx, s.User, func(u *storage.User) error {
+			if !u.TOTPConfirmed {
+				return abort{ErrNotEnrolled}
+			}
+			u.NextTOTPSecret = sealed
+			return nil
+		}, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		r.decision(a, "authenticator change started", zap.String("user", s.User))
+	}
+	return r.setupOf(s.User, secret)
+}
+
+// ConfirmChange checks the first code from the new app and makes it the
+// user's authenticator; the old one stops working. Recovery codes stay.
+func (r *Realm) ConfirmChange(ctx context.Context, a Actor, s *session.Session, code string) error {
+	if s.AAL < 2 {
+		return ErrAAL2Required
+	}
+	now := r.svc.now()
+	if err := r.checkLimits(a, s.User, kindTOTP, now); err != nil {
+		return err
+	}
+	err := r.commit(ctx, s.User, func(u *storage.User) error {
+		if !u.TOTPConfirmed {
+			return abort{ErrNotEnrolled}
+		}
+		if len(u.NextTOTPSecret) == 0 {
+			return abort{ErrNoSetup}
+		}
+		// A new key starts its own replay window.
+		step, err := r.validate(u.ID, u.NextTOTPSecret, code, now, 0)
+		if err != nil {
+			return err
+		}
+		u.TOTPSecret, u.TOTPLastStep, u.NextTOTPSecret = u.NextTOTPSecret, step, nil
+		u.FailedCodes, u.FactorLockedAt = 0, time.Time{}
+		return nil
+	}, nil, nil)
+	if err != nil {
+		// Not counted towards the authenticator's lock: the code was for
+		// the new app, and the old one is not being guessed.
+		if errors.Is(err, ErrWrongCode) || errors.Is(err, ErrCodeUsed) {
+			r.svc.attempts.fail(userKey(kindTOTP, s.User), r.cfg.AttemptWindow, now)
+			r.svc.attempts.fail("a:"+a.Address, r.cfg.AttemptWindow, now)
+		}
+		return err
+	}
+	r.svc.attempts.reset(userKey(kindTOTP, s.User))
+	r.decision(a, "authenticator changed", zap.String("user", s.User))
+	r.record(a, audit.TypeAuthenticatorChanged, s.User, nil)
+	return nil
 }
 
 // AcknowledgeCodes records that the user saved their codes; a user who had
@@ -272,20 +365,19 @@ func (r *Realm) AcknowledgeCodes(ctx context.Context, a Actor, s *session.Sessio
 	return s, nil
 }
 
-// RegenerateCodes replaces the user's recovery codes (AAL2 only).
-func (r *Realm) RegenerateCodes(ctx context.Context, a Actor, s *session.Session) ([]string, error) {
-	if s.AAL < 2 {
-		return nil, ErrAAL2Required
-	}
+// RegenerateCodes replaces the user's recovery codes. It asks for fresh
+// proof, a current authenticator or recovery code, besides an AAL2 session:
+// a session left open on a shared computer must not be enough.
+func (r *Realm) RegenerateCodes(ctx context.Context, a Actor, s *session.Session, proof string) ([]string, error) {
 	var codes []string
-	err := r.commit(ctx, s.User, func(u *storage.User) error {
+	err := r.stepUp(ctx, a, s, proof, "regenerate codes", func(u *storage.User) error {
 		if !u.TOTPConfirmed {
 			return abort{ErrNotEnrolled}
 		}
 		var err error
 		codes, err = r.svc.issueCodes(u)
 		return err
-	}, nil, nil)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -294,30 +386,99 @@ func (r *Realm) RegenerateCodes(ctx context.Context, a Actor, s *session.Session
 	return codes, nil
 }
 
-// Disable deletes the factor and the remaining codes (AAL2 only, so a
-// stolen password cannot quietly turn 2FA off).
-func (r *Realm) Disable(ctx context.Context, a Actor, s *session.Session) error {
-	if s.AAL < 2 {
-		r.decision(a, "disable refused: aal2 required", zap.String("user", s.User))
-		return ErrAAL2Required
-	}
+// Disable deletes the authenticator and the remaining codes. Like
+// RegenerateCodes it needs an AAL2 session and fresh proof, so neither a
+// stolen password nor an unattended session can quietly turn 2FA off.
+func (r *Realm) Disable(ctx context.Context, a Actor, s *session.Session, proof string) error {
 	if r.Require2FA() {
 		return ErrPolicyRequires
 	}
-	err := r.commit(ctx, s.User, func(u *storage.User) error {
-		if !u.TOTPConfirmed {
+	err := r.stepUp(ctx, a, s, proof, "disable", func(u *storage.User) error {
+		if !HasFactor(*u) {
 			return abort{ErrNotEnrolled}
 		}
 		removeAuthenticator(u)
 		u.RecoveryHashes, u.PendingCodes = nil, nil
 		return nil
-	}, nil, nil)
+	})
 	if err != nil {
 		return err
 	}
 	r.decision(a, "2fa disabled", zap.String("user", s.User))
 	r.record(a, audit.Type2FADisabled, s.User, nil)
 	return nil
+}
+
+// stepUp runs change on the user's record in the transaction that checks
+// proof, a current code: an authenticator code (its step is consumed) or a
+// recovery code (it is spent). A wrong one counts like a wrong code at the
+// challenge, towards the same lock-outs.
+func (r *Realm) stepUp(ctx context.Context, a Actor, s *session.Session, proof, op string, change func(*storage.User) error) error {
+	if s.AAL < 2 {
+		r.decision(a, op+" refused: aal2 required", zap.String("user", s.User))
+		return ErrAAL2Required
+	}
+	proof = strings.TrimSpace(proof)
+	if proof == "" {
+		return ErrProofRequired
+	}
+	kind := proofKind(proof)
+	now := r.svc.now()
+	if err := r.checkLimits(a, s.User, kind, now); err != nil {
+		return err
+	}
+	err := r.commit(ctx, s.User, func(u *storage.User) error {
+		if err := r.prove(u, proof, kind, now); err != nil {
+			return err
+		}
+		return change(u)
+	}, nil, nil)
+	if err != nil {
+		return r.failed(ctx, a, s.User, kind, err, now)
+	}
+	r.svc.attempts.reset(userKey(kind, s.User))
+	return nil
+}
+
+// proofKind tells an authenticator code (six digits, spaces allowed) from
+// a recovery code.
+func proofKind(proof string) string {
+	digits := 0
+	for _, c := range proof {
+		switch {
+		case c >= '0' && c <= '9':
+			digits++
+		case c != ' ':
+			return kindRecovery
+		}
+	}
+	if digits == totp.Digits {
+		return kindTOTP
+	}
+	return kindRecovery
+}
+
+// prove checks proof, of kind, against u inside the transaction it guards:
+// an authenticator code's step is consumed, a recovery code is spent.
+func (r *Realm) prove(u *storage.User, proof, kind string, now time.Time) error {
+	if !HasFactor(*u) {
+		return abort{ErrNotEnrolled}
+	}
+	if kind == kindRecovery {
+		i, err := recovery.Match(r.svc.recoveryKey, u.RecoveryHashes, proof)
+		if err != nil || i < 0 {
+			return abort{fmt.Errorf("%w (%v)", ErrWrongRecovery, err)}
+		}
+		u.RecoveryHashes = recovery.Remove(u.RecoveryHashes, i)
+		return nil
+	}
+	switch {
+	case !u.TOTPConfirmed:
+		return abort{ErrUseRecovery}
+	case !u.FactorLockedAt.IsZero():
+		return abort{ErrFactorLocked}
+	}
+	return r.checkTOTP(u, proof, now)
 }
 
 // Status is a signed-in user's 2FA state, as the JSON API shows it.

@@ -30,11 +30,17 @@ var (
 	ErrBadTimeout        = errors.New("session timeout out of range")
 	ErrBadMode           = errors.New("bad identity mode")
 	ErrFactorLocked      = errors.New("authenticator locked after too many wrong codes")
+	ErrCodeUsed          = errors.New("code already used")
+	ErrProofRequired     = errors.New("a current code is required")
+	ErrNotHeld           = errors.New("no sign-in held by the gateway")
 )
 
 // LockedError is a refused code while the user or the address is locked out.
 type LockedError struct {
 	RetryAfter time.Duration
+	// Recovery is set when recovery codes are what is locked out; a lock on
+	// authenticator codes leaves recovery codes usable.
+	Recovery bool
 }
 
 func (e *LockedError) Error() string {

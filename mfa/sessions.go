@@ -2,6 +2,7 @@ package mfa
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -126,6 +127,28 @@ func (r *Realm) SignOut(ctx context.Context, a Actor, s *session.Session) {
 	}
 	r.decision(a, "signed out", zap.String("user", s.User))
 	r.record(a, audit.TypeSignOut, s.User, nil)
+}
+
+// Abandon ends a sign-in that the gateway holds back, waiting for the
+// second factor or blocked until setup, at its user's word: "Not you? Sign
+// out" on the challenge, or the app's own sign-out. The app's cookies held
+// for it are dropped with it; an error reports a deletion the store did not
+// take (the session is ended here at once either way).
+func (r *Realm) Abandon(ctx context.Context, a Actor, s *session.Session) error {
+	if s.State != session.Pending && !s.MustEnrol {
+		return ErrNotHeld
+	}
+	stage := "challenge"
+	if s.State != session.Pending {
+		stage = "setup"
+	}
+	err := r.svc.end(s)
+	r.decision(a, "held sign-in abandoned", zap.String("user", s.User), zap.String("stage", stage))
+	r.record(a, audit.TypeSignInAbandoned, s.User, map[string]string{"stage": stage})
+	if err != nil {
+		return fmt.Errorf("mfa: abandon sign-in: the session is ended, but the store did not take it: %w", err)
+	}
+	return nil
 }
 
 // rotated returns a copy of s under a fresh id, and that id for the cookie.

@@ -45,11 +45,12 @@ var (
 // ID as learned at sign-in.
 type User struct {
 	ID             string    `json:"id"`
-	TOTPSecret     []byte    `json:"totp_secret,omitempty"`     // sealed; empty = no authenticator
-	TOTPConfirmed  bool      `json:"totp_confirmed,omitempty"`  // false while enrolment awaits its confirmation code
-	TOTPLastStep   int64     `json:"totp_last_step,omitempty"`  // last accepted TOTP time step (replay protection)
-	RecoveryHashes [][]byte  `json:"recovery_hashes,omitempty"` // keyed hashes of unused recovery codes
-	PendingCodes   []byte    `json:"pending_codes,omitempty"`   // sealed plaintext codes shown until the user acknowledges them
+	TOTPSecret     []byte    `json:"totp_secret,omitempty"`      // sealed; empty = no authenticator
+	TOTPConfirmed  bool      `json:"totp_confirmed,omitempty"`   // false while enrolment awaits its confirmation code
+	TOTPLastStep   int64     `json:"totp_last_step,omitempty"`   // last accepted TOTP time step (replay protection)
+	NextTOTPSecret []byte    `json:"next_totp_secret,omitempty"` // sealed; a replacement authenticator awaiting its first code
+	RecoveryHashes [][]byte  `json:"recovery_hashes,omitempty"`  // keyed hashes of unused recovery codes
+	PendingCodes   []byte    `json:"pending_codes,omitempty"`    // sealed plaintext codes shown until the user acknowledges them
 	EnrolledAt     time.Time `json:"enrolled_at,omitzero"`
 	LastSignInAt   time.Time `json:"last_sign_in_at,omitzero"`
 	CreatedAt      time.Time `json:"created_at,omitzero"`

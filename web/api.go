@@ -26,6 +26,9 @@ func (site *Site) apiRoutes() map[string]apiRoute {
 		"totp/disable":               {http.MethodPost, needActive, site.apiDisable},
 		"challenge":                  {http.MethodPost, needPending, site.apiChallenge},
 		"challenge/recovery":         {http.MethodPost, needPending, site.apiRecovery},
+		"sign-out":                   {http.MethodPost, needHeld, site.apiSignOut},
+		"totp/change":                {http.MethodPost, needActive, site.apiChange},
+		"totp/change/confirm":        {http.MethodPost, needActive, site.apiChangeConfirm},
 		"sessions":                   {http.MethodGet, needActive, site.apiSessions},
 		"sessions/revoke":            {http.MethodPost, needActive, site.apiRevokeSession},
 		"sessions/revoke-others":     {http.MethodPost, needActive, site.apiRevokeOthers},
@@ -100,6 +103,15 @@ func stringField(body map[string]json.RawMessage, name string) (string, *Error) 
 	return s, nil
 }
 
+// optionalString reads a string field that may be missing: "" then, for
+// the domain to say what is missing in its own order of checks.
+func optionalString(body map[string]json.RawMessage, name string) (string, *Error) {
+	if _, ok := body[name]; !ok {
+		return "", nil
+	}
+	return stringField(body, name)
+}
+
 func (site *Site) apiStatus(c *call, _ map[string]json.RawMessage) error {
 	st, err := site.realm.Status(c.ctx(), c.sess())
 	if err != nil {
@@ -146,8 +158,12 @@ func (site *Site) apiAcknowledge(c *call, _ map[string]json.RawMessage) error {
 	return nil
 }
 
-func (site *Site) apiRegenerate(c *call, _ map[string]json.RawMessage) error {
-	codes, err := site.realm.RegenerateCodes(c.ctx(), site.actor(c), c.sess())
+func (site *Site) apiRegenerate(c *call, body map[string]json.RawMessage) error {
+	proof, e := optionalString(body, "code")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	codes, err := site.realm.RegenerateCodes(c.ctx(), site.actor(c), c.sess(), proof)
 	if err != nil {
 		return site.fail(c, err, "regenerate codes")
 	}
@@ -155,9 +171,43 @@ func (site *Site) apiRegenerate(c *call, _ map[string]json.RawMessage) error {
 	return nil
 }
 
-func (site *Site) apiDisable(c *call, _ map[string]json.RawMessage) error {
-	if err := site.realm.Disable(c.ctx(), site.actor(c), c.sess()); err != nil {
+func (site *Site) apiDisable(c *call, body map[string]json.RawMessage) error {
+	proof, e := optionalString(body, "code")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	if err := site.realm.Disable(c.ctx(), site.actor(c), c.sess(), proof); err != nil {
 		return site.fail(c, err, "disable")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true})
+	return nil
+}
+
+// apiSignOut ends a sign-in the gateway holds back ("Not you?").
+func (site *Site) apiSignOut(c *call, _ map[string]json.RawMessage) error {
+	if err := site.abandon(c); err != nil {
+		return site.fail(c, err, "sign out")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]any{"ok": true, "next": "/"})
+	return nil
+}
+
+func (site *Site) apiChange(c *call, _ map[string]json.RawMessage) error {
+	st, err := site.realm.StartChange(c.ctx(), site.actor(c), c.sess())
+	if err != nil {
+		return site.fail(c, err, "change authenticator")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]string{"secret": st.Secret, "otpauth_uri": st.URI, "qr_data_uri": st.QR})
+	return nil
+}
+
+func (site *Site) apiChangeConfirm(c *call, body map[string]json.RawMessage) error {
+	code, e := stringField(body, "code")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	if err := site.realm.ConfirmChange(c.ctx(), site.actor(c), c.sess(), code); err != nil {
+		return site.fail(c, err, "confirm authenticator change")
 	}
 	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true})
 	return nil

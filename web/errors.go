@@ -68,6 +68,10 @@ var (
 	errNoSecret          = &Error{Status: http.StatusConflict, Code: "no_secret", Message: "Generate an identity secret first."}
 	ErrTooLarge          = &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "The request is too large."}
 	errRateLimited       = &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "Too many wrong codes. Wait a while and try again."}
+	errCodeUsed          = &Error{Status: http.StatusUnauthorized, Code: "code_used", Message: "That code was already used. Wait for your authenticator app to show a new code, then enter it."}
+	errProofRequired     = &Error{Status: http.StatusBadRequest, Code: "code_required", Message: "To confirm, enter a current code from your authenticator app, or one of your recovery codes."}
+	errNotHeld           = &Error{Status: http.StatusConflict, Code: "not_held", Message: "There is no unfinished sign-in to end here. Sign out through the app."}
+	errSignInExpired     = &Error{Status: http.StatusUnauthorized, Code: "sign_in_expired", Message: "This sign-in has expired or was ended. Sign in to the app again."}
 	ErrUnavailable       = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "Something went wrong on our side. Try again in a moment."}
 )
 
@@ -78,7 +82,10 @@ var domainErrors = []struct {
 }{
 	{mfa.ErrMalformedCode, errMalformedCode},
 	{mfa.ErrMalformedRecovery, errMalformedRecovery},
+	{mfa.ErrCodeUsed, errCodeUsed},
 	{mfa.ErrWrongCode, errWrongCode},
+	{mfa.ErrProofRequired, errProofRequired},
+	{mfa.ErrNotHeld, errNotHeld},
 	{mfa.ErrWrongRecovery, errWrongRecovery},
 	{mfa.ErrNotAcknowledged, errNotAcknowledged},
 	{mfa.ErrAlreadyEnrolled, errAlreadyEnrolled},
@@ -98,6 +105,31 @@ var domainErrors = []struct {
 	{identity.ErrNoSecret, errNoSecret},
 }
 
+// lockedMessage says how long a lock-out lasts and what else to do.
+func lockedMessage(l *mfa.LockedError) string {
+	wait := "Try again in " + waitWords(l.RetryAfter) + "."
+	if l.Recovery {
+		return "Too many wrong recovery codes. " + wait + " If you have none left that work, ask your administrator to reset your two-factor authentication."
+	}
+	return "Too many wrong codes. " + wait + " If you don't have your phone, use one of your recovery codes instead."
+}
+
+// waitWords is d for people, rounded up: "40 seconds", "1 minute", "15 minutes".
+func waitWords(d time.Duration) string {
+	if d < time.Minute {
+		n := max(int((d+time.Second-1)/time.Second), 1)
+		if n == 1 {
+			return "1 second"
+		}
+		return strconv.Itoa(n) + " seconds"
+	}
+	n := int((d + time.Minute - 1) / time.Minute)
+	if n == 1 {
+		return "1 minute"
+	}
+	return strconv.Itoa(n) + " minutes"
+}
+
 // public maps a domain error to what the client sees. An error the table
 // does not know is a fault: logged with op, shown as "unavailable".
 func (site *Site) public(err error, op string) *Error {
@@ -113,6 +145,7 @@ func publicError(log *zap.Logger, err error, op string) *Error {
 	case errors.As(err, &locked):
 		e := *errRateLimited
 		e.RetryAfter = locked.RetryAfter
+		e.Message = lockedMessage(locked)
 		return &e
 	case errors.As(err, &gate):
 		return errEnforceGate.with("Enforce is not allowed yet: " + gate.Reason + ".")

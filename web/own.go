@@ -8,6 +8,7 @@ package web
 import (
 	"context"
 	"crypto/hmac"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -122,6 +123,29 @@ func (site *Site) changed(c *call, ch mfa.Changed) {
 	c.cur.Session, c.cur.ID = ch.Session, ch.ID
 }
 
+// abandon ends the call's held sign-in and tells the browser to forget the
+// gateway cookie and the app cookies bound to it (an app that signed its
+// existing session in place would otherwise keep that cookie signed in).
+func (site *Site) abandon(c *call) error {
+	s := c.sess()
+	err := site.realm.Abandon(c.ctx(), site.actor(c), s)
+	if errors.Is(err, mfa.ErrNotHeld) {
+		return err
+	}
+	ClearSession(site.jar, c.w.Header(), c.r, s)
+	return err
+}
+
+// ClearSession deletes, in the browser, the gateway cookie and the app
+// cookies bound to s.
+func ClearSession(jar *cookies.Jar, h http.Header, r *http.Request, s *session.Session) {
+	var names []string
+	for _, b := range s.Bindings() {
+		names = append(names, b.Name)
+	}
+	jar.Clear(h, r, names)
+}
+
 func (site *Site) checkCSRF(c *call, token string) bool {
 	want := site.svc.CSRFToken(c.sess())
 	return want != "" && hmac.Equal([]byte(want), []byte(token))
@@ -157,14 +181,21 @@ const (
 	needActive                     // signed in (AAL1 or AAL2)
 	needAny                        // pending or active
 	needAdmin                      // an admin at AAL2
+	needHeld                       // a sign-in the gateway holds back: pending, or blocked until setup
 )
 
 // require checks the session for an endpoint.
 func (site *Site) require(c *call, need requirement) *Error {
 	s := c.sess()
 	switch {
+	case (s == nil || s.State == session.Anonymous) && need == needPending && c.cur.Reason != session.Valid:
+		// A gateway cookie came, but its sign-in is over: most often a
+		// challenge left open past its time.
+		return errSignInExpired
 	case s == nil || s.State == session.Anonymous:
 		return errNoSession
+	case need == needHeld && s.State != session.Pending && !s.MustEnrol:
+		return errNotHeld
 	case need == needPending && s.State != session.Pending:
 		return errNotPending
 	case (need == needActive || need == needAdmin) && s.State != session.Active:
@@ -186,8 +217,11 @@ func (site *Site) WriteError(w http.ResponseWriter, r *http.Request, e *Error) e
 	}
 	setRetryAfter(w, e)
 	p := challengeui.ErrorPage{Status: e.Status, Message: e.Message}
-	if e.Code == errNoSession.Code {
+	switch e.Code {
+	case errNoSession.Code:
 		p.Href, p.LinkText = "/", "Go to sign-in"
+	case errSignInExpired.Code:
+		p.Href, p.LinkText = "/", "Sign in again"
 	}
 	if err := site.ui.Render(w, e.Status, p); err != nil {
 		site.log.Error("render error page", zap.Error(err))

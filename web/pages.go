@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"html/template"
 	"net/http"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mfagate/mfagate/challengeui"
+	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/recovery"
 	"github.com/mfagate/mfagate/session"
 )
@@ -31,6 +33,9 @@ func (site *Site) pageRoutes() map[string]pageRoute {
 		"security/acknowledge":            {http.MethodPost, needActive, site.postAcknowledge},
 		"security/regenerate":             {http.MethodPost, needActive, site.postRegenerate},
 		"security/disable":                {http.MethodPost, needActive, site.postDisable},
+		"security/change":                 {http.MethodPost, needActive, site.postChange},
+		"security/change/confirm":         {http.MethodPost, needActive, site.postChangeConfirm},
+		"sign-out":                        {http.MethodPost, needHeld, site.postSignOut},
 		"security/sessions/revoke":        {http.MethodPost, needActive, site.postRevokeOwn},
 		"security/sessions/revoke-others": {http.MethodPost, needActive, site.postRevokeOthers},
 		"admin":                           {http.MethodGet, needAdmin, site.pageAdmin},
@@ -124,14 +129,16 @@ func (site *Site) pageChallenge(c *call) error {
 		http.Redirect(c.w, c.r, site.cfg.Prefix+"challenge/recovery?next="+URLQuery(next), http.StatusSeeOther)
 		return nil
 	}
+	page := challengeui.ChallengePage{Base: site.base(c), Account: c.sess().User, Next: next}
 	if c.r.Method == http.MethodGet {
-		return site.render(c, http.StatusOK, challengeui.ChallengePage{Base: site.base(c), Next: next})
+		return site.render(c, http.StatusOK, page)
 	}
 	ch, err := site.realm.PassChallenge(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("code"))
 	if err != nil {
 		e := site.public(err, "challenge")
 		setRetryAfter(c.w, e)
-		return site.render(c, e.Status, challengeui.ChallengePage{Base: site.base(c), Next: next, Error: e.Message})
+		page.Error = e.Message
+		return site.render(c, e.Status, page)
 	}
 	site.changed(c, ch)
 	dest := ch.Session.Next
@@ -144,17 +151,32 @@ func (site *Site) pageChallenge(c *call) error {
 
 func (site *Site) pageRecovery(c *call) error {
 	next := challengeNext(c)
+	page := challengeui.RecoveryPage{Base: site.base(c), Account: c.sess().User, Next: next}
 	if c.r.Method == http.MethodGet {
-		return site.render(c, http.StatusOK, challengeui.RecoveryPage{Base: site.base(c), Next: next})
+		return site.render(c, http.StatusOK, page)
 	}
 	ch, err := site.realm.UseRecoveryCode(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("recovery_code"))
 	if err != nil {
 		e := site.public(err, "recovery")
 		setRetryAfter(c.w, e)
-		return site.render(c, e.Status, challengeui.RecoveryPage{Base: site.base(c), Next: next, Error: e.Message})
+		page.Error = e.Message
+		return site.render(c, e.Status, page)
 	}
 	site.changed(c, ch)
+	// Signed in: the security page opens on setting up a new authenticator,
+	// which the user may put off (unless the team requires it).
 	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?setup=1", http.StatusSeeOther)
+	return nil
+}
+
+// postSignOut ends a sign-in the gateway holds back: "Not you? Sign out" on
+// the challenge, "Sign out" while setup is required.
+func (site *Site) postSignOut(c *call) error {
+	if err := site.abandon(c); err != nil {
+		e := site.public(err, "sign out")
+		return site.WriteError(c.w, c.r, e)
+	}
+	http.Redirect(c.w, c.r, "/", http.StatusSeeOther)
 	return nil
 }
 
@@ -163,20 +185,29 @@ var notices = map[string]string{
 	"disabled":    "Two-factor authentication is off. Your authenticator and recovery codes were deleted.",
 	"regenerated": "New recovery codes are active. The old ones no longer work.",
 	"revoked":     "The session was signed out.",
+	"changed":     "Your new authenticator app is set up. The old one no longer works.",
 }
 
-// securityPage builds the security page for the current state; setupErr and
-// codesErr carry a failed step's message.
-func (site *Site) securityPage(c *call, openSetup bool, setupErr, codesErr, pageErr string) (challengeui.SecurityPage, *Error) {
+// secView is what the security page shows besides the user's state.
+type secView struct {
+	openSetup                   bool // open the setup dialog
+	setupErr, codesErr, pageErr string
+	confirm                     *challengeui.ConfirmView
+	change                      bool   // open the change-authenticator dialog
+	changeErr                   string // an error about its code
+}
+
+func (site *Site) securityPage(c *call, v secView) (challengeui.SecurityPage, *Error) {
 	s := c.sess()
 	u, err := site.svc.User(c.ctx(), s.User)
 	if err != nil {
 		return challengeui.SecurityPage{}, site.public(err, "security page")
 	}
+	q := c.r.URL.Query()
 	p := challengeui.SecurityPage{
 		Base: site.base(c), Enrolled: u.TOTPConfirmed, Required: site.realm.Require2FA(), MustEnrol: s.MustEnrol,
 		CanDisable: s.AAL >= 2, RecoveryRemaining: len(u.RecoveryHashes), Next: SafeNext(s.Next),
-		Notice: notices[c.r.URL.Query().Get("done")], Error: pageErr, CodesError: codesErr,
+		Notice: notices[q.Get("done")], Error: v.pageErr, CodesError: v.codesErr,
 		Sessions: sessionViews(c, site.svc.SessionList(s.User)),
 	}
 	if codes := site.svc.PendingCodes(u); len(codes) > 0 {
@@ -184,22 +215,47 @@ func (site *Site) securityPage(c *call, openSetup bool, setupErr, codesErr, page
 		p.DownloadHref = challengeui.DownloadURL(recovery.Text(codes, site.cfg.Issuer, s.User))
 		return p, nil
 	}
-	if !u.TOTPConfirmed && (openSetup || s.MustEnrol || c.r.URL.Query().Get("setup") == "1") {
+	switch {
+	case !u.TOTPConfirmed && (v.openSetup || s.MustEnrol || q.Get("setup") == "1"):
 		st, err := site.realm.Setup(c.ctx(), site.actor(c), s.User, true)
 		if err != nil {
 			return p, site.public(err, "setup")
 		}
-		p.Setup = &challengeui.SetupView{Secret: st.Secret, OTPAuthURI: templateURL(st.URI), QRDataURI: templateURL(st.QR), Error: setupErr}
+		p.Setup = setupView(st, v.setupErr)
+	case u.TOTPConfirmed && (v.change || q.Get("change") == "1") && s.AAL >= 2:
+		st, err := site.realm.StartChange(c.ctx(), site.actor(c), s)
+		if err != nil {
+			return p, site.public(err, "change authenticator")
+		}
+		p.Change = setupView(st, v.changeErr)
+	case v.confirm != nil:
+		p.Confirm = v.confirm
+	case hasFactor(p) && s.AAL >= 2 && (q.Get("confirm") == "disable" || q.Get("confirm") == "regenerate"):
+		p.Confirm = &challengeui.ConfirmView{Action: q.Get("confirm")}
 	}
 	return p, nil
 }
 
-func (site *Site) showSecurity(c *call, status int, openSetup bool, setupErr, codesErr, pageErr string) error {
-	p, e := site.securityPage(c, openSetup, setupErr, codesErr, pageErr)
+// hasFactor reports whether the page's user has a second factor left to
+// confirm a change with.
+func hasFactor(p challengeui.SecurityPage) bool { return p.Enrolled || p.RecoveryRemaining > 0 }
+
+func setupView(st *mfa.Setup, errMsg string) *challengeui.SetupView {
+	return &challengeui.SetupView{Secret: st.Secret, OTPAuthURI: templateURL(st.URI), QRDataURI: templateURL(st.QR), Error: errMsg}
+}
+
+func (site *Site) security(c *call, status int, v secView) error {
+	p, e := site.securityPage(c, v)
 	if e != nil {
 		return site.WriteError(c.w, c.r, e)
 	}
 	return site.render(c, status, p)
+}
+
+// showSecurity renders the security page with the setup dialog open or not
+// and the given messages.
+func (site *Site) showSecurity(c *call, status int, openSetup bool, setupErr, codesErr, pageErr string) error {
+	return site.security(c, status, secView{openSetup: openSetup, setupErr: setupErr, codesErr: codesErr, pageErr: pageErr})
 }
 
 func (site *Site) pageSecurity(c *call) error {
@@ -243,21 +299,45 @@ func (site *Site) postAcknowledge(c *call) error {
 	return nil
 }
 
+// refuseConfirm shows the confirming dialog again with why the code was
+// refused.
+func (site *Site) refuseConfirm(c *call, action string, err error) error {
+	e := site.public(err, action)
+	setRetryAfter(c.w, e)
+	return site.security(c, e.Status, secView{confirm: &challengeui.ConfirmView{Action: action, Error: e.Message}})
+}
+
 func (site *Site) postRegenerate(c *call) error {
-	if _, err := site.realm.RegenerateCodes(c.ctx(), site.actor(c), c.sess()); err != nil {
-		e := site.public(err, "regenerate codes")
-		return site.showSecurity(c, e.Status, false, "", "", e.Message)
+	if _, err := site.realm.RegenerateCodes(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("code")); err != nil {
+		return site.refuseConfirm(c, "regenerate", err)
 	}
 	http.Redirect(c.w, c.r, site.cfg.Prefix+"security", http.StatusSeeOther)
 	return nil
 }
 
 func (site *Site) postDisable(c *call) error {
-	if err := site.realm.Disable(c.ctx(), site.actor(c), c.sess()); err != nil {
-		e := site.public(err, "disable")
-		return site.showSecurity(c, e.Status, false, "", "", e.Message)
+	if err := site.realm.Disable(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("code")); err != nil {
+		if errors.Is(err, mfa.ErrPolicyRequires) || errors.Is(err, mfa.ErrAAL2Required) {
+			e := site.public(err, "disable")
+			return site.showSecurity(c, e.Status, false, "", "", e.Message)
+		}
+		return site.refuseConfirm(c, "disable", err)
 	}
 	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?done=disabled", http.StatusSeeOther)
+	return nil
+}
+
+func (site *Site) postChange(c *call) error {
+	return site.security(c, http.StatusOK, secView{change: true})
+}
+
+func (site *Site) postChangeConfirm(c *call) error {
+	if err := site.realm.ConfirmChange(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("code")); err != nil {
+		e := site.public(err, "confirm authenticator change")
+		setRetryAfter(c.w, e)
+		return site.security(c, e.Status, secView{change: true, changeErr: e.Message})
+	}
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?done=changed", http.StatusSeeOther)
 	return nil
 }
 

@@ -59,22 +59,64 @@
     });
   }
 
-  // Keep one-time-code inputs to digits and spaces (pattern="[0-9 ]*").
+  // Keep authenticator-code inputs to digits, spaces and dashes (a pasted
+  // "123 456" or "123-456" works), and send a challenge code as soon as
+  // its sixth digit is in.
   function setupCodeInputs() {
-    var inputs = document.querySelectorAll('input[autocomplete="one-time-code"]');
+    var inputs = document.querySelectorAll('input[autocomplete="one-time-code"][inputmode="numeric"]');
     Array.prototype.forEach.call(inputs, function (input) {
+      var sent = false;
       input.addEventListener("input", function () {
-        var clean = input.value.replace(/[^0-9 ]/g, "");
+        var clean = input.value.replace(/[^0-9 \-]/g, "");
         if (clean !== input.value) {
           input.value = clean;
+        }
+        var digits = clean.replace(/[^0-9]/g, "");
+        if (input.hasAttribute("data-autosubmit") && digits.length === 6 && !sent && input.form) {
+          sent = true;
+          if (input.form.requestSubmit) {
+            input.form.requestSubmit();
+          } else {
+            input.form.submit();
+          }
+        } else if (digits.length !== 6) {
+          sent = false;
         }
       });
     });
   }
 
+  // Dialogs: Escape does what their Cancel does.
+  function setupDialogs() {
+    var dialog = document.querySelector("dialog[data-cancel]");
+    if (!dialog) {
+      return;
+    }
+    document.addEventListener("keydown", function (e) {
+      if (e.key === "Escape") {
+        e.preventDefault();
+        window.location.href = dialog.getAttribute("data-cancel");
+      }
+    });
+  }
+
+  // Back from a dialog, focus returns to the control that opened it (named
+  // by the address's #fragment).
+  function restoreFocus() {
+    if (!window.location.hash || document.querySelector("dialog[open]")) {
+      return;
+    }
+    var el = document.getElementById(window.location.hash.slice(1));
+    if (el && (el.tagName === "A" || el.tagName === "BUTTON")) {
+      el.focus();
+    }
+  }
+
   function init() {
     setupCopy();
     setupCodeInputs();
+    setupDialogs();
+    restoreFocus();
   }
 
   if (document.readyState === "loading") {
