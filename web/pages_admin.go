@@ -30,7 +30,7 @@ var methodWords = map[string]string{"totp": "Authenticator app", "recovery_codes
 // adminPage builds the admin page; notice and errors come from the action
 // that led here.
 func (site *Site) adminPage(c *call, notice, pageErr, policyErr string) (challengeui.AdminPage, *Error) {
-	ms, err := site.svc.Members(c.ctx())
+	ms, err := site.realm.Members(c.ctx())
 	if err != nil {
 		return challengeui.AdminPage{}, site.public(err, "members")
 	}
@@ -41,7 +41,7 @@ func (site *Site) adminPage(c *call, notice, pageErr, policyErr string) (challen
 		Policy: challengeui.PolicyView{
 			Scope: site.realm.Scope(), Require2FA: pol.Require2FA, Since: pol.Since,
 			GraceDays: int(site.realm.GracePeriod() / (24 * time.Hour)), IdleMinutes: int(site.realm.IdleTimeout() / time.Minute),
-			Unenrolled: unenrolled(ms), Error: policyErr,
+			Unenrolled: mfa.Unenrolled(ms), Error: policyErr,
 		},
 		Sessions:        sessionViews(c, site.svc.SessionList("")),
 		EmailConfigured: site.realm.EmailConfigured(),
@@ -111,7 +111,7 @@ func (site *Site) postAdminTimeout(c *call) error {
 }
 
 func (site *Site) postAdminReset(c *call) error {
-	if err := site.realm.ResetUser(c.ctx(), site.actor(c), site.realm.UserID(c.r.PostForm.Get("user"))); err != nil {
+	if _, err := site.realm.ResetUser(c.ctx(), site.actor(c), site.realm.UserID(c.r.PostForm.Get("user"))); err != nil {
 		e := site.public(err, "admin reset")
 		return site.showAdmin(c, e.Status, "", e.Message, "")
 	}
