@@ -161,4 +161,3 @@ func (site *Site) securityURL(c *call) string {
 	}
 	return scheme + "://" + c.r.Host + site.cfg.Prefix + "security?setup=1"
 }
-
