@@ -549,3 +549,28 @@ func keys(m map[string][]string) []string {
 	}
 	return out
 }
+
+// A sign-in waiting for its second factor is labelled as such on both
+// session lists, never as a password session.
+func TestRenderPendingSessionLabel(t *testing.T) {
+	r := newTestRenderer(t, Options{Prefix: "/_mfa/"})
+	pending := SessionView{ID: "s-pend", User: "bob", Device: "Firefox on Windows", Started: t0, LastActive: t0, AAL: 1, Pending: true}
+	done := SessionView{ID: "s-pw", User: "bob", Device: "curl", Started: t0, LastActive: t0, AAL: 1}
+	pages := map[string]Page{
+		"admin":    AdminPage{Base: Base{CSRF: testCSRF, User: "alice", IsAdmin: true}, Sessions: []SessionView{pending}},
+		"security": SecurityPage{Base: Base{CSRF: testCSRF, User: "bob"}, Sessions: []SessionView{pending, {ID: "s-cur", User: "bob", Current: true, AAL: 2}}},
+	}
+	for name, p := range pages {
+		body := renderBody(t, r, p)
+		if !strings.Contains(body, `<span class="tag tag-pending">Waiting for second factor</span>`) {
+			t.Errorf("%s page: the pending session is not labelled as waiting for the second factor", name)
+		}
+		if strings.Contains(body, `<span class="tag">password</span>`) {
+			t.Errorf("%s page: a pending session reads as a password sign-in", name)
+		}
+	}
+	body := renderBody(t, r, AdminPage{Base: Base{CSRF: testCSRF, User: "alice", IsAdmin: true}, Sessions: []SessionView{done}})
+	if !strings.Contains(body, `<span class="tag">password</span>`) || strings.Contains(body, "Waiting for second factor") {
+		t.Errorf("a finished password sign-in is not labelled password")
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mfagate/mfagate/challengeui"
 	"github.com/mfagate/mfagate/mfa"
+	"github.com/mfagate/mfagate/session"
 )
 
 // The admin page (/_mfa/admin) and the session cards, server-rendered like
@@ -19,7 +20,7 @@ func sessionViews(c *call, infos []mfa.SessionInfo) []challengeui.SessionView {
 	for _, s := range infos {
 		out = append(out, challengeui.SessionView{
 			ID: s.ID, User: s.User, Device: challengeui.DeviceName(s.UserAgent), Address: s.Address,
-			Started: s.Started, LastActive: s.LastActive, AAL: s.AAL, Current: s.ID == self,
+			Started: s.Started, LastActive: s.LastActive, AAL: s.AAL, Pending: s.State == session.Pending.String(), Current: s.ID == self,
 		})
 	}
 	return out
