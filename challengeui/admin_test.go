@@ -574,3 +574,24 @@ func TestRenderPendingSessionLabel(t *testing.T) {
 		t.Errorf("a finished password sign-in is not labelled password")
 	}
 }
+
+// The notice leads the page (the redirect lands on #notice), as a status,
+// focusable by script, escaped.
+func TestRenderAdminNoticeLeadsThePage(t *testing.T) {
+	r := newTestRenderer(t, Options{Prefix: "/_mfa/"})
+	p := sampleAdminPage(Base{CSRF: testCSRF, User: "alice"})
+	p.Notice = `2FA reset for <b>bob</b> — they were emailed.`
+	body := renderBody(t, r, p)
+	want := `<div class="banner banner-info banner-notice" role="status" id="notice" tabindex="-1"><p>2FA reset for &lt;b&gt;bob&lt;/b&gt; — they were emailed.</p></div>`
+	i := strings.Index(body, want)
+	if i < 0 {
+		t.Fatalf("the notice is not rendered as %q", want)
+	}
+	if h := strings.Index(body, "<h1>"); h < i {
+		t.Errorf("the notice comes after the heading (at %d, heading at %d)", i, h)
+	}
+	p.Notice = ""
+	if body := renderBody(t, r, p); strings.Contains(body, `id="notice"`) {
+		t.Errorf("an empty notice is rendered")
+	}
+}

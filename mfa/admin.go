@@ -142,7 +142,7 @@ func (svc *Service) RevokeSession(ctx context.Context, a Actor, id, owner, by st
 	}
 	svc.logger.Info("session revoked", zap.String("by", by), zap.String("actor", a.User), zap.String("user", s.User))
 	svc.Audit.Record(a.event(audit.TypeSessionRevoked, s.User, map[string]string{"by": by}))
-	return SessionInfo{ID: id, User: s.User, State: s.State.String(), AAL: int(s.AAL)}, nil
+	return SessionInfo{ID: id, User: s.User, State: s.State.String(), AAL: int(s.AAL), UserAgent: s.UserAgent}, nil
 }
 
 // RevokeOthers ends every session of the user of keep except keep itself.

@@ -58,7 +58,7 @@ func (site *Site) postIdentityMode(c *call) error {
 		p.Identity = site.identityView("", e.Message)
 		return site.render(c, e.Status, p)
 	}
-	return site.adminDone(c, "identity", "identity")
+	return site.adminDone(c, adminNotice{Done: "identity"})
 }
 
 func (site *Site) apiIdentity(c *call, body map[string]json.RawMessage) error {

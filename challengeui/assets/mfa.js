@@ -72,9 +72,22 @@
     });
   }
 
+  // An admin action's redirect lands on #notice: the fragment scrolls it
+  // into view; focus makes screen readers read it too.
+  function focusNotice() {
+    if (location.hash !== "#notice") {
+      return;
+    }
+    var notice = document.getElementById("notice");
+    if (notice) {
+      notice.focus();
+    }
+  }
+
   function init() {
     setupCopy();
     setupCodeInputs();
+    focusNotice();
   }
 
   if (document.readyState === "loading") {
