@@ -595,3 +595,31 @@ func TestRenderAdminNoticeLeadsThePage(t *testing.T) {
 		t.Errorf("an empty notice is rendered")
 	}
 }
+
+// The identity section says when Enforce opens and which failures hold it.
+func TestRenderEnforceGateOpens(t *testing.T) {
+	r := newTestRenderer(t, Options{Prefix: "/_mfa/"})
+	p := sampleAdminPage(Base{CSRF: testCSRF, User: "alice"})
+	p.Identity.EnforceOpensAt = t0.Add(20 * time.Hour)
+	body := renderBody(t, r, p)
+	for _, w := range []string{
+		`<div class="gate" id="enforce-gate">`,
+		`Enforce can be switched on from <time datetime="2026-11-27T10:05:00Z">`,
+		`<li>12 expired token</li><li>3 missing token</li>`,
+	} {
+		if !strings.Contains(body, w) {
+			t.Errorf("the identity section lacks %q", w)
+		}
+	}
+	if strings.Contains(body, "once a verified request arrives") {
+		t.Errorf("says a verified request is needed when NeedsVerified is false")
+	}
+	p.Identity.NeedsVerified = true
+	if body := renderBody(t, r, p); !strings.Contains(body, ", once a verified request arrives after then") {
+		t.Errorf("does not say a verified request is still needed")
+	}
+	p.Identity.EnforceOpensAt, p.Identity.NeedsVerified, p.Identity.EnforceAllowed = time.Time{}, false, true
+	if body := renderBody(t, r, p); strings.Contains(body, `id="enforce-gate"`) {
+		t.Errorf("an open gate still shows when it opens")
+	}
+}
