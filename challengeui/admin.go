@@ -91,6 +91,8 @@ type IdentityView struct {
 	GateError      string       // why a switch to Enforce was just refused (409), shown by the mode form
 	EnforceAllowed bool         // the enforce gate is open
 	EnforceReason  string       // why Enforce is not allowed yet, shown under the option
+	EnforceOpensAt time.Time    // when the failures that hold the gate (Failures) leave the 24-hour window; zero: none hold it
+	NeedsVerified  bool         // the gate opens only at a verified request after EnforceOpensAt (or now)
 	Examples       []CodeExample
 }
 

@@ -549,3 +549,77 @@ func keys(m map[string][]string) []string {
 	}
 	return out
 }
+
+// A sign-in waiting for its second factor is labelled as such on both
+// session lists, never as a password session.
+func TestRenderPendingSessionLabel(t *testing.T) {
+	r := newTestRenderer(t, Options{Prefix: "/_mfa/"})
+	pending := SessionView{ID: "s-pend", User: "bob", Device: "Firefox on Windows", Started: t0, LastActive: t0, AAL: 1, Pending: true}
+	done := SessionView{ID: "s-pw", User: "bob", Device: "curl", Started: t0, LastActive: t0, AAL: 1}
+	pages := map[string]Page{
+		"admin":    AdminPage{Base: Base{CSRF: testCSRF, User: "alice", IsAdmin: true}, Sessions: []SessionView{pending}},
+		"security": SecurityPage{Base: Base{CSRF: testCSRF, User: "bob"}, Sessions: []SessionView{pending, {ID: "s-cur", User: "bob", Current: true, AAL: 2}}},
+	}
+	for name, p := range pages {
+		body := renderBody(t, r, p)
+		if !strings.Contains(body, `<span class="tag tag-pending">Waiting for second factor</span>`) {
+			t.Errorf("%s page: the pending session is not labelled as waiting for the second factor", name)
+		}
+		if strings.Contains(body, `<span class="tag">password</span>`) {
+			t.Errorf("%s page: a pending session reads as a password sign-in", name)
+		}
+	}
+	body := renderBody(t, r, AdminPage{Base: Base{CSRF: testCSRF, User: "alice", IsAdmin: true}, Sessions: []SessionView{done}})
+	if !strings.Contains(body, `<span class="tag">password</span>`) || strings.Contains(body, "Waiting for second factor") {
+		t.Errorf("a finished password sign-in is not labelled password")
+	}
+}
+
+// The notice leads the page (the redirect lands on #notice), as a status,
+// focusable by script, escaped.
+func TestRenderAdminNoticeLeadsThePage(t *testing.T) {
+	r := newTestRenderer(t, Options{Prefix: "/_mfa/"})
+	p := sampleAdminPage(Base{CSRF: testCSRF, User: "alice"})
+	p.Notice = `2FA reset for <b>bob</b> — they were emailed.`
+	body := renderBody(t, r, p)
+	want := `<div class="banner banner-info banner-notice" role="status" id="notice" tabindex="-1"><p>2FA reset for &lt;b&gt;bob&lt;/b&gt; — they were emailed.</p></div>`
+	i := strings.Index(body, want)
+	if i < 0 {
+		t.Fatalf("the notice is not rendered as %q", want)
+	}
+	if h := strings.Index(body, "<h1>"); h < i {
+		t.Errorf("the notice comes after the heading (at %d, heading at %d)", i, h)
+	}
+	p.Notice = ""
+	if body := renderBody(t, r, p); strings.Contains(body, `id="notice"`) {
+		t.Errorf("an empty notice is rendered")
+	}
+}
+
+// The identity section says when Enforce opens and which failures hold it.
+func TestRenderEnforceGateOpens(t *testing.T) {
+	r := newTestRenderer(t, Options{Prefix: "/_mfa/"})
+	p := sampleAdminPage(Base{CSRF: testCSRF, User: "alice"})
+	p.Identity.EnforceOpensAt = t0.Add(20 * time.Hour)
+	body := renderBody(t, r, p)
+	for _, w := range []string{
+		`<div class="gate" id="enforce-gate">`,
+		`Enforce can be switched on from <time datetime="2026-11-27T10:05:00Z">`,
+		`<li>12 expired token</li><li>3 missing token</li>`,
+	} {
+		if !strings.Contains(body, w) {
+			t.Errorf("the identity section lacks %q", w)
+		}
+	}
+	if strings.Contains(body, "once a verified request arrives") {
+		t.Errorf("says a verified request is needed when NeedsVerified is false")
+	}
+	p.Identity.NeedsVerified = true
+	if body := renderBody(t, r, p); !strings.Contains(body, ", once a verified request arrives after then") {
+		t.Errorf("does not say a verified request is still needed")
+	}
+	p.Identity.EnforceOpensAt, p.Identity.NeedsVerified, p.Identity.EnforceAllowed = time.Time{}, false, true
+	if body := renderBody(t, r, p); strings.Contains(body, `id="enforce-gate"`) {
+		t.Errorf("an open gate still shows when it opens")
+	}
+}

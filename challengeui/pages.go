@@ -70,6 +70,7 @@ type SessionView struct {
 	Started    time.Time // sign-in time
 	LastActive time.Time
 	AAL        int  // 2: the second factor was passed in this sign-in; else password only
+	Pending    bool // a sign-in waiting for its second factor: the password alone, not signed in yet
 	Current    bool // the session this page is rendered for; it has no Sign out button
 }
 

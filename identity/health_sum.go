@@ -79,7 +79,11 @@ func (h *Health) counts(now time.Time) (hours map[int64]hourCounts, last int64) 
 
 // Summary adds up the window.
 func (h *Health) Summary() Summary {
-	hours, last := h.counts(h.now())
+	return summarize(h.counts(h.now()))
+}
+
+// summarize adds up hourly counts (already within the window).
+func summarize(hours map[int64]hourCounts, last int64) Summary {
 	var total hourCounts
 	for _, hc := range hours {
 		total.add(&hc)

@@ -333,9 +333,8 @@ func (s *Service) SetMode(ctx context.Context, m Mode) error {
 		return fmt.Errorf("%w: generate one before switching to %s", ErrNoSecret, m)
 	}
 	if m == Enforce {
-		sum := s.health.Summary()
-		if reason := gateReason(sum); reason != "" {
-			return &GateError{Reason: reason, Summary: sum}
+		if sum, gate := s.health.state(); !gate.Allowed() {
+			return &GateError{Reason: gate.Reason, Summary: sum, OpensAt: gate.OpensAt}
 		}
 	}
 	next := s.st

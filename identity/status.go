@@ -12,6 +12,7 @@ import (
 type GateError struct {
 	Reason  string
 	Summary Summary
+	OpensAt time.Time // Gate.OpensAt: when the failures that hold it have aged out
 }
 
 func (e *GateError) Error() string { return "identity: cannot switch to enforce: " + e.Reason }
@@ -58,6 +59,12 @@ type Status struct {
 	// EnforceReason says why not.
 	EnforceAllowed bool   `json:"enforce_allowed"`
 	EnforceReason  string `json:"enforce_reason,omitempty"`
+	// EnforceOpensAt is when the failures now in the window have left it
+	// (Gate.OpensAt); zero when no failure holds the gate. The failures
+	// that hold it are Health.Failures. EnforceNeedsVerified: a verified
+	// request is still needed then (Gate.NeedsVerified).
+	EnforceOpensAt       time.Time `json:"enforce_opens_at,omitzero"`
+	EnforceNeedsVerified bool      `json:"enforce_needs_verified,omitempty"`
 	// Problem is set when the stored secret is unusable.
 	Problem string `json:"problem,omitempty"`
 }
@@ -76,11 +83,12 @@ func (s *Service) Status() Status {
 		st.PrevUntil = s.st.PrevUntil
 	}
 	s.mu.Unlock()
-	st.Health = s.health.Summary()
+	var gate Gate
+	st.Health, gate = s.health.state()
 	if !st.HasSecret {
 		st.EnforceReason = "no identity secret: generate one first"
 	} else {
-		st.EnforceReason = gateReason(st.Health)
+		st.EnforceReason, st.EnforceOpensAt, st.EnforceNeedsVerified = gate.Reason, gate.OpensAt, gate.NeedsVerified
 	}
 	st.EnforceAllowed = st.EnforceReason == ""
 	return st

@@ -77,7 +77,8 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 			t.Errorf("the Require 2FA box is ticked while the policy is off")
 		}
 		tabWantContains(b, chromedp.ID("require-help"), "Emails are not configured")
-		tabWantContains(b, chromedp.ID("policy"), "1 member has not set up 2FA yet.")
+		// bob, and dave: an admin by the Caddyfile who never signed in.
+		tabWantContains(b, chromedp.ID("policy"), "2 members have not set up 2FA yet.")
 		if v := tabRun(b, "read the timeout", chromedp.Value(chromedp.ID("minutes"))); v != "240" {
 			t.Errorf("the timeout field shows %q, want the default 240", v)
 		}
@@ -116,7 +117,7 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 		if q := b.query().Get("done"); q != "policy" {
 			t.Errorf("after Save the URL has done=%q, want policy", q)
 		}
-		tabWantContains(b, chromedp.CSS(".banner-info"), "Policy saved.")
+		tabWantContains(b, chromedp.ID("notice"), "Team policy: 2FA now required for everyone")
 		tabWantText(b, chromedp.CSS("#policy .card-head .badge"), "On")
 		if v := b.eval(`document.getElementById("require_2fa").checked`); v != true {
 			t.Errorf("after saving, the box is not ticked")
@@ -144,7 +145,7 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 		if q := b.query().Get("done"); q != "timeout" {
 			t.Errorf("after Save timeout the URL has done=%q, want timeout", q)
 		}
-		tabWantContains(b, chromedp.CSS(".banner-info"), "Session timeout saved.")
+		tabWantContains(b, chromedp.ID("notice"), "Session timeout: now 30 minutes")
 		if v := tabRun(b, "read the timeout", chromedp.Value(chromedp.ID("minutes"))); v != "30" {
 			t.Errorf("after saving 30 the field shows %q", v)
 		}
@@ -212,12 +213,13 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 		if q := b.query().Get("done"); q != "reset" {
 			t.Errorf("after the reset the URL has done=%q, want reset", q)
 		}
-		tabWantContains(b, chromedp.CSS(".banner-info"), "Two-factor authentication was reset.")
+		tabWantContains(b, chromedp.ID("notice"), "2FA reset for carol — no email is configured, so tell them yourself.")
+		adminWantInView(b, "#notice")
 		if got := adminMemberRow(b, "carol"); !strings.Contains(got, "2FA not set up") || strings.Contains(got, "Reset 2FA") {
 			t.Errorf("after the reset carol's row reads %q, want 2FA not set up and no reset", got)
 		}
-		// bob, grace (signed in after the switch) and now carol.
-		tabWantContains(b, chromedp.ID("policy"), "3 members have not set up 2FA yet.")
+		// bob, dave (never signed in), grace (signed in after the switch) and now carol.
+		tabWantContains(b, chromedp.ID("policy"), "4 members have not set up 2FA yet.")
 		if users := adminSessionUsers(b); adminContains(users, "carol") {
 			t.Errorf("carol's session is still listed after the reset: %q", users)
 		}
@@ -250,7 +252,8 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 		if q := b.query().Get("done"); q != "revoked" {
 			t.Errorf("after the revoke the URL has done=%q, want revoked", q)
 		}
-		tabWantContains(b, chromedp.CSS(".banner-info"), "Session signed out.")
+		tabWantContains(b, chromedp.ID("notice"), "Signed out bob's session (")
+		adminWantInView(b, "#notice")
 		if users := adminSessionUsers(b); adminContains(users, "bob") {
 			t.Errorf("bob's session is still listed: %q", users)
 		}
@@ -423,4 +426,23 @@ func adminContains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// adminWantInView fails unless the element's box lies inside the viewport
+// (as the person sees it now, without scrolling).
+func adminWantInView(b *tab, css string) {
+	b.t.Helper()
+	box := tabRun(b, "measure "+css, chromedp.Evaluate[[]float64](fmt.Sprintf(`(() => {
+		const e = document.querySelector(%q);
+		if (!e) return [];
+		const r = e.getBoundingClientRect();
+		return [r.left, r.top, r.right, r.bottom, document.documentElement.clientWidth, window.innerHeight];
+	})()`, css)))
+	if len(box) != 6 {
+		b.t.Fatalf("%s is not on the page (at %s)", css, b.location())
+	}
+	l, t, r, bt, w, h := box[0], box[1], box[2], box[3], box[4], box[5]
+	if l < 0 || t < 0 || r > w+0.5 || bt > h+0.5 || r-l < 1 || bt-t < 1 {
+		b.t.Errorf("%s is not within the %vx%v viewport: box (%v,%v)-(%v,%v) (at %s)", css, w, h, l, t, r, bt, b.location())
+	}
 }

@@ -200,7 +200,7 @@ func TestWidgetBrowserIdentitySection(t *testing.T) {
 		if q := b.query().Get("done"); q != "identity" {
 			t.Errorf("after saving the mode the URL has done=%q, want identity", q)
 		}
-		tabWantContains(b, chromedp.CSS(".banner-info"), "Identity verification mode saved.")
+		tabWantContains(b, chromedp.ID("notice"), "Identity verification: now Off.")
 		tabWantText(b, chromedp.CSS("#identity .card-head .badge"), "Off")
 		if st := wtGetStatus(t, admin); st.Mode != "off" {
 			t.Errorf("the API says mode %q after the page switched to Off", st.Mode)

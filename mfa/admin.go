@@ -73,6 +73,39 @@ func (svc *Service) Members(ctx context.Context) ([]Member, error) {
 	return out, err
 }
 
+// Members lists the realm's members: every user in the store and every
+// admin the operator named who has never signed in (known, never
+// enrolled: leaving them out would let the page say everyone has 2FA).
+func (r *Realm) Members(ctx context.Context) ([]Member, error) {
+	ms, err := r.svc.Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	known := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		known[m.User] = true
+	}
+	for _, id := range r.cfg.Admins {
+		if id != "" && !known[id] {
+			known[id] = true
+			ms = append(ms, Member{User: id, Method: "none"})
+		}
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].User < ms[j].User })
+	return ms, nil
+}
+
+// Unenrolled counts the members without a second factor.
+func Unenrolled(ms []Member) int {
+	n := 0
+	for _, m := range ms {
+		if !m.Enrolled {
+			n++
+		}
+	}
+	return n
+}
+
 func signedIn(s *session.Session) bool { return s.State != session.Anonymous && !s.Revoked() }
 
 // SessionList returns live sessions, of one user or ("" ) of everyone,
@@ -109,7 +142,7 @@ func (svc *Service) RevokeSession(ctx context.Context, a Actor, id, owner, by st
 	}
 	svc.logger.Info("session revoked", zap.String("by", by), zap.String("actor", a.User), zap.String("user", s.User))
 	svc.Audit.Record(a.event(audit.TypeSessionRevoked, s.User, map[string]string{"by": by}))
-	return SessionInfo{ID: id, User: s.User, State: s.State.String(), AAL: int(s.AAL)}, nil
+	return SessionInfo{ID: id, User: s.User, State: s.State.String(), AAL: int(s.AAL), UserAgent: s.UserAgent}, nil
 }
 
 // RevokeOthers ends every session of the user of keep except keep itself.
@@ -292,14 +325,15 @@ func (svc *Service) SetIdleMinutes(ctx context.Context, a Actor, scope string, m
 	return p, nil
 }
 
-// ResetUser is an admin's reset of a member's 2FA; the member is emailed.
-func (r *Realm) ResetUser(ctx context.Context, a Actor, user string) error {
+// ResetUser is an admin's reset of a member's 2FA; the member is emailed
+// when email is configured and an address is known: emailed says whether
+// the notice was queued, so the admin knows to tell them otherwise.
+func (r *Realm) ResetUser(ctx context.Context, a Actor, user string) (emailed bool, err error) {
 	u, _, err := r.svc.ResetUser(ctx, a, user)
 	if err != nil {
-		return err
+		return false, err
 	}
-	r.notify(u, mail.ResetNotice(r.cfg.Issuer, user, a.User))
-	return nil
+	return r.notify(u, mail.ResetNotice(r.cfg.Issuer, user, a.User)), nil
 }
 
 // SetRequire2FA switches the realm's policy; switching it on emails every

@@ -316,11 +316,11 @@ func TestAdminOperationsAuditThemselves(t *testing.T) {
 	ctx := context.Background()
 	enrol(t, r, clk)
 	admin := Actor{User: "root", Address: "192.0.2.9"}
-	if err := r.ResetUser(ctx, admin, "nobody"); !errors.Is(err, ErrUnknownUser) {
+	if _, err := r.ResetUser(ctx, admin, "nobody"); !errors.Is(err, ErrUnknownUser) {
 		t.Fatalf("reset of an unknown user: %v", err)
 	}
-	if err := r.ResetUser(ctx, admin, "alice"); err != nil {
-		t.Fatal(err)
+	if emailed, err := r.ResetUser(ctx, admin, "alice"); err != nil || !emailed {
+		t.Fatalf("reset alice: emailed %v, err %v", emailed, err)
 	}
 	u, _ := svc.User(ctx, "alice")
 	if HasFactor(u) || len(svc.SessionList("alice")) != 0 {

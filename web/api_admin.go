@@ -59,14 +59,14 @@ func (site *Site) apiRevokeOthers(c *call, _ map[string]json.RawMessage) error {
 }
 
 func (site *Site) apiMembers(c *call, _ map[string]json.RawMessage) error {
-	ms, err := site.svc.Members(c.ctx())
+	ms, err := site.realm.Members(c.ctx())
 	if err != nil {
 		return site.fail(c, err, "members")
 	}
 	if ms == nil {
 		ms = []mfa.Member{}
 	}
-	WriteJSON(c.w, http.StatusOK, map[string]any{"members": ms, "unenrolled": unenrolled(ms)})
+	WriteJSON(c.w, http.StatusOK, map[string]any{"members": ms, "unenrolled": mfa.Unenrolled(ms)})
 	return nil
 }
 
@@ -75,10 +75,11 @@ func (site *Site) apiReset(c *call, body map[string]json.RawMessage) error {
 	if e != nil {
 		return WriteJSONError(c.w, e)
 	}
-	if err := site.realm.ResetUser(c.ctx(), site.actor(c), site.realm.UserID(user)); err != nil {
+	emailed, err := site.realm.ResetUser(c.ctx(), site.actor(c), site.realm.UserID(user))
+	if err != nil {
 		return site.fail(c, err, "admin reset")
 	}
-	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true})
+	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true, "emailed": emailed})
 	return nil
 }
 
@@ -159,15 +160,4 @@ func (site *Site) securityURL(c *call) string {
 		scheme = "https"
 	}
 	return scheme + "://" + c.r.Host + site.cfg.Prefix + "security?setup=1"
-}
-
-// unenrolled counts members without a second factor.
-func unenrolled(ms []mfa.Member) int {
-	n := 0
-	for _, m := range ms {
-		if !m.Enrolled {
-			n++
-		}
-	}
-	return n
 }

@@ -24,13 +24,17 @@ func (site *Site) identityView(newSecret, gateErr string) *challengeui.IdentityV
 		Mode: string(st.Mode), HasSecret: st.HasSecret, NewSecret: newSecret, SecretCreated: st.SecretCreated,
 		PrevUntil: st.PrevUntil, WidgetKey: st.WidgetKey, Health: st.Health.State, LastVerified: st.Health.LastVerified,
 		Verified: st.Health.Verified, TopCauseWords: st.Health.TopCauseWords, GateError: gateErr,
-		EnforceAllowed: st.EnforceAllowed, EnforceReason: st.EnforceReason, Examples: mintingExamples(site.cfg.Widget),
+		EnforceAllowed: st.EnforceAllowed, EnforceReason: st.EnforceReason, EnforceOpensAt: st.EnforceOpensAt,
+		NeedsVerified: st.EnforceNeedsVerified, Examples: mintingExamples(site.cfg.Widget),
 		Overlap: humanDuration(site.svc.IdentityOverlap()),
 	}
 	for cause, n := range st.Health.Failures {
 		v.Failures = append(v.Failures, challengeui.CauseCount{Cause: string(cause), Words: cause.Words(), N: n})
 	}
-	sort.Slice(v.Failures, func(i, j int) bool { return v.Failures[i].N > v.Failures[j].N })
+	sort.Slice(v.Failures, func(i, j int) bool {
+		a, b := v.Failures[i], v.Failures[j]
+		return a.N > b.N || (a.N == b.N && a.Cause < b.Cause)
+	})
 	return v
 }
 
@@ -58,7 +62,7 @@ func (site *Site) postIdentityMode(c *call) error {
 		p.Identity = site.identityView("", e.Message)
 		return site.render(c, e.Status, p)
 	}
-	return site.adminDone(c, "identity", "identity")
+	return site.adminDone(c, adminNotice{Done: "identity"})
 }
 
 func (site *Site) apiIdentity(c *call, body map[string]json.RawMessage) error {

@@ -222,6 +222,8 @@ func (site *Site) WriteError(w http.ResponseWriter, r *http.Request, e *Error) e
 		p.Href, p.LinkText = "/", "Go to sign-in"
 	case errSignInExpired.Code:
 		p.Href, p.LinkText = "/", "Sign in again"
+	case errAAL2Required.Code: // e.g. an admin without 2FA at the admin page: the way on is the security page
+		p.Href, p.LinkText = site.cfg.Prefix+"security", "Set up two-factor authentication"
 	}
 	if err := site.ui.Render(w, e.Status, p); err != nil {
 		site.log.Error("render error page", zap.Error(err))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mfagate/mfagate/challengeui"
 	"github.com/mfagate/mfagate/mfa"
+	"github.com/mfagate/mfagate/session"
 )
 
 // The admin page (/_mfa/admin) and the session cards, server-rendered like
@@ -19,7 +20,7 @@ func sessionViews(c *call, infos []mfa.SessionInfo) []challengeui.SessionView {
 	for _, s := range infos {
 		out = append(out, challengeui.SessionView{
 			ID: s.ID, User: s.User, Device: challengeui.DeviceName(s.UserAgent), Address: s.Address,
-			Started: s.Started, LastActive: s.LastActive, AAL: s.AAL, Current: s.ID == self,
+			Started: s.Started, LastActive: s.LastActive, AAL: s.AAL, Pending: s.State == session.Pending.String(), Current: s.ID == self,
 		})
 	}
 	return out
@@ -30,7 +31,7 @@ var methodWords = map[string]string{"totp": "Authenticator app", "recovery_codes
 // adminPage builds the admin page; notice and errors come from the action
 // that led here.
 func (site *Site) adminPage(c *call, notice, pageErr, policyErr string) (challengeui.AdminPage, *Error) {
-	ms, err := site.svc.Members(c.ctx())
+	ms, err := site.realm.Members(c.ctx())
 	if err != nil {
 		return challengeui.AdminPage{}, site.public(err, "members")
 	}
@@ -41,7 +42,7 @@ func (site *Site) adminPage(c *call, notice, pageErr, policyErr string) (challen
 		Policy: challengeui.PolicyView{
 			Scope: site.realm.Scope(), Require2FA: pol.Require2FA, Since: pol.Since,
 			GraceDays: int(site.realm.GracePeriod() / (24 * time.Hour)), IdleMinutes: int(site.realm.IdleTimeout() / time.Minute),
-			Unenrolled: unenrolled(ms), Error: policyErr,
+			Unenrolled: mfa.Unenrolled(ms), Error: policyErr,
 		},
 		Sessions:        sessionViews(c, site.svc.SessionList("")),
 		EmailConfigured: site.realm.EmailConfigured(),
@@ -72,21 +73,18 @@ func (site *Site) showAdmin(c *call, status int, notice, pageErr, policyErr stri
 }
 
 func (site *Site) pageAdmin(c *call) error {
-	return site.showAdmin(c, http.StatusOK, adminNotices[c.r.URL.Query().Get("done")], "", "")
+	p, e := site.adminPage(c, "", "", "")
+	if e != nil {
+		return site.WriteError(c.w, c.r, e)
+	}
+	p.Notice = noticeText(readNotice(c.r.URL.Query(), site.noticeKey(c)), p)
+	return site.render(c, http.StatusOK, p)
 }
 
-var adminNotices = map[string]string{
-	"policy":   "Policy saved.",
-	"timeout":  "Session timeout saved.",
-	"reset":    "Two-factor authentication was reset.",
-	"unlock":   "The authenticator was unlocked.",
-	"revoked":  "Session signed out.",
-	"identity": "Identity verification mode saved.",
-}
-
-// adminDone redirects back to the admin page (post/redirect/get).
-func (site *Site) adminDone(c *call, done, anchor string) error {
-	http.Redirect(c.w, c.r, site.cfg.Prefix+"admin?done="+done+"#"+anchor, http.StatusSeeOther)
+// adminDone redirects back to the admin page (post/redirect/get) with the
+// notice of what was done.
+func (site *Site) adminDone(c *call, n adminNotice) error {
+	http.Redirect(c.w, c.r, site.noticeURL(c, n), http.StatusSeeOther)
 	return nil
 }
 
@@ -95,7 +93,7 @@ func (site *Site) postAdminPolicy(c *call) error {
 		e := site.public(err, "set policy")
 		return site.showAdmin(c, e.Status, "", "", e.Message)
 	}
-	return site.adminDone(c, "policy", "policy")
+	return site.adminDone(c, adminNotice{Done: "policy"})
 }
 
 func (site *Site) postAdminTimeout(c *call) error {
@@ -107,31 +105,35 @@ func (site *Site) postAdminTimeout(c *call) error {
 		e := site.public(err, "set timeout")
 		return site.showAdmin(c, e.Status, "", "", e.Message)
 	}
-	return site.adminDone(c, "timeout", "policy")
+	return site.adminDone(c, adminNotice{Done: "timeout"})
 }
 
 func (site *Site) postAdminReset(c *call) error {
-	if err := site.realm.ResetUser(c.ctx(), site.actor(c), site.realm.UserID(c.r.PostForm.Get("user"))); err != nil {
+	user := site.realm.UserID(c.r.PostForm.Get("user"))
+	mailed, err := site.realm.ResetUser(c.ctx(), site.actor(c), user)
+	if err != nil {
 		e := site.public(err, "admin reset")
 		return site.showAdmin(c, e.Status, "", e.Message, "")
 	}
-	return site.adminDone(c, "reset", "members")
+	return site.adminDone(c, adminNotice{Done: "reset", User: user, Mailed: mailed})
 }
 
 func (site *Site) postAdminUnlock(c *call) error {
-	if err := site.svc.UnlockUser(c.ctx(), site.actor(c), site.realm.UserID(c.r.PostForm.Get("user"))); err != nil {
+	user := site.realm.UserID(c.r.PostForm.Get("user"))
+	if err := site.svc.UnlockUser(c.ctx(), site.actor(c), user); err != nil {
 		e := site.public(err, "admin unlock")
 		return site.showAdmin(c, e.Status, "", e.Message, "")
 	}
-	return site.adminDone(c, "unlock", "members")
+	return site.adminDone(c, adminNotice{Done: "unlock", User: user})
 }
 
 func (site *Site) postAdminRevoke(c *call) error {
-	if _, err := site.svc.RevokeSession(c.ctx(), site.actor(c), c.r.PostForm.Get("session"), "", "admin"); err != nil {
+	info, err := site.svc.RevokeSession(c.ctx(), site.actor(c), c.r.PostForm.Get("session"), "", "admin")
+	if err != nil {
 		e := site.public(err, "revoke")
 		return site.showAdmin(c, e.Status, "", e.Message, "")
 	}
-	return site.adminDone(c, "revoked", "sessions")
+	return site.adminDone(c, adminNotice{Done: "revoked", User: info.User, Device: challengeui.DeviceName(info.UserAgent)})
 }
 
 func (site *Site) postRevokeOwn(c *call) error {

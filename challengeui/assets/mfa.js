@@ -100,14 +100,15 @@
     });
   }
 
-  // Back from a dialog, focus returns to the control that opened it (named
-  // by the address's #fragment).
+  // Focus goes where the address's #fragment points: back from a dialog,
+  // to the control that opened it; after an admin action, to its notice
+  // (the fragment scrolls it into view; focus makes screen readers read it).
   function restoreFocus() {
     if (!window.location.hash || document.querySelector("dialog[open]")) {
       return;
     }
     var el = document.getElementById(window.location.hash.slice(1));
-    if (el && (el.tagName === "A" || el.tagName === "BUTTON")) {
+    if (el && (el.tagName === "A" || el.tagName === "BUTTON" || el.hasAttribute("tabindex"))) {
       el.focus();
     }
   }
