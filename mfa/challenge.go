@@ -273,7 +273,10 @@ func (r *Realm) useRecoveryCode(ctx context.Context, a Actor, s *session.Session
 	if err != nil {
 		return Changed{}, r.failed(ctx, a, s.User, kindRecovery, err, now)
 	}
+	// Both counts start over: the authenticator whose codes were being
+	// guessed is gone, and a new one must be confirmable at once.
 	r.svc.attempts.reset(userKey(kindRecovery, s.User))
+	r.svc.attempts.reset(userKey(kindTOTP, s.User))
 	r.decision(a, "recovery code used", zap.String("user", s.User), zap.Bool("must_enrol", ns.MustEnrol))
 	r.record(a, audit.TypeRecoveryUsed, s.User, map[string]string{"authenticator": "removed"})
 	return Changed{Session: ns, ID: id, Held: s.Held}, nil

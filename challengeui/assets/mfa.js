@@ -86,16 +86,36 @@
     });
   }
 
-  // Dialogs: Escape does what their Cancel does.
+  // Dialogs: Tab wraps around inside the open dialog (the page behind is
+  // inert), and Escape does what its Cancel does, where it has one.
   function setupDialogs() {
-    var dialog = document.querySelector("dialog[data-cancel]");
+    var dialog = document.querySelector("dialog[open]");
     if (!dialog) {
       return;
     }
     document.addEventListener("keydown", function (e) {
-      if (e.key === "Escape") {
+      if (e.key === "Escape" && dialog.hasAttribute("data-cancel")) {
         e.preventDefault();
         window.location.href = dialog.getAttribute("data-cancel");
+        return;
+      }
+      if (e.key !== "Tab") {
+        return;
+      }
+      var items = Array.prototype.filter.call(
+        dialog.querySelectorAll('a[href], button, input, select, textarea, [tabindex]:not([tabindex="-1"])'),
+        function (el) { return !el.disabled && !el.hidden && el.type !== "hidden" && el.offsetParent !== null; });
+      if (items.length === 0) {
+        return;
+      }
+      var first = items[0], last = items[items.length - 1];
+      var inside = dialog.contains(document.activeElement);
+      if (e.shiftKey && (document.activeElement === first || !inside)) {
+        e.preventDefault();
+        last.focus();
+      } else if (!e.shiftKey && (document.activeElement === last || !inside)) {
+        e.preventDefault();
+        first.focus();
       }
     });
   }
