@@ -52,8 +52,8 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 		b.wantPath("/")
 		tabWantText(b, chromedp.ID("user"), "alice")
 
-		// The security page is not linked from the demo app: type its address.
-		b.navigate("/_mfa/security")
+		// The dashboard links to the security page.
+		tabSubmit(b, "click Account security", byLink("Account security"))
 		b.wantPath("/_mfa/security")
 		tabWantText(b, chromedp.CSS(".badge"), "Off")
 		tabWantText(b, chromedp.CSS(".topbar-user strong"), "alice")
@@ -172,6 +172,16 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 		tabWantText(b, chromedp.ID("user"), "alice")
 		b.shot("06-dashboard.png")
 		b.axe("the app's dashboard")
+
+		// The app's support widget: this gateway checks no widget path.
+		tabSubmit(b, "click Open the support widget", byLink("Open the support widget"))
+		b.wantPath(demoapp.WidgetPath)
+		tabWantText(b, chromedp.ID("claimed"), "alice")
+		tabWantText(b, chromedp.ID("verdict"), "none")
+		b.shot("06b-widget.png")
+		b.axe("the app's support widget")
+		tabSubmit(b, "click Back to the dashboard", byLink("Back to the dashboard"))
+		b.wantPath("/")
 	})
 
 	// ---- 3. Recovery, then the forced new setup --------------------------
