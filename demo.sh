@@ -6,6 +6,11 @@
 # http://localhost:8080, Caddy's admin API on localhost:2019, state in the
 # embedded bbolt default in Caddy's data directory), waits until both answer,
 # prints what to try, and runs until Ctrl-C, which stops both.
+#
+# ./demo.sh reset — forget the demo's state: deletes the gateway's store
+# (mfagate/ in Caddy's data directory: users' authenticators, recovery codes,
+# sessions, team policy, audit log, identity secret, and the key). The demo
+# app keeps nothing on disk.
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -55,6 +60,24 @@ data_dir() {
 		printf '%s/.local/share/caddy' "$HOME"
 	fi
 }
+
+case ${1:-} in
+"") ;;
+reset)
+	if port_busy 2019 || port_busy 8080; then
+		die "something listens on 8080 or 2019: stop the demo (Ctrl-C) first, then run ./demo.sh reset again."
+	fi
+	state="$(data_dir)/mfagate"
+	if [[ -e $state ]]; then
+		rm -rf -- "$state"
+		say "removed $state; the next ./demo.sh starts with no one enrolled."
+	else
+		say "nothing to reset: $state does not exist."
+	fi
+	exit 0
+	;;
+*) die "usage: ./demo.sh [reset]" ;;
+esac
 
 command -v go >/dev/null 2>&1 || die "Go is not on PATH; install Go $(awk '/^go /{print $2}' go.mod) or newer."
 
@@ -135,7 +158,7 @@ cat <<MSG
 
   Try it:
     1. Sign in as alice. No second factor is set up yet, so you land on the dashboard.
-    2. Open $GATEWAY_URL/_mfa/security and click "Enable 2FA": scan the QR code
+    2. Follow "Account security" ($GATEWAY_URL/_mfa/security) and click "Enable 2FA": scan the QR code
        (or type the secret) into an authenticator app, enter its 6-digit code,
        save the 10 recovery codes and confirm you saved them.
     3. Sign out ($GATEWAY_URL/logout).
@@ -147,9 +170,14 @@ cat <<MSG
     6. Team admin: sign in as admin / admin-password, set up 2FA on the security page,
        then open $GATEWAY_URL/_mfa/admin (require 2FA, session timeout, members,
        sessions, audit log). Operators: ./caddy mfa users
+    7. Widget identity: "Open the support widget" on the dashboard shows the gateway's
+       verdict (unverified: verification is Off). As admin, on $GATEWAY_URL/_mfa/admin#identity
+       click "Generate identity secret" (Monitor), paste it into the dashboard's
+       "Identity secret" form: the widget's claim is now signed and verified.
 
   JSON API: $GATEWAY_URL/_mfa/api/v1/status (with the browser's mfa_session cookie)
   State:    $data/mfagate/mfagate.db  (key file: $data/mfagate/key)
+            to start over: stop, then ./demo.sh reset
   Logs:     $logs/caddy.log
             $logs/demoapp.log
 

@@ -189,7 +189,7 @@ func TestRenderAdminPage(t *testing.T) {
 		`id="mode-enforce-reason">Enforce needs 24 hours without identity failures;`,
 		`<details class="example" open>`,
 		`<summary>Python</summary>`,
-		`<pre><code id="example-0">import jwt from &#34;jsonwebtoken&#34;;`,
+		`<pre tabindex="0"><code id="example-0">import jwt from &#34;jsonwebtoken&#34;;`,
 	} {
 		if !strings.Contains(body, w) {
 			t.Errorf("admin page lacks %q", w)

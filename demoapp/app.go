@@ -87,7 +87,18 @@ type Options struct {
 	// LogoutKeepsCookie ends the session on the server at sign-out but sends
 	// no cookie deletion, as apps that only invalidate server-side do.
 	LogoutKeepsCookie bool
+	// GatewayPrefix is the gateway's path prefix (its `prefix` option); the
+	// dashboard links to its security page, GatewayPrefix + "security".
+	// Empty means DefaultGatewayPrefix.
+	GatewayPrefix string
+	// WidgetSecret is the identity secret the app mints widget tokens with,
+	// as a customer's backend does. Empty: the widget claims a user without
+	// a token until an admin saves one on the dashboard.
+	WidgetSecret string
 }
+
+// DefaultGatewayPrefix is the gateway's default path prefix.
+const DefaultGatewayPrefix = "/_mfa/"
 
 // LogoutToken is the sign-out token the LogoutToken shape expects.
 func LogoutToken(cookieValue string) string {
@@ -130,6 +141,9 @@ type App struct {
 	cookieName string
 	store      *store
 	pages      *template.Template
+
+	mu           sync.Mutex
+	widgetSecret string // see Options.WidgetSecret; an admin may replace it
 }
 
 // New returns an App of the given shape.
@@ -149,12 +163,19 @@ func New(opts Options) *App {
 		name = DefaultCookieName
 	}
 	opts.Users = nil
+	if opts.GatewayPrefix == "" {
+		opts.GatewayPrefix = DefaultGatewayPrefix
+	}
+	if !strings.HasSuffix(opts.GatewayPrefix, "/") {
+		opts.GatewayPrefix += "/"
+	}
 	return &App{
-		opts:       opts,
-		users:      users,
-		cookieName: name,
-		store:      &store{m: make(map[string]session)},
-		pages:      parsePages(),
+		opts:         opts,
+		users:        users,
+		cookieName:   name,
+		store:        &store{m: make(map[string]session)},
+		pages:        parsePages(),
+		widgetSecret: opts.WidgetSecret,
 	}
 }
 

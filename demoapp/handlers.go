@@ -20,6 +20,10 @@ func (a *App) route(w http.ResponseWriter, r *http.Request, st *reqState) {
 		a.apiData(w, r, st)
 	case p == "/api.php":
 		a.apiUserinfo(w, r, st)
+	case p == WidgetPath:
+		a.widget(w, r)
+	case p == widgetSecretPath:
+		a.saveWidgetSecret(w, r, st)
 	case a.opts.SharedPath && (p == "/" || p == "/index.php"):
 		a.indexPHP(w, r, st)
 	case !a.opts.SharedPath && p == "/":
@@ -94,12 +98,16 @@ func (a *App) dashboard(w http.ResponseWriter, r *http.Request, st *reqState, qu
 		return
 	}
 	a.render(w, http.StatusOK, "dashboard", dashboardPage{
-		User:       user,
-		Role:       roleOf(user),
-		SharedPath: a.opts.SharedPath,
-		Searched:   r.Form.Has("q") || query != "",
-		Query:      query,
-		Stats:      demoStats(),
+		User:         user,
+		Role:         roleOf(user),
+		SharedPath:   a.opts.SharedPath,
+		Searched:     r.Form.Has("q") || query != "",
+		Query:        query,
+		Stats:        demoStats(),
+		Security:     a.SecurityURL(),
+		Widget:       a.widgetURL(user),
+		WidgetSigned: a.secret() != "",
+		SecretPath:   widgetSecretPath,
 	})
 }
 

@@ -51,6 +51,7 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 		tabWantContains(b, chromedp.CSS("main"), "authenticator")
 		tabWantGone(b, chromedp.ID("policy"))
 		b.shot("admin-00-aal1-refused.png")
+		b.axe("error page, 403 admin at AAL1")
 
 		// Turn 2FA on with the browser's session (through the API, with its
 		// cookies), then give the browser the rotated session cookie.
@@ -102,6 +103,7 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 			t.Errorf("the admin's own session row reads %q, want This device and no Sign out", own)
 		}
 		b.shot("admin-01-page.png")
+		b.axe("admin page")
 	})
 
 	// ---- 2. Require 2FA for everyone -------------------------------------
@@ -125,6 +127,7 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 		tabWantContains(b, chromedp.ID("policy"), "On since")
 		tabWantContains(b, chromedp.ID("policy"), "are signed out on")
 		b.shot("admin-02-policy-on.png")
+		b.axe("admin page, require 2FA on")
 
 		if r := bob.get("/"); r.StatusCode != 200 {
 			t.Errorf("switching the policy on cut bob's existing session: %d", r.StatusCode)
@@ -150,6 +153,7 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 			t.Errorf("after saving 30 the field shows %q", v)
 		}
 		b.shot("admin-03-timeout-30.png")
+		b.axe("admin page, timeout saved")
 
 		// 2 minutes: the field's min="5" stops the form in the browser.
 		adminSetMinutes(b, "2")
@@ -163,6 +167,7 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 			t.Errorf("2 is not reported as under the minimum (validity.rangeUnderflow = %v)", v)
 		}
 		b.shot("admin-04-timeout-2-blocked.png")
+		b.axe("admin page, out-of-range timeout blocked")
 
 		// Without the attribute (an old browser, a tampered page) the server
 		// answers: 400, the page again, the error by the policy card.
@@ -175,6 +180,7 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 		tabWantText(b, chromedp.CSS("h1"), "Team security")
 		tabWantGone(b, chromedp.CSS(".banner-info"))
 		b.shot("admin-05-timeout-2-refused.png")
+		b.axe("admin page, out-of-range timeout refused")
 
 		// The same from a plain HTTP form post with the same session.
 		c := e.newClient()
@@ -205,6 +211,7 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 		tabWantContains(b, panel, "signs them out everywhere")
 		tabWantContains(b, panel, "Emails are not configured")
 		b.shot("admin-06-reset-confirm.png")
+		b.axe("admin page, reset confirm")
 
 		if st := tabSubmit(b, "click the confirm button", byButton("Reset 2FA for carol")); st != 200 {
 			t.Errorf("the reset ends on a %d page", st)
@@ -224,6 +231,7 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 			t.Errorf("carol's session is still listed after the reset: %q", users)
 		}
 		b.shot("admin-07-reset-done.png")
+		b.axe("admin page, reset done")
 
 		if u := carol.dashboardUser(); u != "" {
 			t.Errorf("carol's session survived the reset: %q", u)
@@ -261,6 +269,7 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 			t.Errorf("bob's member row counts %q sessions after the revoke, want 0", n)
 		}
 		b.shot("admin-08-session-revoked.png")
+		b.axe("admin page, session signed out")
 
 		// bob's very next request has no session.
 		if r := bob.get("/"); r.StatusCode == 200 && strings.Contains(r.Body, `<strong id="user">bob`) {
@@ -313,6 +322,7 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 			t.Errorf("BUG: at 390px wide the admin page is %dpx wide and scrolls sideways (clientWidth %d); sticking out: %q", sw, cw, culprits)
 		}
 		b.shot("admin-09-phone-390.png")
+		b.axe("admin page, phone 390x844")
 		b.do("desktop viewport", clearViewport())
 	})
 

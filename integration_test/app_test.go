@@ -3,12 +3,14 @@ package integration_test
 import (
 	"context"
 	"fmt"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +19,9 @@ import (
 )
 
 // exampleStack runs the built Caddy on Caddyfile.example (its ports moved
-// to free ones, its upstream to a demo app on loopback), with Caddy's data
-// directory in a temporary folder: the default bbolt store lives there.
+// to free ones, its upstream to a demo app on loopback, in the shape demo.sh
+// runs it), with Caddy's data directory in a temporary folder: the default
+// bbolt store lives there.
 type exampleStack struct {
 	bin, caddyfile, base string
 	env                  []string
@@ -27,7 +30,7 @@ type exampleStack struct {
 
 func startExample(t *testing.T, bin string) *exampleStack {
 	t.Helper()
-	app := httptest.NewServer(demoapp.New(demoapp.Options{}))
+	app := httptest.NewServer(demoapp.New(demoapp.DefaultOptions()))
 	t.Cleanup(app.Close)
 	raw, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
@@ -108,6 +111,77 @@ func TestValidateWhileRunning(t *testing.T) {
 	// And the running instance is untouched: its session still counts.
 	if r := c.get("/_mfa/api/v1/status"); r.StatusCode != http.StatusOK {
 		t.Fatalf("status after validate: %d, want 200 (the session survives): %s", r.StatusCode, r.Body)
+	}
+}
+
+// TestDemoExample: the demo as demo.sh runs it (Caddyfile.example in front
+// of the demo app) shows every feature: the dashboard links to the security
+// page, and its support widget goes through the widget check, unverified
+// while verification is Off, verified once the admin has generated the
+// identity secret and pasted it into the app.
+func TestDemoExample(t *testing.T) {
+	s := startExample(t, buildCaddy(t))
+	e := &env{t: t, Base: s.base}
+
+	alice := e.newClient()
+	if r := alice.signIn("alice", "alice-password"); r.StatusCode != http.StatusSeeOther || r.Location() != "/" {
+		t.Fatalf("alice's sign-in: %d %q", r.StatusCode, r.Location())
+	}
+	dash := alice.get("/")
+	m := regexp.MustCompile(`<a id="security-link" href="([^"]+)">Account security`).FindStringSubmatch(dash.Body)
+	if dash.StatusCode != http.StatusOK || m == nil {
+		t.Fatalf("the dashboard through the gateway has no Account security link: %d\n%s", dash.StatusCode, dash.Body)
+	}
+	if m[1] != "/_mfa/security" {
+		t.Errorf("the security link goes to %q, want /_mfa/security", m[1])
+	}
+	if r := alice.get(m[1]); r.StatusCode != http.StatusOK || !strings.Contains(r.Body, "Enable 2FA") {
+		t.Errorf("the linked security page: %d, want 200 with Enable 2FA", r.StatusCode)
+	}
+
+	// Widget: the dashboard's link claims alice; Off, so unverified.
+	widget := func(c *client) (claims, verdict string) {
+		t.Helper()
+		dash := c.get("/")
+		m := regexp.MustCompile(`<a id="widget-link" href="([^"]+)">`).FindStringSubmatch(dash.Body)
+		if m == nil {
+			t.Fatalf("the dashboard has no widget link:\n%s", dash.Body)
+		}
+		r := c.get(html.UnescapeString(m[1]))
+		v := regexp.MustCompile(`id="verdict">([a-z]+)<`).FindStringSubmatch(r.Body)
+		if r.StatusCode != http.StatusOK || v == nil {
+			t.Fatalf("the widget %s: %d\n%s", m[1], r.StatusCode, r.Body)
+		}
+		return html.UnescapeString(m[1]), v[1]
+	}
+	if link, v := widget(alice); v != "unverified" || strings.Contains(link, "token=") {
+		t.Errorf("the widget with verification Off: %s says %q, want unverified without a token", link, v)
+	}
+	// A spoofed verdict from the browser does not reach the app.
+	r := alice.req("GET", demoapp.WidgetPath+"?user_id=alice", nil, map[string]string{demoapp.WidgetVerdictHeader: "verified"})
+	if !strings.Contains(r.Body, `id="verdict">unverified<`) {
+		t.Errorf("a client-sent verdict header reached the widget: %d\n%s", r.StatusCode, r.Body)
+	}
+
+	// The admin turns 2FA on, generates the identity secret (Monitor) and
+	// pastes it into the app, which then signs the widget's claim.
+	admin := e.newClient()
+	admin.signIn("admin", "admin-password")
+	admin.enrol()
+	g := admin.api("admin/identity/secret", map[string]any{})
+	if g.StatusCode != http.StatusOK {
+		t.Fatalf("generate the identity secret: %d %s", g.StatusCode, g.Body)
+	}
+	secret, _ := g.JSON(t)["secret"].(string)
+	if r := admin.postForm("/settings/widget-secret", url.Values{"secret": {secret}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("paste the secret into the app: %d %s", r.StatusCode, r.Body)
+	}
+	if link, v := widget(alice); v != "verified" || !strings.Contains(link, "token=") {
+		t.Errorf("the widget with the secret pasted, in Monitor: %s says %q, want verified with a token", link, v)
+	}
+	st := admin.api("admin/identity", nil).JSON(t)
+	if st["mode"] != "monitor" {
+		t.Errorf("identity mode %v after generating the secret, want monitor", st["mode"])
 	}
 }
 

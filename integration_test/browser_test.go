@@ -40,16 +40,25 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 
 	// ---- 1. Enrolment -------------------------------------------------
 	b.part("enrolment", func() {
+		// Without a session the security page is an error page.
+		if st := adminOpen(b, "/_mfa/security"); st != 401 {
+			t.Errorf("the security page without a session answers %d, want 401", st)
+		}
+		tabWantContains(b, chromedp.CSS(".status-code"), "401")
+		b.shot("00-error-401.png")
+		b.axe("error page, 401")
+
 		b.signIn("alice", "alice-password", "01-login.png")
 		b.wantPath("/")
 		tabWantText(b, chromedp.ID("user"), "alice")
 
-		// The security page is not linked from the demo app: type its address.
-		b.navigate("/_mfa/security")
+		// The dashboard links to the security page.
+		tabSubmit(b, "click Account security", byLink("Account security"))
 		b.wantPath("/_mfa/security")
 		tabWantText(b, chromedp.CSS(".badge"), "Off")
 		tabWantText(b, chromedp.CSS(".topbar-user strong"), "alice")
 		b.shot("02-security.png")
+		b.axe("security page, 2FA off")
 
 		tabSubmit(b, "click Enable 2FA", byButton("Enable 2FA"))
 		tabWantVisible(b, chromedp.ID("setup-title"))
@@ -69,6 +78,7 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 			t.Errorf("otpauth link %q does not carry the shown key %q and the issuer", href, secret)
 		}
 		b.shot("03-setup-dialog.png")
+		b.axe("security page, setup dialog open")
 
 		// The authenticator app shows a code; the person types it.
 		tabType(b, chromedp.ID("setup-code"), browserAuthCode(t, secret, 0))
@@ -89,6 +99,7 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 			t.Errorf("recovery codes repeat: %q", codes)
 		}
 		b.shot("04-recovery-codes.png")
+		b.axe("security page, recovery-codes dialog")
 
 		// Done without ticking the box: the browser's `required` stops the form.
 		tabClick(b, "click Done without ticking the box", byButton("Done"))
@@ -102,6 +113,7 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 			t.Errorf("the unticked box is not reported as missing (validity.valueMissing = %v)", v)
 		}
 		b.shot("04b-recovery-codes-not-ticked.png")
+		b.axe("security page, recovery-codes dialog, box not ticked")
 
 		// Tick it by its label, as a person would, then Done.
 		tabClick(b, "click the saved label", chromedp.CSS(`label[for="saved"]`))
@@ -119,6 +131,7 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 		tabWantContains(b, chromedp.CSS(".status"), "10 remaining")
 		tabWantContains(b, chromedp.CSS(".banner-info"), "Two-factor authentication is on.")
 		b.shot("02b-security-2fa-on.png")
+		b.axe("security page, 2FA on")
 
 		b.secret, b.codes = secret, codes
 	})
@@ -133,6 +146,7 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 		tabWantText(b, chromedp.ID("title"), "Two-factor authentication")
 		tabWantContains(b, chromedp.ID("code-help"), "Demo Dashboard")
 		b.shot("05-challenge.png")
+		b.axe("challenge")
 
 		// 4. A wrong code: the page says so, in an alert. The sixth digit
 		// sends the code: no click needed.
@@ -148,6 +162,7 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 			t.Errorf("after a wrong code the field has aria-invalid=%q, want true", v)
 		}
 		b.shot("05b-challenge-wrong-code.png")
+		b.axe("challenge, wrong code")
 
 		// The next step's code: the confirmation consumed the current one.
 		b.usedStep = time.Now().Add(30*time.Second).Unix() / 30
@@ -157,6 +172,17 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 		b.wantPath("/")
 		tabWantText(b, chromedp.ID("user"), "alice")
 		b.shot("06-dashboard.png")
+		b.axe("the app's dashboard")
+
+		// The app's support widget: this gateway checks no widget path.
+		tabSubmit(b, "click Open the support widget", byLink("Open the support widget"))
+		b.wantPath(demoapp.WidgetPath)
+		tabWantText(b, chromedp.ID("claimed"), "alice")
+		tabWantText(b, chromedp.ID("verdict"), "none")
+		b.shot("06b-widget.png")
+		b.axe("the app's support widget")
+		tabSubmit(b, "click Back to the dashboard", byLink("Back to the dashboard"))
+		b.wantPath("/")
 	})
 
 	// ---- 3. Recovery: signed in, reminded to set up a new authenticator ----
@@ -172,6 +198,7 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 			t.Errorf("the challenge page scrolls sideways at 390px wide")
 		}
 		b.shot("09-challenge-phone-390x844.png")
+		b.axe("challenge, phone 390x844")
 		b.do("desktop viewport", clearViewport())
 
 		tabSubmit(b, "click Use a recovery code", byLink("Use a recovery code"))
@@ -179,6 +206,7 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 		tabWantText(b, chromedp.ID("title"), "Use a recovery code")
 		tabWantVisible(b, chromedp.ID("recovery_code"))
 		b.shot("07-recovery.png")
+		b.axe("recovery")
 
 		// A well-formed code that is not one of hers.
 		tabType(b, chromedp.ID("recovery_code"), "zzzzzz-zzzzzz")
@@ -188,6 +216,7 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 		b.wantPath("/_mfa/challenge/recovery")
 		tabWantContains(b, chromedp.CSS(`[role="alert"]`), "That recovery code is not valid")
 		b.shot("07b-recovery-wrong-code.png")
+		b.axe("recovery, wrong code")
 
 		tabType(b, chromedp.ID("recovery_code"), b.codes[3])
 		tabSubmit(b, "click Verify with a saved recovery code", byButton("Verify"))
@@ -207,6 +236,7 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 			t.Errorf("the new setup shows the old key again")
 		}
 		b.shot("08-setup-after-recovery.png")
+		b.axe("security page, setup after a recovery code")
 
 		// Escape closes the dialog, as its "Not now" does, and focus goes
 		// back to the button that opens it.
@@ -218,6 +248,7 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 		}
 		tabWantVisible(b, chromedp.ID("no-authenticator"))
 		b.shot("08b-reminder-after-recovery.png")
+		b.axe("security page, reminder after a recovery code")
 
 		// The app is open to her meanwhile.
 		tabSubmit(b, "click Back to the app", byLink("Back to the app"))
@@ -262,6 +293,7 @@ func TestBrowserEnrolChallengeRecovery(t *testing.T) {
 		b.wantPath("/")
 		tabWantText(b, chromedp.ID("user"), "alice")
 		b.shot("10-reenrolled-dashboard.png")
+		b.axe("the app's dashboard after the new setup")
 	})
 
 	t.Logf("whole journey: %v", time.Since(began).Round(time.Millisecond))
@@ -284,6 +316,8 @@ type tab struct {
 	secret   string   // the first authenticator key
 	codes    []string // the first recovery codes
 	usedStep int64    // the TOTP step of the code that passed the challenge
+
+	axeMissing bool // axe-core is not installed (outside CI): axe checks nothing
 }
 
 // browserStepTimeout bounds each action, so a stuck wait fails with its step's name.
@@ -548,6 +582,7 @@ func (b *tab) signIn(user, pass, shot string) {
 	tabType(b, chromedp.ID("password"), pass)
 	if shot != "" {
 		b.shot(shot)
+		b.axe("the app's sign-in form")
 	}
 	tabSubmit(b, "click Sign in", byButton("Sign in"))
 }

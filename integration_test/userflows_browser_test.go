@@ -10,15 +10,18 @@ import (
 )
 
 // shotBoth screenshots the page at desktop width and at phone width
-// (390x844), as name-desktop.png and name-phone.png.
+// (390x844), as name-desktop.png and name-phone.png, and checks both with
+// axe-core.
 func (b *tab) shotBoth(name string) {
 	b.t.Helper()
 	b.shot(name + "-desktop.png")
+	b.axe(name + ", desktop")
 	b.do("phone viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(2)))
 	if w := b.eval(`document.documentElement.scrollWidth <= window.innerWidth`); w != true {
 		b.t.Errorf("%s scrolls sideways at 390px wide", name)
 	}
 	b.shot(name + "-phone.png")
+	b.axe(name + ", phone")
 	b.do("desktop viewport", clearViewport())
 }
 
@@ -90,6 +93,7 @@ func TestBrowserUserFlows(t *testing.T) {
 		}
 		tabWantContains(b, chromedp.CSS(`[role="alert"]`), "That code was already used")
 		b.shot("21-challenge-code-used.png")
+		b.axe("21-challenge-code-used")
 		// Wrong codes up to max_attempts: the lock-out says for how long
 		// and what else to do.
 		wrong := browserWrongCode(t, secret)
@@ -140,6 +144,7 @@ func TestBrowserUserFlows(t *testing.T) {
 		}
 		tabWantContains(b, chromedp.ID("confirm-error"), "not valid")
 		b.shot("24-regenerate-wrong-code.png")
+		b.axe("24-regenerate-wrong-code")
 		// Escape closes it, and focus goes back to the button.
 		b.do("press Escape", chromedp.KeyEvent(kb.Escape))
 		b.do("wait for the dialog to close", chromedp.WaitNotPresent(chromedp.ID("confirm-title")))
@@ -173,11 +178,13 @@ func TestBrowserUserFlows(t *testing.T) {
 			t.Errorf("on a phone the QR code comes before the key")
 		}
 		b.shot("25-change-authenticator-phone.png")
+		b.axe("25-change-authenticator-phone")
 		b.do("desktop viewport", clearViewport())
 		if above := b.eval(`document.querySelector("img.qr").getBoundingClientRect().left < document.getElementById("totp-secret").getBoundingClientRect().left`); above != true {
 			t.Errorf("on a desktop the QR code is not beside the key, first")
 		}
 		b.shot("25-change-authenticator-desktop.png")
+		b.axe("25-change-authenticator-desktop")
 		tabType(b, chromedp.ID("setup-code"), browserAuthCode(t, newSecret, 0))
 		tabSubmit(b, "click Verify and continue", byButton("Verify and continue"))
 		tabWantContains(b, chromedp.CSS(".banner-info"), "Your new authenticator app is set up")
@@ -193,6 +200,7 @@ func TestBrowserUserFlows(t *testing.T) {
 		tabWantContains(b, chromedp.CSS(".banner-info"), "Two-factor authentication is off")
 		tabWantText(b, chromedp.CSS(".badge"), "Off")
 		b.shot("27-disabled.png")
+		b.axe("27-disabled")
 	})
 
 	b.part("an expired sign-in", func() {

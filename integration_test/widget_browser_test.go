@@ -67,6 +67,7 @@ func TestWidgetBrowserIdentitySection(t *testing.T) {
 		}
 		tabWantContains(b, chromedp.ID("example-0"), "HS256")
 		b.shot("identity-01-off.png")
+		b.axe("identity section, off")
 	})
 
 	// ---- 2. Generate, read and copy the secret ---------------------------
@@ -121,6 +122,7 @@ func TestWidgetBrowserIdentitySection(t *testing.T) {
 			t.Errorf("the clipboard holds %q, want the secret shown", clip)
 		}
 		b.shot("identity-02-secret-shown.png")
+		b.axe("identity section, secret shown")
 	})
 
 	// ---- 3. Verified traffic; the page reloaded shows Healthy ------------
@@ -154,6 +156,7 @@ func TestWidgetBrowserIdentitySection(t *testing.T) {
 		}
 		tabWantGone(b, chromedp.ID("mode-enforce-reason"))
 		b.shot("identity-03-healthy.png")
+		b.axe("identity section, healthy")
 	})
 
 	// ---- 4. A failure arrives while the page is open; Enforce is refused ---
@@ -189,6 +192,7 @@ func TestWidgetBrowserIdentitySection(t *testing.T) {
 			t.Errorf("the mode is %q after the refused switch, want monitor", st.Mode)
 		}
 		b.shot("identity-04-gate-refused.png")
+		b.axe("identity section, enforce refused")
 	})
 
 	// ---- 5. Off and back to Monitor from the page ------------------------
@@ -206,6 +210,7 @@ func TestWidgetBrowserIdentitySection(t *testing.T) {
 			t.Errorf("the API says mode %q after the page switched to Off", st.Mode)
 		}
 		b.shot("identity-05-off.png")
+		b.axe("identity section, switched off")
 		tabClick(b, "choose Monitor", chromedp.CSS(`label[for="mode-monitor"]`))
 		tabSubmit(b, "click Save mode (monitor)", byButton("Save mode"))
 		tabWantText(b, chromedp.CSS("#identity .card-head .badge"), "Monitor")
@@ -227,6 +232,7 @@ func TestWidgetBrowserIdentitySection(t *testing.T) {
 			t.Errorf("a key or code example sticks out of the identity card at 390px wide")
 		}
 		b.shot("identity-06-phone-390x844.png")
+		b.axe("identity section, phone 390x844")
 		wbShotSection(b, "identity-07-phone-section-390x844.png")
 		b.do("desktop viewport", clearViewport())
 	})

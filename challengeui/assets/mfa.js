@@ -41,15 +41,24 @@
         return;
       }
       var label = btn.textContent;
+      // A button named "Copy widget key" reads "Copied widget key" while it
+      // shows "Copied": the name keeps the words on it.
+      var name = btn.getAttribute("aria-label");
       var timer = 0;
       btn.hidden = false;
       btn.addEventListener("click", function () {
         navigator.clipboard.writeText(textOf(target)).then(function () {
           btn.textContent = "Copied";
+          if (name) {
+            btn.setAttribute("aria-label", name.replace(/^Copy\b/, "Copied"));
+          }
           live.textContent = "Copied to the clipboard";
           clearTimeout(timer);
           timer = setTimeout(function () {
             btn.textContent = label;
+            if (name) {
+              btn.setAttribute("aria-label", name);
+            }
             live.textContent = "";
           }, 2000);
         }, function () {

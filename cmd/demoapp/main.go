@@ -1,7 +1,10 @@
 // Command demoapp runs the demo dashboard app that the gateway is
 // demonstrated and tested against. It listens on loopback only.
 //
-//	demoapp [-listen 127.0.0.1:9080] [-rotate=true] [-shared-path] [-derived-cookie] [-csrf]
+//	demoapp [-listen 127.0.0.1:9080] [-rotate=true] [-shared-path] [-derived-cookie] [-csrf] [-gateway-prefix /_mfa/]
+//
+// DEMO_WIDGET_SECRET, when set, is the identity secret the support widget's
+// tokens are signed with.
 package main
 
 import (
@@ -37,6 +40,7 @@ func run(args []string) error {
 	secure := fs.Bool("secure-cookie", false, "mark the session cookie Secure")
 	lax := fs.Bool("lax-cookies", false, "read the session cookie in any letter case and split the Cookie header on ',' too")
 	baseURL := fs.String("base-url", "", "base `URL` for -derived-cookie (default http://<listen>/)")
+	prefix := fs.String("gateway-prefix", demoapp.DefaultGatewayPrefix, "the gateway's `prefix`: the dashboard links to <prefix>security")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,6 +56,10 @@ func run(args []string) error {
 	opts.SecureCookie = *secure
 	opts.LaxCookies = *lax
 	opts.BaseURL = *baseURL
+	opts.GatewayPrefix = *prefix
+	// The identity secret for the support widget's tokens; an admin can
+	// also paste it on the dashboard.
+	opts.WidgetSecret = os.Getenv("DEMO_WIDGET_SECRET")
 	if opts.BaseURL == "" {
 		opts.BaseURL = "http://" + *listen + "/"
 	}
