@@ -202,3 +202,29 @@ func TestChangeAuthenticator(t *testing.T) {
 	e2.signIn("frank", "frank-password")
 	apiErr(t, e2.api("totp/change", map[string]any{}), 403, "aal2_required")
 }
+
+// TestSignOutWhileSetupRequired: someone the team's policy holds at the
+// setup (no factor yet) can still sign out, from the setup dialog or with
+// the app's own sign-out, instead of being sent back to the setup.
+func TestSignOutWhileSetupRequired(t *testing.T) {
+	e := start(t, optsWith(manyUsers()), defaultGateway+"\t\trequire_2fa\n")
+	c := e.newClient()
+	if r := c.signIn("frank", "frank-password"); r.Location() != "/_mfa/security?setup=1" {
+		t.Fatalf("sign-in under require_2fa: %d %q", r.StatusCode, r.Location())
+	}
+	page := c.get("/_mfa/security?setup=1")
+	if !strings.Contains(page.Body, "Your team requires two-factor authentication. Set it up to continue") || !strings.Contains(page.Body, `action="/_mfa/sign-out"`) {
+		t.Fatalf("the required setup dialog lacks its reason or Sign out: %.300s", page.Body)
+	}
+	if r := c.postForm("/_mfa/sign-out", url.Values{"csrf": {csrfOf(t, page)}}); r.StatusCode != 303 || r.Location() != "/" {
+		t.Fatalf("sign out from the required setup: %d %q", r.StatusCode, r.Location())
+	}
+	apiErr(t, c.api("status", nil), 401, "no_session")
+
+	c2 := e.newClient()
+	c2.signIn("frank", "frank-password")
+	if r := c2.get("/logout"); strings.HasPrefix(r.Location(), "/_mfa/") {
+		t.Fatalf("the app's sign-out bounced back to the setup: %d %q", r.StatusCode, r.Location())
+	}
+	apiErr(t, c2.api("status", nil), 401, "no_session")
+}
