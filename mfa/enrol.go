@@ -89,9 +89,10 @@ func (svc *Service) User(ctx context.Context, id string) (storage.User, error) {
 	return u, err
 }
 
-// removeAuthenticator deletes u's authenticator and whatever its lock held.
+// removeAuthenticator deletes u's authenticator, a replacement waiting to
+// be confirmed, and whatever its lock held.
 func removeAuthenticator(u *storage.User) {
-	u.TOTPSecret, u.TOTPConfirmed, u.TOTPLastStep = nil, false, 0
+	u.TOTPSecret, u.TOTPConfirmed, u.TOTPLastStep, u.NextTOTPSecret = nil, false, 0, nil
 	u.FailedCodes, u.FactorLockedAt = 0, time.Time{}
 }
 

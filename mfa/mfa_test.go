@@ -694,3 +694,48 @@ func TestPendingSignInsCapped(t *testing.T) {
 		t.Fatalf("%d pending sign-ins stored (%v), want %d", stored, err, MaxPendingPerUser)
 	}
 }
+
+// TestChangeAuthenticator: the new app's secret waits beside the old one,
+// which keeps working until a code from the new one is confirmed; removing
+// the authenticator drops a waiting replacement too.
+func TestChangeAuthenticator(t *testing.T) {
+	svc, clk := newService(t)
+	r := newRealm(t, svc, nil)
+	ctx := context.Background()
+	secret, done, _ := enrol(t, r, clk)
+	st, err := r.StartChange(ctx, alice, done.Session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := totp.DecodeSecret(st.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.add(30 * time.Second)
+	if err := r.ConfirmChange(ctx, alice, done.Session, totp.Code(secret, clk.now())); !errors.Is(err, ErrWrongCode) {
+		t.Fatalf("the old app's code confirmed the change: %v", err)
+	}
+	if err := r.ConfirmChange(ctx, alice, done.Session, totp.Code(next, clk.now())); err != nil {
+		t.Fatalf("the new app's code: %v", err)
+	}
+	u, _ := svc.User(ctx, "alice")
+	if len(u.NextTOTPSecret) != 0 || !u.TOTPConfirmed || len(u.RecoveryHashes) != 10 {
+		t.Fatalf("after the change: next %d bytes, confirmed %v, codes %d", len(u.NextTOTPSecret), u.TOTPConfirmed, len(u.RecoveryHashes))
+	}
+	// The same code again is a replay for the new key too.
+	ch, _, _ := r.SignIn(ctx, alice, SignIn{User: "alice"})
+	if _, err := r.PassChallenge(ctx, alice, ch.Session, totp.Code(next, clk.now())); !errors.Is(err, ErrCodeUsed) {
+		t.Fatalf("the confirmation code replayed at the challenge: %v", err)
+	}
+
+	// A change left waiting dies with the authenticator.
+	if _, err := r.StartChange(ctx, alice, done.Session); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.ResetUser(ctx, Operator, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := svc.User(ctx, "alice"); len(u.NextTOTPSecret) != 0 {
+		t.Fatal("an admin reset left the waiting replacement authenticator")
+	}
+}
