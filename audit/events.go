@@ -63,6 +63,10 @@ const (
 	TypeBackup                  = "db_backup"
 	TypeAuthenticatorChanged    = "authenticator_changed"
 	TypeSignInAbandoned         = "sign_in_abandoned"
+	TypeCodeSent                = "code_sent"
+	TypeMethodAdded             = "method_added"
+	TypeMethodRemoved           = "method_removed"
+	TypePrimaryChanged          = "primary_changed"
 )
 
 // Types lists every event type, in the order above, for the admin page's
@@ -77,6 +81,7 @@ func Types() []string {
 		TypeSessionRevoked, TypeForcedLogout, TypeSessionExpired,
 		TypeEnforcementNoticeSent, TypeIdentitySecretGenerated, TypeIdentityModeChanged,
 		TypeBackup, TypeAuthenticatorChanged, TypeSignInAbandoned,
+		TypeCodeSent, TypeMethodAdded, TypeMethodRemoved, TypePrimaryChanged,
 	}
 }
 

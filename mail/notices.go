@@ -3,6 +3,7 @@ package mail
 import (
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The notices the gateway sends. They are plain and short, hold no link
@@ -122,4 +123,26 @@ func FactorLockedNotice(issuer, user string, n int) Message {
 		Subject: "Your authenticator was locked after too many wrong codes",
 		Text:    b.String(),
 	}
+}
+
+// CodeMessage carries a one-time code: for signing in, or (enrol) to prove
+// the address for sign-in codes. ttl is how long it works.
+func CodeMessage(issuer, user, code string, enrol bool, ttl time.Duration) Message {
+	issuer, user = clean(issuer), clean(user)
+	var b strings.Builder
+	b.WriteString(greeting(user))
+	if enrol {
+		b.WriteString("Enter this code to confirm that sign-in codes for " + account(issuer) + " may be sent to this address:\n\n")
+	} else {
+		b.WriteString("Enter this code to finish signing in to " + account(issuer) + ":\n\n")
+	}
+	b.WriteString("    " + code + "\n\n")
+	b.WriteString("It works once, for " + strconv.Itoa(int(ttl/time.Minute)) + " minutes. Never share it with anyone.\n\n")
+	b.WriteString("If you did not just try to sign in, someone has your password: change it now and tell your administrator.\n\n")
+	b.WriteString(closing(issuer))
+	subject := "Your sign-in code"
+	if enrol {
+		subject = "Confirm your email for sign-in codes"
+	}
+	return Message{Subject: subject, Text: b.String()}
 }

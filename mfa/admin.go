@@ -43,10 +43,12 @@ type SessionInfo struct {
 	LastActive time.Time `json:"last_active"`
 }
 
+// methodOf is u's primary method, "recovery_codes" when only those are
+// left, or "none".
 func methodOf(u storage.User) string {
 	switch {
-	case u.TOTPConfirmed:
-		return "totp"
+	case PrimaryOf(u) != "":
+		return PrimaryOf(u)
 	case len(u.RecoveryHashes) > 0:
 		return "recovery_codes"
 	}
@@ -211,8 +213,7 @@ func (svc *Service) ResetUser(ctx context.Context, a Actor, user string) (storag
 		} else if err != nil {
 			return err
 		}
-		removeAuthenticator(&u)
-		u.RecoveryHashes, u.PendingCodes = nil, nil
+		removeFactors(&u)
 		u.UpdatedAt = svc.now()
 		if err := tx.PutUser(u); err != nil {
 			return err

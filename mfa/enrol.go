@@ -101,7 +101,7 @@ func removeAuthenticator(u *storage.User) {
 // (until a new one is set up, the codes are the factor: a password alone
 // must not be enough to enrol an attacker's authenticator).
 func HasFactor(u storage.User) bool {
-	return u.TOTPConfirmed || len(u.RecoveryHashes) > 0
+	return len(Methods(u)) > 0 || len(u.RecoveryHashes) > 0
 }
 
 // issueCodes makes a fresh set of recovery codes for u: hashes to keep, and
@@ -221,11 +221,18 @@ func (r *Realm) ConfirmSetup(ctx context.Context, a Actor, s *session.Session, c
 	}
 	var codes []string
 	err = r.commit(ctx, s.User, func(u *storage.User) error {
+		codes = nil
 		if u.TOTPConfirmed {
 			return abort{ErrAlreadyEnrolled}
 		}
 		if len(u.TOTPSecret) == 0 {
 			return abort{ErrNoSetup}
+		}
+		// Adding an authenticator beside another method takes a session
+		// that passed it: a stolen password must not add a way in.
+		first := len(Methods(*u)) == 0
+		if !first && s.AAL < 2 {
+			return abort{ErrAAL2Required}
 		}
 		// The confirmation code is consumed too: it cannot be replayed at the
 		// challenge a moment later.
@@ -234,6 +241,9 @@ func (r *Realm) ConfirmSetup(ctx context.Context, a Actor, s *session.Session, c
 		}
 		u.TOTPConfirmed, u.EnrolledAt = true, now
 		u.FailedCodes, u.FactorLockedAt = 0, time.Time{}
+		if !first {
+			return nil // the recovery codes the user has stay
+		}
 		var err error
 		codes, err = r.svc.issueCodes(u)
 		return err
@@ -349,7 +359,7 @@ func (r *Realm) AcknowledgeCodes(ctx context.Context, a Actor, s *session.Sessio
 		if len(u.PendingCodes) == 0 {
 			return abort{ErrNoPendingCodes}
 		}
-		if ns != nil && !u.TOTPConfirmed {
+		if ns != nil && len(Methods(*u)) == 0 {
 			return abort{ErrEnrolmentRequired}
 		}
 		u.PendingCodes = nil
@@ -372,7 +382,7 @@ func (r *Realm) AcknowledgeCodes(ctx context.Context, a Actor, s *session.Sessio
 func (r *Realm) RegenerateCodes(ctx context.Context, a Actor, s *session.Session, proof string) ([]string, error) {
 	var codes []string
 	err := r.stepUp(ctx, a, s, proof, "regenerate codes", func(u *storage.User) error {
-		if !u.TOTPConfirmed {
+		if len(Methods(*u)) == 0 {
 			return abort{ErrNotEnrolled}
 		}
 		var err error
@@ -398,8 +408,7 @@ func (r *Realm) Disable(ctx context.Context, a Actor, s *session.Session, proof 
 		if !HasFactor(*u) {
 			return abort{ErrNotEnrolled}
 		}
-		removeAuthenticator(u)
-		u.RecoveryHashes, u.PendingCodes = nil, nil
+		removeFactors(u)
 		return nil
 	})
 	if err != nil {
@@ -473,7 +482,17 @@ func (r *Realm) prove(u *storage.User, proof, kind string, now time.Time) error 
 		u.RecoveryHashes = recovery.Remove(u.RecoveryHashes, i)
 		return nil
 	}
+	// Six digits: a code sent to confirm this change, or the authenticator's.
+	if code, err := digits(proof); err == nil {
+		for _, m := range []string{MethodEmail, MethodSMS} {
+			if ok, _, _ := r.svc.checkSent(u, purposeConfirm, m, code, now); ok {
+				return nil
+			}
+		}
+	}
 	switch {
+	case !u.TOTPConfirmed && len(Methods(*u)) > 0:
+		return abort{ErrWrongCode} // no authenticator: only a sent code would do
 	case !u.TOTPConfirmed:
 		return abort{ErrUseRecovery}
 	case !u.FactorLockedAt.IsZero():
@@ -482,19 +501,29 @@ func (r *Realm) prove(u *storage.User, proof, kind string, now time.Time) error 
 	return r.checkTOTP(u, proof, now)
 }
 
+// removeFactors deletes every second factor of u: its methods, the codes
+// waiting to be entered, and the recovery codes.
+func removeFactors(u *storage.User) {
+	removeAuthenticator(u)
+	u.EmailOTP, u.PhoneOTP, u.Primary, u.Codes = "", "", "", nil
+	u.RecoveryHashes, u.PendingCodes = nil, nil
+}
+
 // Status is a signed-in user's 2FA state, as the JSON API shows it.
 type Status struct {
-	User              string    `json:"user"`
-	AAL               int       `json:"aal"`
-	State             string    `json:"state"`
-	Enrolled          bool      `json:"enrolled"`
-	Methods           []string  `json:"methods"`
-	Required          bool      `json:"required"`
-	MustEnrol         bool      `json:"must_enrol"`
-	RecoveryRemaining int       `json:"recovery_codes_remaining"`
-	CodesPending      bool      `json:"recovery_codes_unacknowledged"`
-	IdleDeadline      time.Time `json:"idle_deadline"`
-	ExpiresAt         time.Time `json:"expires_at"`
+	User              string            `json:"user"`
+	AAL               int               `json:"aal"`
+	State             string            `json:"state"`
+	Enrolled          bool              `json:"enrolled"`
+	Methods           []string          `json:"methods"` // primary first, then "recovery_code" when codes are left
+	Primary           string            `json:"primary,omitempty"`
+	Destinations      map[string]string `json:"destinations,omitempty"` // method: masked address or number
+	Required          bool              `json:"required"`
+	MustEnrol         bool              `json:"must_enrol"`
+	RecoveryRemaining int               `json:"recovery_codes_remaining"`
+	CodesPending      bool              `json:"recovery_codes_unacknowledged"`
+	IdleDeadline      time.Time         `json:"idle_deadline"`
+	ExpiresAt         time.Time         `json:"expires_at"`
 }
 
 // Status reports the state of s and its user.
@@ -504,14 +533,22 @@ func (r *Realm) Status(ctx context.Context, s *session.Session) (Status, error) 
 		return Status{}, fmt.Errorf("mfa: status: %w", err)
 	}
 	st := Status{
-		User: s.User, AAL: int(s.AAL), State: s.State.String(), Enrolled: u.TOTPConfirmed,
-		Methods: []string{}, Required: r.Require2FA(), MustEnrol: s.MustEnrol,
+		User: s.User, AAL: int(s.AAL), State: s.State.String(), Enrolled: len(Methods(u)) > 0,
+		Methods: Methods(u), Primary: PrimaryOf(u), Required: r.Require2FA(), MustEnrol: s.MustEnrol,
 		RecoveryRemaining: len(u.RecoveryHashes), CodesPending: len(u.PendingCodes) > 0,
 		IdleDeadline: s.LastSeen().Add(r.IdleTimeout()).UTC().Truncate(time.Second),
 		ExpiresAt:    s.ExpiresAt.UTC().Truncate(time.Second),
 	}
-	if u.TOTPConfirmed {
-		st.Methods = append(st.Methods, "totp")
+	if st.Methods == nil {
+		st.Methods = []string{}
+	}
+	for _, m := range []string{MethodEmail, MethodSMS} {
+		if holds(u, m) {
+			if st.Destinations == nil {
+				st.Destinations = map[string]string{}
+			}
+			st.Destinations[m] = Mask(m, destOf(u, m))
+		}
 	}
 	if len(u.RecoveryHashes) > 0 {
 		st.Methods = append(st.Methods, "recovery_code")

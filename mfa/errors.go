@@ -33,6 +33,11 @@ var (
 	ErrCodeUsed          = errors.New("code already used")
 	ErrProofRequired     = errors.New("a current code is required")
 	ErrNotHeld           = errors.New("no sign-in held by the gateway")
+	ErrMethodUnavailable = errors.New("method not available here")
+	ErrMethodNotSetUp    = errors.New("method not set up")
+	ErrBadDestination    = errors.New("bad destination")
+	ErrCodeExpired       = errors.New("code expired or replaced")
+	ErrNotSent           = errors.New("the code could not be sent")
 )
 
 // LockedError is a refused code while the user or the address is locked out.

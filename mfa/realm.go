@@ -41,6 +41,8 @@ type Config struct {
 	Admins         []string      // user ids allowed to administer (at AAL2)
 	AdminRoles     []string      // roles reported by the app that make a user an admin
 	Mailer         Mailer        // nil: no email configured
+	Texter         Texter        // nil: no text messages configured
+	Methods        []string      // the methods users may hold; empty: every one configured
 	EmailTemplate  string        // an address made from the user id when none is known
 	Classify       CookieClassifier
 	// Fold, if set, is how the realm folds user names (username.Fold): users

@@ -46,6 +46,7 @@ type Service struct {
 	cookies     *cookieCache // gateway cookies already verified
 	csrfKey     []byte
 	recoveryKey []byte
+	sentKey     []byte // keys the hashes of codes sent by email or text
 	attempts    *limiter
 	stats       *Stats
 	rand        io.Reader
@@ -119,6 +120,7 @@ func Open(opts Options) (*Service, error) {
 		cookies:     newCookieCache(),
 		csrfKey:     seal.DeriveKey(opts.Key, "csrf"),
 		recoveryKey: seal.DeriveKey(opts.Key, "recovery-codes"),
+		sentKey:     seal.DeriveKey(opts.Key, "sent-codes"),
 		attempts:    newLimiter(),
 		stats:       newStats(),
 		rand:        opts.Rand,

@@ -57,10 +57,20 @@ type challengeMethod uint8
 const (
 	methodTOTP challengeMethod = iota
 	methodRecovery
+	methodEmail
+	methodSMS
 	numMethods
 )
 
-func methodNames() [numMethods]string { return [...]string{"totp", "recovery"} }
+func methodNames() [numMethods]string { return [...]string{"totp", "recovery", "email", "sms"} }
+
+// statsMethod is the stats label of a sent-code method.
+func statsMethod(method string) challengeMethod {
+	if method == MethodSMS {
+		return methodSMS
+	}
+	return methodEmail
+}
 
 // challengeResult is the outcome of one challenge answer.
 type challengeResult uint8

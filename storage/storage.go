@@ -44,20 +44,36 @@ var (
 // User is one user's second-factor state. The ID is the app's user name or
 // ID as learned at sign-in.
 type User struct {
-	ID             string    `json:"id"`
-	TOTPSecret     []byte    `json:"totp_secret,omitempty"`      // sealed; empty = no authenticator
-	TOTPConfirmed  bool      `json:"totp_confirmed,omitempty"`   // false while enrolment awaits its confirmation code
-	TOTPLastStep   int64     `json:"totp_last_step,omitempty"`   // last accepted TOTP time step (replay protection)
-	NextTOTPSecret []byte    `json:"next_totp_secret,omitempty"` // sealed; a replacement authenticator awaiting its first code
-	RecoveryHashes [][]byte  `json:"recovery_hashes,omitempty"`  // keyed hashes of unused recovery codes
-	PendingCodes   []byte    `json:"pending_codes,omitempty"`    // sealed plaintext codes shown until the user acknowledges them
-	EnrolledAt     time.Time `json:"enrolled_at,omitzero"`
-	LastSignInAt   time.Time `json:"last_sign_in_at,omitzero"`
-	CreatedAt      time.Time `json:"created_at,omitzero"`
-	UpdatedAt      time.Time `json:"updated_at,omitzero"`
-	Email          string    `json:"email,omitempty"`
-	FailedCodes    int       `json:"failed_codes,omitempty"`    // wrong authenticator codes in a row
-	FactorLockedAt time.Time `json:"factor_locked_at,omitzero"` // when FailedCodes reached the cap: the authenticator is refused until unlocked
+	ID             string     `json:"id"`
+	TOTPSecret     []byte     `json:"totp_secret,omitempty"`      // sealed; empty = no authenticator
+	TOTPConfirmed  bool       `json:"totp_confirmed,omitempty"`   // false while enrolment awaits its confirmation code
+	TOTPLastStep   int64      `json:"totp_last_step,omitempty"`   // last accepted TOTP time step (replay protection)
+	NextTOTPSecret []byte     `json:"next_totp_secret,omitempty"` // sealed; a replacement authenticator awaiting its first code
+	RecoveryHashes [][]byte   `json:"recovery_hashes,omitempty"`  // keyed hashes of unused recovery codes
+	PendingCodes   []byte     `json:"pending_codes,omitempty"`    // sealed plaintext codes shown until the user acknowledges them
+	EnrolledAt     time.Time  `json:"enrolled_at,omitzero"`
+	LastSignInAt   time.Time  `json:"last_sign_in_at,omitzero"`
+	CreatedAt      time.Time  `json:"created_at,omitzero"`
+	UpdatedAt      time.Time  `json:"updated_at,omitzero"`
+	Email          string     `json:"email,omitempty"`
+	FailedCodes    int        `json:"failed_codes,omitempty"`    // wrong authenticator codes in a row
+	FactorLockedAt time.Time  `json:"factor_locked_at,omitzero"` // when FailedCodes reached the cap: the authenticator is refused until unlocked
+	EmailOTP       string     `json:"email_otp,omitempty"`       // confirmed address that receives sign-in codes; empty: none
+	PhoneOTP       string     `json:"phone_otp,omitempty"`       // confirmed mobile number (E.164) that receives sign-in codes
+	Primary        string     `json:"primary,omitempty"`         // the method the challenge asks for first; empty: the first held
+	Codes          []SentCode `json:"sent_codes,omitempty"`      // emailed or texted codes waiting to be entered
+}
+
+// SentCode is a one-time code sent by email or text message, waiting to be
+// entered: at sign-in, or to prove a new destination.
+type SentCode struct {
+	Purpose string    `json:"purpose"` // "sign-in" or "enrol"
+	Method  string    `json:"method"`  // "email" or "sms"
+	Dest    string    `json:"dest"`    // where it went
+	Hash    []byte    `json:"hash"`    // keyed hash of the code, never the code
+	SentAt  time.Time `json:"sent_at"`
+	Expires time.Time `json:"expires"`
+	Tries   int       `json:"tries,omitempty"` // wrong entries so far
 }
 
 // Binding is an app session cookie bound to a gateway session, so that the
