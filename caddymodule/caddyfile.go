@@ -86,6 +86,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        password <password>     # e.g. {env.SMTP_PASSWORD}
 //	        from <address>
 //	    }
+//	    sms {
+//	        webhook <url>           # a JSON POST signed with secret
+//	        secret <secret>         # e.g. {env.SMS_SECRET}
+//	        # or, for a Twilio-compatible Messages API:
+//	        twilio <account_sid>
+//	        auth_token <token>      # e.g. {env.TWILIO_TOKEN}
+//	        from <number|service>
+//	        base_url <url>          # default https://api.twilio.com
+//	    }
+//	    methods totp|email|sms...
 //	    admins <user>...
 //	    role_from header <name> | whoami <path> <json_field>
 //	    admin_roles <role>...
@@ -182,6 +192,32 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			m.SMTP = s
+		case "sms":
+			if err := once(name); err != nil {
+				return err
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			s, err := parseSMS(d)
+			if err != nil {
+				return err
+			}
+			m.SMS = s
+		case "methods":
+			if err := once(name); err != nil {
+				return err
+			}
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, a := range args {
+				if a != mfa.MethodTOTP && a != mfa.MethodEmail && a != mfa.MethodSMS {
+					return d.Errf("methods: %q is not a method: want totp, email or sms", a)
+				}
+			}
+			m.Methods = args
 		case "success":
 			if err := once(name); err != nil {
 				return err
@@ -564,6 +600,44 @@ func parseSMTP(d *caddyfile.Dispenser) (*SMTPConfig, error) {
 	}
 	if s.Host == "" || s.From == "" {
 		return nil, d.Err("smtp: host and from are required")
+	}
+	return s, nil
+}
+
+func parseSMS(d *caddyfile.Dispenser) (*SMSConfig, error) {
+	s := &SMSConfig{}
+	for d.NextBlock(1) {
+		opt := d.Val()
+		v, err := oneArg(d)
+		if err != nil {
+			return nil, err
+		}
+		switch opt {
+		case "webhook":
+			s.Webhook = v
+		case "secret":
+			s.Secret = v
+		case "twilio":
+			s.TwilioSID = v
+		case "auth_token":
+			s.AuthToken = v
+		case "from":
+			s.From = v
+		case "base_url":
+			s.BaseURL = v
+		default:
+			return nil, d.Errf("unrecognized sms option '%s'", opt)
+		}
+	}
+	switch {
+	case s.Webhook != "" && s.TwilioSID != "":
+		return nil, d.Err("sms: choose webhook or twilio, not both")
+	case s.Webhook != "" && s.Secret == "":
+		return nil, d.Err("sms: webhook needs a secret")
+	case s.TwilioSID != "" && (s.AuthToken == "" || s.From == ""):
+		return nil, d.Err("sms: twilio needs auth_token and from")
+	case s.Webhook == "" && s.TwilioSID == "":
+		return nil, d.Err("sms: set webhook or twilio")
 	}
 	return s, nil
 }

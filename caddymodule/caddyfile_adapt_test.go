@@ -38,6 +38,8 @@ var goldenSecrets = map[string]string{
 	"MFA_KEY":       "Z29sZGVuLXRlc3Qta2V5LTMyLWJ5dGVzLWxvbmctLS0=", // 32 bytes, base64
 	"SMTP_PASSWORD": "golden-test-smtp-password",
 	"SMTP_USERNAME": "golden-test-smtp-username",
+	"SMS_SECRET":    "golden-test-sms-secret",
+	"TWILIO_TOKEN":  "golden-test-twilio-token",
 }
 
 // TestCaddyfileAdaptGolden adapts each testdata/caddyfile_adapt file as

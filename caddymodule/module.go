@@ -19,6 +19,7 @@ import (
 	"github.com/mfagate/mfagate/mail"
 	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/seal"
+	"github.com/mfagate/mfagate/sms"
 	"github.com/mfagate/mfagate/web"
 )
 
@@ -123,6 +124,11 @@ type Gateway struct {
 	// Outgoing mail for notices (2FA now required, admin reset). Without it
 	// the features that email say so on the admin page.
 	SMTP *SMTPConfig `json:"smtp,omitempty"`
+	// Outgoing text messages, for SMS sign-in codes.
+	SMS *SMSConfig `json:"sms,omitempty"`
+	// The second-factor methods users may set up: totp, email, sms.
+	// Default: every one that is configured (email needs smtp, sms needs sms).
+	Methods []string `json:"methods,omitempty"`
 	// Where users' email addresses come from, tried in order (form, json,
 	// header or whoami sources, as for user_from).
 	EmailFrom []guard.IdentitySource `json:"email_from,omitempty"`
@@ -150,6 +156,7 @@ type Gateway struct {
 	gw     *guardRef // set when the mfa app starts
 	app    *App      // the mfa app of this config
 	outbox *mail.Outbox
+	texts  *sms.Outbox
 	logger *zap.Logger
 }
 
@@ -195,6 +202,14 @@ func (m *Gateway) provisionOn(ctx caddy.Context, app *App) error {
 		}
 		m.outbox = mail.NewOutbox(sender, m.logger.Named("mail"), 1000)
 		cfg.Mailer = m.outbox
+	}
+	if m.SMS != nil {
+		sender, err := m.SMS.sender(repl)
+		if err != nil {
+			return err
+		}
+		m.texts = sms.NewOutbox(sender, m.logger.Named("sms"), 1000)
+		cfg.Texter = m.texts
 	}
 	cfg.Identified = setPlaceholders
 	cfg.Subrequest = subrequest
@@ -246,7 +261,7 @@ func (m *Gateway) config(ctx caddy.Context) (guard.Config, error) {
 		AttemptWindow: time.Duration(m.AttemptWindow), TemplateDir: m.TemplateDir,
 		Scope: m.Scope, PolicyMaxAge: time.Duration(m.PolicyCache), Admins: m.Admins,
 		GracePeriod: time.Duration(m.GracePeriod),
-		EmailFrom:   m.EmailFrom, EmailTemplate: m.EmailTemplate,
+		EmailFrom:   m.EmailFrom, EmailTemplate: m.EmailTemplate, Methods: m.Methods,
 		RoleFrom: m.RoleFrom, AdminRoles: m.AdminRoles,
 	}
 	var err error
@@ -381,10 +396,13 @@ func (m *Gateway) Cleanup() error {
 	if gw := m.gw.load(); gw != nil {
 		gw.Release() // before the outbox closes: nothing may queue on it after
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	if m.outbox != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = m.outbox.Close(ctx) // queued notices get a few seconds to go out
-		cancel()
+	}
+	if m.texts != nil {
+		_ = m.texts.Close(ctx)
 	}
 	return nil
 }
@@ -419,6 +437,45 @@ func (s *SMTPConfig) mailConfig(repl *caddy.Replacer) mail.Config {
 		Username: repl.ReplaceAll(s.Username, ""), Password: repl.ReplaceAll(s.Password, ""),
 		From: repl.ReplaceAll(s.From, ""),
 	}
+}
+
+// SMSConfig sends text messages through a webhook or a Twilio-compatible
+// Messages API. Secrets may be placeholders ({env.SMS_SECRET}).
+type SMSConfig struct {
+	Webhook   string `json:"webhook,omitempty"`    // POST JSON here, signed with Secret
+	Secret    string `json:"secret,omitempty"`     // the webhook's HMAC key
+	TwilioSID string `json:"twilio_sid,omitempty"` // account SID, for the Messages API
+	AuthToken string `json:"auth_token,omitempty"` // its auth token
+	From      string `json:"from,omitempty"`       // the sending number or messaging service
+	BaseURL   string `json:"base_url,omitempty"`   // default https://api.twilio.com
+}
+
+// sender builds the configured sender, refusing a half configuration.
+func (c *SMSConfig) sender(repl *caddy.Replacer) (sms.Sender, error) {
+	r := func(s string) string { return repl.ReplaceAll(s, "") }
+	switch {
+	case c.Webhook != "" && c.TwilioSID != "":
+		return nil, errors.New("sms: choose webhook or twilio, not both")
+	case c.Webhook != "":
+		if err := sms.CheckURL(r(c.Webhook)); err != nil {
+			return nil, err
+		}
+		if r(c.Secret) == "" {
+			return nil, errors.New("sms: the webhook needs a secret (use {env.…})")
+		}
+		return &sms.Webhook{URL: r(c.Webhook), Secret: r(c.Secret)}, nil
+	case c.TwilioSID != "":
+		if r(c.AuthToken) == "" || r(c.From) == "" {
+			return nil, errors.New("sms: twilio needs auth_token and from")
+		}
+		if c.BaseURL != "" {
+			if err := sms.CheckURL(r(c.BaseURL)); err != nil {
+				return nil, err
+			}
+		}
+		return &sms.Twilio{BaseURL: r(c.BaseURL), AccountSID: r(c.TwilioSID), AuthToken: r(c.AuthToken), From: r(c.From)}, nil
+	}
+	return nil, errors.New("sms: set webhook or twilio")
 }
 
 // loadMatchers loads the matcher sets in field of structPtr (a

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -104,6 +105,8 @@ type Config struct {
 	AdminRoles       []string         // roles that make a user an admin
 	Widget           *WidgetConfig    // widget identity verification; nil: none
 	Mailer           mfa.Mailer       // sends notices; nil: no email configured
+	Texter           mfa.Texter       // sends text messages (SMS codes); nil: none configured
+	Methods          []string         // the methods users may set up; empty: every configured one
 	Success          Success
 	block            Rules         // the block's rules (SignInField, Identity, Success), set by Normalize
 	IdleTimeout      time.Duration // default 240m, 5m..1440m
@@ -216,6 +219,14 @@ func (c *Config) Normalize() error {
 	}
 	if c.MaxAttempts < 0 || c.MaxBodyBytes < 0 || c.MaxFailedCodes < 0 || c.MaxFailedCodes > mfa.DefaultMaxFailedCodes {
 		return errors.New("max_attempts and the body limit must not be negative; max_failed_codes must be 1 to 100")
+	}
+	for i, m := range c.Methods {
+		if m != mfa.MethodTOTP && m != mfa.MethodEmail && m != mfa.MethodSMS {
+			return fmt.Errorf("methods: %q is not a method: want totp, email or sms", m)
+		}
+		if slices.Contains(c.Methods[:i], m) {
+			return fmt.Errorf("methods: %s twice", m)
+		}
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = mfa.DefaultIdleTimeout

@@ -61,7 +61,7 @@ func New(cfg Config, svc *mfa.Service, logger *zap.Logger) (*Guard, error) {
 		IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime, PendingTTL: cfg.PendingTTL,
 		MaxAttempts: cfg.MaxAttempts, AttemptWindow: cfg.AttemptWindow, MaxFailedCodes: cfg.MaxFailedCodes,
 		PolicyMaxAge: cfg.PolicyMaxAge, GracePeriod: cfg.GracePeriod,
-		Admins: cfg.Admins, AdminRoles: cfg.AdminRoles, Mailer: cfg.Mailer, EmailTemplate: cfg.EmailTemplate,
+		Admins: cfg.Admins, AdminRoles: cfg.AdminRoles, Mailer: cfg.Mailer, Texter: cfg.Texter, Methods: cfg.Methods, EmailTemplate: cfg.EmailTemplate,
 		Classify: jar.Classify, Fold: fold,
 	}, logger)
 	if err != nil {
