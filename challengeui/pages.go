@@ -22,12 +22,24 @@ type Base struct {
 
 func (b Base) base() Base { return b }
 
-// ChallengePage asks for the 6-digit code from the authenticator app.
+// ChallengePage asks for the 6-digit code: from the authenticator app, or
+// sent by email or text message.
 type ChallengePage struct {
 	Base
 	Account string // who is signing in: "Signing in as …", with "Not you?"
 	Next    string // validated same-origin path to return to
+	Method  string // "totp" (or ""), "email" or "sms"
+	SentTo  string // for email and sms: where the code went, masked
+	Notice  string
 	Error   string
+	Others  []MethodChoice // "Use a different method"
+}
+
+// MethodChoice is another way to answer the challenge.
+type MethodChoice struct {
+	Method string
+	Label  string
+	Href   string
 }
 
 // RecoveryPage asks for a single-use recovery code instead of a TOTP code.

@@ -29,13 +29,15 @@ const (
 )
 
 // Rules for codes sent by email or text message. Sends cost the operator
-// money and reputation, so they are limited per user and per destination.
+// money and reputation, so they are limited for each user and purpose
+// (signing in, setting up a method, confirming a change) and for each
+// destination, whoever asks.
 const (
 	SentCodeTTL   = 5 * time.Minute  // how long a sent code works
 	SentCodeTries = 5                // wrong entries that retire a code
 	ResendAfter   = 30 * time.Second // the least time between two sends
 	SendWindow    = 5 * time.Minute
-	MaxSends      = 3 // sends per SendWindow per user, and per destination
+	MaxSends      = 3 // sends per SendWindow per user and purpose, and per destination
 )
 
 // Why a code is sent.
@@ -184,8 +186,9 @@ func digits(code string) (string, error) {
 func (r *Realm) send(ctx context.Context, a Actor, user, purpose, method, dest string) (string, error) {
 	svc := r.svc
 	now := svc.now()
+	userKey := "send-u:" + purpose + ":" + user
 	ra := max(
-		svc.attempts.retryAfter("send-u:"+user, MaxSends, SendWindow, now),
+		svc.attempts.retryAfter(userKey, MaxSends, SendWindow, now),
 		svc.attempts.retryAfter("send-d:"+dest, MaxSends, SendWindow, now),
 	)
 	code, err := newCode(svc.rand)
@@ -226,7 +229,7 @@ func (r *Realm) send(ctx context.Context, a Actor, user, purpose, method, dest s
 	if !r.deliver(user, purpose, method, dest, code) {
 		return "", ErrNotSent
 	}
-	svc.attempts.fail("send-u:"+user, SendWindow, now)
+	svc.attempts.fail(userKey, SendWindow, now)
 	svc.attempts.fail("send-d:"+dest, SendWindow, now)
 	masked := Mask(method, dest)
 	r.decision(a, "code sent", zap.String("user", user), zap.String("method", method), zap.String("purpose", purpose), zap.String("to", masked))
@@ -442,7 +445,7 @@ func (r *Realm) ConfirmMethod(ctx context.Context, a Actor, s *session.Session, 
 			return abort{err}
 		}
 		if !ok {
-			return abort{errWrongSent{u: *u}}
+			return abort{&errWrongSent{u: *u}}
 		}
 		first = !HasFactor(*u)
 		if method == MethodEmail {
@@ -458,7 +461,7 @@ func (r *Realm) ConfirmMethod(ctx context.Context, a Actor, s *session.Session, 
 		}
 		return nil
 	}, s, ns)
-	var wrong errWrongSent
+	var wrong *errWrongSent
 	if errors.As(err, &wrong) {
 		// Keep the try count: the transaction that found the code wrong
 		// was rolled back with it.
@@ -479,10 +482,11 @@ func (r *Realm) ConfirmMethod(ctx context.Context, a Actor, s *session.Session, 
 }
 
 // errWrongSent carries the user record with its counted try out of a
-// rolled-back transaction.
+// rolled-back transaction. A pointer: errors are compared, and a record
+// holds slices.
 type errWrongSent struct{ u storage.User }
 
-func (errWrongSent) Error() string { return "wrong sent code" }
+func (*errWrongSent) Error() string { return "wrong sent code" }
 
 // saveTries stores the try counts of u's sent codes.
 func (r *Realm) saveTries(ctx context.Context, counted storage.User) {
@@ -593,4 +597,41 @@ func (r *Realm) SendConfirmCode(ctx context.Context, a Actor, s *session.Session
 		return "", ErrMethodNotSetUp
 	}
 	return r.send(ctx, a, s.User, purposeConfirm, method, destOf(u, method))
+}
+
+// SignInCode is what the challenge page shows for a sent-code method: where
+// the code went, sending one now unless a live one is waiting (the page
+// opened again, or another tab). err is a send refused by the limits or not
+// delivered; the page says so and offers to send again.
+func (r *Realm) SignInCode(ctx context.Context, a Actor, s *session.Session, method string) (sentTo string, sent bool, err error) {
+	if (method != MethodEmail && method != MethodSMS) || !r.MethodAllowed(method) {
+		return "", false, ErrMethodUnavailable
+	}
+	u, err := r.svc.User(ctx, s.User)
+	if err != nil {
+		return "", false, fmt.Errorf("mfa: load user: %w", err)
+	}
+	if !holds(u, method) {
+		return "", false, ErrMethodNotSetUp
+	}
+	now := r.svc.now()
+	if slices.ContainsFunc(u.Codes, func(c storage.SentCode) bool {
+		return c.Purpose == purposeSignIn && c.Method == method && now.Before(c.Expires)
+	}) {
+		return Mask(method, destOf(u, method)), false, nil
+	}
+	masked, err := r.send(ctx, a, s.User, purposeSignIn, method, destOf(u, method))
+	if err != nil {
+		return Mask(method, destOf(u, method)), false, err
+	}
+	return masked, true, nil
+}
+
+// SentTo is the masked destination of a sent-code method u holds, "" for
+// any other.
+func SentTo(u storage.User, method string) string {
+	if (method != MethodEmail && method != MethodSMS) || !holds(u, method) {
+		return ""
+	}
+	return Mask(method, destOf(u, method))
 }

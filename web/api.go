@@ -5,6 +5,8 @@ import (
 	"io"
 	"mime"
 	"net/http"
+
+	"github.com/mfagate/mfagate/mfa"
 )
 
 const maxJSONBytes = 16 << 10
@@ -27,6 +29,12 @@ func (site *Site) apiRoutes() map[string]apiRoute {
 		"challenge":                  {http.MethodPost, needPending, site.apiChallenge},
 		"challenge/recovery":         {http.MethodPost, needPending, site.apiRecovery},
 		"sign-out":                   {http.MethodPost, needHeld, site.apiSignOut},
+		"challenge/send":             {http.MethodPost, needPending, site.apiChallengeSend},
+		"methods/start":              {http.MethodPost, needActive, site.apiMethodStart},
+		"methods/confirm":            {http.MethodPost, needActive, site.apiMethodConfirm},
+		"methods/primary":            {http.MethodPost, needActive, site.apiMethodPrimary},
+		"methods/remove":             {http.MethodPost, needActive, site.apiMethodRemove},
+		"methods/send-confirm":       {http.MethodPost, needActive, site.apiMethodSendConfirm},
 		"totp/change":                {http.MethodPost, needActive, site.apiChange},
 		"totp/change/confirm":        {http.MethodPost, needActive, site.apiChangeConfirm},
 		"sessions":                   {http.MethodGet, needActive, site.apiSessions},
@@ -218,7 +226,11 @@ func (site *Site) apiChallenge(c *call, body map[string]json.RawMessage) error {
 	if e != nil {
 		return WriteJSONError(c.w, e)
 	}
-	ch, err := site.realm.PassChallenge(c.ctx(), site.actor(c), c.sess(), code)
+	method, e := optionalString(body, "method")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	ch, err := site.passCode(c, method, code)
 	if err != nil {
 		return site.fail(c, err, "challenge")
 	}
@@ -239,4 +251,105 @@ func (site *Site) apiRecovery(c *call, body map[string]json.RawMessage) error {
 	site.changed(c, ch)
 	WriteJSON(c.w, http.StatusOK, map[string]string{"next": site.cfg.Prefix + "security?setup=1"})
 	return nil
+}
+
+// passCode answers the challenge with an authenticator code (method "" or
+// totp) or a code sent by email or text message.
+func (site *Site) passCode(c *call, method, code string) (mfa.Changed, error) {
+	if method == "" || method == mfa.MethodTOTP {
+		return site.realm.PassChallenge(c.ctx(), site.actor(c), c.sess(), code)
+	}
+	return site.realm.PassSentCode(c.ctx(), site.actor(c), c.sess(), method, code)
+}
+
+// sentTo answers a send with where the code went.
+func sentTo(c *call, masked string) error {
+	WriteJSON(c.w, http.StatusOK, map[string]string{"sent_to": masked})
+	return nil
+}
+
+func (site *Site) apiChallengeSend(c *call, body map[string]json.RawMessage) error {
+	method, e := stringField(body, "method")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	masked, err := site.realm.SendSignInCode(c.ctx(), site.actor(c), c.sess(), method)
+	if err != nil {
+		return site.fail(c, err, "send code")
+	}
+	return sentTo(c, masked)
+}
+
+func (site *Site) apiMethodStart(c *call, body map[string]json.RawMessage) error {
+	method, e := stringField(body, "method")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	dest, e := stringField(body, "destination")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	masked, err := site.realm.StartMethod(c.ctx(), site.actor(c), c.sess(), method, dest)
+	if err != nil {
+		return site.fail(c, err, "start method")
+	}
+	return sentTo(c, masked)
+}
+
+func (site *Site) apiMethodConfirm(c *call, body map[string]json.RawMessage) error {
+	method, e := stringField(body, "method")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	code, e := stringField(body, "code")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	ch, codes, err := site.realm.ConfirmMethod(c.ctx(), site.actor(c), c.sess(), method, code)
+	if err != nil {
+		return site.fail(c, err, "confirm method")
+	}
+	site.changed(c, ch)
+	WriteJSON(c.w, http.StatusOK, map[string]any{"recovery_codes": orEmpty(codes)})
+	return nil
+}
+
+func (site *Site) apiMethodPrimary(c *call, body map[string]json.RawMessage) error {
+	method, e := stringField(body, "method")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	if err := site.realm.SetPrimary(c.ctx(), site.actor(c), c.sess(), method); err != nil {
+		return site.fail(c, err, "primary method")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true})
+	return nil
+}
+
+func (site *Site) apiMethodRemove(c *call, body map[string]json.RawMessage) error {
+	method, e := stringField(body, "method")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	proof, e := optionalString(body, "code")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	if err := site.realm.RemoveMethod(c.ctx(), site.actor(c), c.sess(), method, proof); err != nil {
+		return site.fail(c, err, "remove method")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true})
+	return nil
+}
+
+func (site *Site) apiMethodSendConfirm(c *call, body map[string]json.RawMessage) error {
+	method, e := stringField(body, "method")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	masked, err := site.realm.SendConfirmCode(c.ctx(), site.actor(c), c.sess(), method)
+	if err != nil {
+		return site.fail(c, err, "send confirmation code")
+	}
+	return sentTo(c, masked)
 }

@@ -72,6 +72,12 @@ var (
 	errProofRequired     = &Error{Status: http.StatusBadRequest, Code: "code_required", Message: "To confirm, enter a current code from your authenticator app, or one of your recovery codes."}
 	errNotHeld           = &Error{Status: http.StatusConflict, Code: "not_held", Message: "There is no unfinished sign-in to end here. Sign out through the app."}
 	errSignInExpired     = &Error{Status: http.StatusUnauthorized, Code: "sign_in_expired", Message: "This sign-in has expired or was ended. Sign in to the app again."}
+	errMethodUnavailable = &Error{Status: http.StatusConflict, Code: "method_unavailable", Message: "That method is not available here."}
+	errMethodNotSetUp    = &Error{Status: http.StatusConflict, Code: "method_not_set_up", Message: "That method is not set up for your account."}
+	errBadDestination    = &Error{Status: http.StatusBadRequest, Code: "bad_destination", Message: "Enter an email address or a mobile number with its country code."}
+	errCodeExpired       = &Error{Status: http.StatusUnauthorized, Code: "code_expired", Message: "That code has expired or a newer one was sent. Send a new code and enter that one."}
+	errNotSent           = &Error{Status: http.StatusServiceUnavailable, Code: "not_sent", Message: "The code could not be sent. Try again in a moment, or use another method."}
+	errSendLimited       = &Error{Status: http.StatusTooManyRequests, Code: "send_limited", Message: "A new code cannot be sent yet."}
 	ErrUnavailable       = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "Something went wrong on our side. Try again in a moment."}
 )
 
@@ -86,6 +92,10 @@ var domainErrors = []struct {
 	{mfa.ErrWrongCode, errWrongCode},
 	{mfa.ErrProofRequired, errProofRequired},
 	{mfa.ErrNotHeld, errNotHeld},
+	{mfa.ErrMethodUnavailable, errMethodUnavailable},
+	{mfa.ErrMethodNotSetUp, errMethodNotSetUp},
+	{mfa.ErrCodeExpired, errCodeExpired},
+	{mfa.ErrNotSent, errNotSent},
 	{mfa.ErrWrongRecovery, errWrongRecovery},
 	{mfa.ErrNotAcknowledged, errNotAcknowledged},
 	{mfa.ErrAlreadyEnrolled, errAlreadyEnrolled},
@@ -138,6 +148,7 @@ func (site *Site) public(err error, op string) *Error {
 
 func publicError(log *zap.Logger, err error, op string) *Error {
 	var locked *mfa.LockedError
+	var limit *mfa.SendLimitError
 	var gate *identity.GateError
 	switch {
 	case err == nil:
@@ -147,6 +158,13 @@ func publicError(log *zap.Logger, err error, op string) *Error {
 		e.RetryAfter = locked.RetryAfter
 		e.Message = lockedMessage(locked)
 		return &e
+	case errors.As(err, &limit):
+		e := *errSendLimited
+		e.RetryAfter = limit.RetryAfter
+		e.Message = "A new code cannot be sent yet. Try again in " + waitWords(limit.RetryAfter) + ", or use the code already sent."
+		return &e
+	case errors.Is(err, mfa.ErrBadDestination):
+		return errBadDestination.with(err.Error())
 	case errors.As(err, &gate):
 		return errEnforceGate.with("Enforce is not allowed yet: " + gate.Reason + ".")
 	case errors.Is(err, mfa.ErrBadTimeout):

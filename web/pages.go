@@ -4,6 +4,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -12,6 +13,7 @@ import (
 	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/recovery"
 	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/storage"
 )
 
 const maxFormBytes = 16 << 10
@@ -27,6 +29,7 @@ func (site *Site) pageRoutes() map[string]pageRoute {
 	return map[string]pageRoute{
 		"challenge":                       {http.MethodGet, needPending, site.pageChallenge},
 		"challenge/recovery":              {http.MethodGet, needPending, site.pageRecovery},
+		"challenge/send":                  {http.MethodPost, needPending, site.postChallengeSend},
 		"security":                        {http.MethodGet, needActive, site.pageSecurity},
 		"security/enroll":                 {http.MethodPost, needActive, site.postEnroll},
 		"security/confirm":                {http.MethodPost, needActive, site.postConfirm},
@@ -124,16 +127,37 @@ func challengeNext(c *call) string {
 
 func (site *Site) pageChallenge(c *call) error {
 	next := challengeNext(c)
-	if u, err := site.svc.User(c.ctx(), c.sess().User); err == nil && !u.TOTPConfirmed {
-		// No authenticator left: recovery codes are the only factor.
+	u, err := site.svc.User(c.ctx(), c.sess().User)
+	if err != nil {
+		return site.WriteError(c.w, c.r, site.public(err, "challenge"))
+	}
+	methods := mfa.Methods(u)
+	if len(methods) == 0 {
+		// No method left: recovery codes are the only factor.
 		http.Redirect(c.w, c.r, site.cfg.Prefix+"challenge/recovery?next="+URLQuery(next), http.StatusSeeOther)
 		return nil
 	}
-	page := challengeui.ChallengePage{Base: site.base(c), Account: c.sess().User, Next: next}
+	method := c.r.URL.Query().Get("method")
+	if c.r.Method == http.MethodPost {
+		method = c.r.PostForm.Get("method")
+	}
+	if !slices.Contains(methods, method) {
+		method = methods[0] // the primary
+	}
+	page := challengeui.ChallengePage{Base: site.base(c), Account: c.sess().User, Next: next,
+		Method: method, SentTo: mfa.SentTo(u, method), Others: site.otherMethods(u, method, next)}
 	if c.r.Method == http.MethodGet {
+		if page.SentTo != "" {
+			// A code goes out when the page opens, unless one is waiting.
+			if _, sent, err := site.realm.SignInCode(c.ctx(), site.actor(c), c.sess(), method); err != nil {
+				page.Error = site.public(err, "send code").Message
+			} else if sent || c.r.URL.Query().Get("sent") == "1" {
+				page.Notice = "We sent a new code."
+			}
+		}
 		return site.render(c, http.StatusOK, page)
 	}
-	ch, err := site.realm.PassChallenge(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("code"))
+	ch, err := site.passCode(c, method, c.r.PostForm.Get("code"))
 	if err != nil {
 		e := site.public(err, "challenge")
 		setRetryAfter(c.w, e)
@@ -166,6 +190,44 @@ func (site *Site) pageRecovery(c *call) error {
 	// Signed in: the security page opens on setting up a new authenticator,
 	// which the user may put off (unless the team requires it).
 	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?setup=1", http.StatusSeeOther)
+	return nil
+}
+
+// otherMethods are the ways to answer the challenge besides method.
+func (site *Site) otherMethods(u storage.User, method, next string) []challengeui.MethodChoice {
+	var out []challengeui.MethodChoice
+	for _, m := range mfa.Methods(u) {
+		if m == method {
+			continue
+		}
+		label := "Use your authenticator app"
+		switch m {
+		case mfa.MethodEmail:
+			label = "Email a code to " + mfa.SentTo(u, m)
+		case mfa.MethodSMS:
+			label = "Text a code to " + mfa.SentTo(u, m)
+		}
+		out = append(out, challengeui.MethodChoice{Method: m, Label: label,
+			Href: site.cfg.Prefix + "challenge?method=" + m + "&next=" + URLQuery(next)})
+	}
+	return out
+}
+
+// postChallengeSend sends a new code by email or text message.
+func (site *Site) postChallengeSend(c *call) error {
+	method := c.r.PostForm.Get("method")
+	next := challengeNext(c)
+	if _, err := site.realm.SendSignInCode(c.ctx(), site.actor(c), c.sess(), method); err != nil {
+		e := site.public(err, "send code")
+		setRetryAfter(c.w, e)
+		u, uerr := site.svc.User(c.ctx(), c.sess().User)
+		if uerr != nil {
+			return site.WriteError(c.w, c.r, e)
+		}
+		return site.render(c, e.Status, challengeui.ChallengePage{Base: site.base(c), Account: c.sess().User, Next: next,
+			Method: method, SentTo: mfa.SentTo(u, method), Others: site.otherMethods(u, method, next), Error: e.Message})
+	}
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"challenge?method="+URLQuery(method)+"&sent=1&next="+URLQuery(next), http.StatusSeeOther)
 	return nil
 }
 
