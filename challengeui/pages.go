@@ -66,6 +66,8 @@ type SecurityPage struct {
 	Setup             *SetupView   // the setup dialog
 	Change            *SetupView   // the "change authenticator app" dialog
 	Confirm           *ConfirmView // the dialog asking for a current code before a change
+	SentMethods       []MethodView // codes by email or text message: held, or offered to set up
+	Verify            *VerifyView  // the dialog asking for the code sent to a new destination
 	Codes             []string
 	CodesError        string
 	DownloadHref      template.URL  // data: URI built with DownloadURL
@@ -88,14 +90,34 @@ type SessionView struct {
 
 // modal reports whether a dialog is open, making the rest of the page inert.
 func (p SecurityPage) modal() bool {
-	return p.Setup != nil || p.Change != nil || p.Confirm != nil || len(p.Codes) > 0
+	return p.Setup != nil || p.Change != nil || p.Confirm != nil || p.Verify != nil || len(p.Codes) > 0
 }
 
 // ConfirmView asks for fresh proof, a current authenticator or recovery
-// code, before a change that weakens or resets the second factor.
+// code (or one sent for the purpose), before a change that weakens or
+// resets the second factor.
 type ConfirmView struct {
-	Action string // "disable" or "regenerate"
+	Action string         // "disable", "regenerate", or "remove-email", "remove-sms", "remove-totp"
+	Send   []MethodChoice // methods that can send a code to confirm with
+	Notice string
 	Error  string
+}
+
+// MethodView is one way of getting codes, on the security page.
+type MethodView struct {
+	Method  string // "email" or "sms"
+	Held    bool
+	SentTo  string // masked destination, when held
+	Primary bool
+	Allowed bool // the user may set it up here
+}
+
+// VerifyView asks for the code sent to a destination being set up.
+type VerifyView struct {
+	Method      string
+	SentTo      string
+	Destination string // as the user typed it, for "Send again"
+	Error       string
 }
 
 // SetupView is the content of the setup dialog.

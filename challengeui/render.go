@@ -131,6 +131,8 @@ func (r *Renderer) funcs() template.FuncMap {
 		},
 		"withNext":    withNext,
 		"stepsOf":     stepsOf,
+		"removing":    removing,
+		"methodName":  methodName,
 		"groupSecret": groupSecret,
 		// olderURL is the audit log's "Older events" href, filters kept.
 		"olderURL":   func(a AuditView) string { return olderURL(r.prefix, a) },
@@ -194,6 +196,28 @@ func groupSecret(s string) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// removing is the method a confirm action removes ("remove-email"), or "".
+func removing(action string) string {
+	m, ok := strings.CutPrefix(action, "remove-")
+	if !ok {
+		return ""
+	}
+	return m
+}
+
+// methodName is a method for people.
+func methodName(method string) string {
+	switch method {
+	case "totp":
+		return "the authenticator app"
+	case "email":
+		return "codes by email"
+	case "sms":
+		return "codes by text message"
+	}
+	return method
 }
 
 // stepsView is what the authenticator-steps template sees: the page view

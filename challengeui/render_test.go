@@ -199,7 +199,7 @@ func TestRenderPages(t *testing.T) {
 			},
 			want: []string{
 				`<span class="badge badge-on">On</span>`,
-				`<dd>Authenticator app</dd>`,
+				`<dt>Authenticator app</dt><dd>Set up</dd>`,
 				`<dd>7 remaining</dd>`,
 				`class="banner banner-info" role="status"><p>Two-factor authentication is on.</p>`,
 				`href="/auth/security?confirm=regenerate" aria-describedby="regen-help">Regenerate recovery codes</a>`,
@@ -258,7 +258,7 @@ func TestRenderPages(t *testing.T) {
 			page:   SecurityPage{Base: base, CanDisable: true, RecoveryRemaining: 9, Setup: sampleSetup("")},
 			want: []string{
 				`id="no-authenticator"`, `you signed in with a recovery code`, `(9 left, each works once)`,
-				`<dd>Recovery codes only</dd>`,
+				`<dd>Off: recovery codes only</dd>`,
 				`>Not now</a>`,
 			},
 		},

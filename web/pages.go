@@ -37,6 +37,11 @@ func (site *Site) pageRoutes() map[string]pageRoute {
 		"security/regenerate":             {http.MethodPost, needActive, site.postRegenerate},
 		"security/disable":                {http.MethodPost, needActive, site.postDisable},
 		"security/change":                 {http.MethodPost, needActive, site.postChange},
+		"security/method/start":           {http.MethodPost, needActive, site.postMethodStart},
+		"security/method/confirm":         {http.MethodPost, needActive, site.postMethodConfirm},
+		"security/method/primary":         {http.MethodPost, needActive, site.postMethodPrimary},
+		"security/method/remove":          {http.MethodPost, needActive, site.postMethodRemove},
+		"security/confirm-code":           {http.MethodPost, needActive, site.postConfirmCode},
 		"security/change/confirm":         {http.MethodPost, needActive, site.postChangeConfirm},
 		"sign-out":                        {http.MethodPost, needHeld, site.postSignOut},
 		"security/sessions/revoke":        {http.MethodPost, needActive, site.postRevokeOwn},
@@ -243,11 +248,14 @@ func (site *Site) postSignOut(c *call) error {
 }
 
 var notices = map[string]string{
-	"enabled":     "Two-factor authentication is on.",
-	"disabled":    "Two-factor authentication is off. Your authenticator and recovery codes were deleted.",
-	"regenerated": "New recovery codes are active. The old ones no longer work.",
-	"revoked":     "The session was signed out.",
-	"changed":     "Your new authenticator app is set up. The old one no longer works.",
+	"enabled":        "Two-factor authentication is on.",
+	"disabled":       "Two-factor authentication is off. Your authenticator and recovery codes were deleted.",
+	"regenerated":    "New recovery codes are active. The old ones no longer work.",
+	"revoked":        "The session was signed out.",
+	"changed":        "Your new authenticator app is set up. The old one no longer works.",
+	"method-added":   "The new way to get codes is set up.",
+	"method-removed": "That way to get codes was removed.",
+	"primary":        "Your primary method was changed: sign-in asks for it first.",
 }
 
 // secView is what the security page shows besides the user's state.
@@ -257,6 +265,7 @@ type secView struct {
 	confirm                     *challengeui.ConfirmView
 	change                      bool   // open the change-authenticator dialog
 	changeErr                   string // an error about its code
+	verify                      *challengeui.VerifyView
 }
 
 func (site *Site) securityPage(c *call, v secView) (challengeui.SecurityPage, *Error) {
@@ -270,7 +279,7 @@ func (site *Site) securityPage(c *call, v secView) (challengeui.SecurityPage, *E
 		Base: site.base(c), Enrolled: u.TOTPConfirmed, Required: site.realm.Require2FA(), MustEnrol: s.MustEnrol,
 		CanDisable: s.AAL >= 2, RecoveryRemaining: len(u.RecoveryHashes), Next: SafeNext(s.Next),
 		Notice: notices[q.Get("done")], Error: v.pageErr, CodesError: v.codesErr,
-		Sessions: sessionViews(c, site.svc.SessionList(s.User)),
+		Sessions: sessionViews(c, site.svc.SessionList(s.User)), SentMethods: site.sentMethods(u),
 	}
 	if codes := site.svc.PendingCodes(u); len(codes) > 0 {
 		p.Codes = codes
@@ -290,12 +299,53 @@ func (site *Site) securityPage(c *call, v secView) (challengeui.SecurityPage, *E
 			return p, site.public(err, "change authenticator")
 		}
 		p.Change = setupView(st, v.changeErr)
+	case v.verify != nil:
+		p.Verify = v.verify
 	case v.confirm != nil:
 		p.Confirm = v.confirm
-	case hasFactor(p) && s.AAL >= 2 && (q.Get("confirm") == "disable" || q.Get("confirm") == "regenerate"):
+	case hasFactor(p) && s.AAL >= 2 && confirmActions[q.Get("confirm")]:
 		p.Confirm = &challengeui.ConfirmView{Action: q.Get("confirm")}
 	}
+	if p.Confirm != nil {
+		p.Confirm.Send = confirmSenders(u)
+	}
 	return p, nil
+}
+
+// confirmActions are the changes the confirming dialog asks a code for.
+var confirmActions = map[string]bool{
+	"disable": true, "regenerate": true,
+	"remove-" + mfa.MethodTOTP: true, "remove-" + mfa.MethodEmail: true, "remove-" + mfa.MethodSMS: true,
+}
+
+// confirmSenders are the held methods that can send a code to confirm a
+// change with.
+func confirmSenders(u storage.User) []challengeui.MethodChoice {
+	var out []challengeui.MethodChoice
+	for _, m := range []string{mfa.MethodEmail, mfa.MethodSMS} {
+		if to := mfa.SentTo(u, m); to != "" {
+			verb := "Email"
+			if m == mfa.MethodSMS {
+				verb = "Text"
+			}
+			out = append(out, challengeui.MethodChoice{Method: m, Label: verb + " a code to " + to})
+		}
+	}
+	return out
+}
+
+// sentMethods are the email and SMS rows of the security page.
+func (site *Site) sentMethods(u storage.User) []challengeui.MethodView {
+	var out []challengeui.MethodView
+	primary := mfa.PrimaryOf(u)
+	for _, m := range []string{mfa.MethodEmail, mfa.MethodSMS} {
+		mv := challengeui.MethodView{Method: m, SentTo: mfa.SentTo(u, m), Allowed: site.realm.MethodAllowed(m)}
+		mv.Held, mv.Primary = mv.SentTo != "", primary == m && len(mfa.Methods(u)) > 1
+		if mv.Held || mv.Allowed {
+			out = append(out, mv)
+		}
+	}
+	return out
 }
 
 // hasFactor reports whether the page's user has a second factor left to
@@ -387,6 +437,73 @@ func (site *Site) postDisable(c *call) error {
 	}
 	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?done=disabled", http.StatusSeeOther)
 	return nil
+}
+
+func (site *Site) postMethodStart(c *call) error {
+	method, dest := c.r.PostForm.Get("method"), c.r.PostForm.Get("destination")
+	sentTo, err := site.realm.StartMethod(c.ctx(), site.actor(c), c.sess(), method, dest)
+	if err != nil {
+		e := site.public(err, "start method")
+		setRetryAfter(c.w, e)
+		return site.security(c, e.Status, secView{pageErr: e.Message})
+	}
+	return site.security(c, http.StatusOK, secView{verify: &challengeui.VerifyView{Method: method, SentTo: sentTo, Destination: dest}})
+}
+
+func (site *Site) postMethodConfirm(c *call) error {
+	method := c.r.PostForm.Get("method")
+	ch, codes, err := site.realm.ConfirmMethod(c.ctx(), site.actor(c), c.sess(), method, c.r.PostForm.Get("code"))
+	if err != nil {
+		e := site.public(err, "confirm method")
+		setRetryAfter(c.w, e)
+		return site.security(c, e.Status, secView{verify: &challengeui.VerifyView{Method: method,
+			Destination: c.r.PostForm.Get("destination"), SentTo: c.r.PostForm.Get("sent_to"), Error: e.Message}})
+	}
+	site.changed(c, ch)
+	dest := site.cfg.Prefix + "security?done=method-added"
+	if len(codes) > 0 {
+		dest = site.cfg.Prefix + "security" // the recovery codes to save come first
+	}
+	http.Redirect(c.w, c.r, dest, http.StatusSeeOther)
+	return nil
+}
+
+func (site *Site) postMethodPrimary(c *call) error {
+	if err := site.realm.SetPrimary(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("method")); err != nil {
+		e := site.public(err, "primary method")
+		return site.showSecurity(c, e.Status, false, "", "", e.Message)
+	}
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?done=primary", http.StatusSeeOther)
+	return nil
+}
+
+func (site *Site) postMethodRemove(c *call) error {
+	method := c.r.PostForm.Get("method")
+	if err := site.realm.RemoveMethod(c.ctx(), site.actor(c), c.sess(), method, c.r.PostForm.Get("code")); err != nil {
+		if errors.Is(err, mfa.ErrPolicyRequires) || errors.Is(err, mfa.ErrAAL2Required) {
+			e := site.public(err, "remove method")
+			return site.showSecurity(c, e.Status, false, "", "", e.Message)
+		}
+		return site.refuseConfirm(c, "remove-"+method, err)
+	}
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?done=method-removed", http.StatusSeeOther)
+	return nil
+}
+
+// postConfirmCode sends a code to confirm a change with, and shows the
+// confirming dialog again.
+func (site *Site) postConfirmCode(c *call) error {
+	action := c.r.PostForm.Get("action")
+	if !confirmActions[action] {
+		return site.WriteError(c.w, c.r, ErrBadRequest.with("Unknown change."))
+	}
+	sentTo, err := site.realm.SendConfirmCode(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("method"))
+	if err != nil {
+		e := site.public(err, "send confirmation code")
+		setRetryAfter(c.w, e)
+		return site.security(c, e.Status, secView{confirm: &challengeui.ConfirmView{Action: action, Error: e.Message}})
+	}
+	return site.security(c, http.StatusOK, secView{confirm: &challengeui.ConfirmView{Action: action, Notice: "We sent a code to " + sentTo + "."}})
 }
 
 func (site *Site) postChange(c *call) error {
