@@ -143,7 +143,7 @@ func currentVersion(ctx context.Context, tx pgx.Tx, schema string) (int, error) 
 type queries struct {
 	getUser, putUser, delUser, listUsers             string
 	getSession, putSession, delSession, listSessions string
-	getSetting, putSetting                           string
+	getSetting, putSetting, listSettings             string
 	appendAudit, scanAudit, pruneAudit, trimAudit    string
 }
 
@@ -165,8 +165,9 @@ func newQueries(schema string) queries {
 	return queries{
 		getUser: get("users"), putUser: put("users"), delUser: del("users"), listUsers: list("users"),
 		getSession: get("sessions"), putSession: put("sessions"), delSession: del("sessions"), listSessions: list("sessions"),
-		getSetting: r.Replace("SELECT value FROM {s}.settings WHERE key = $1"),
-		putSetting: r.Replace("INSERT INTO {s}.settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"),
+		getSetting:   r.Replace("SELECT value FROM {s}.settings WHERE key = $1"),
+		listSettings: r.Replace(fmt.Sprintf("SELECT key, value FROM {s}.settings WHERE key > $1 ORDER BY key LIMIT %d", page)),
+		putSetting:   r.Replace("INSERT INTO {s}.settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"),
 
 		appendAudit: r.Replace("INSERT INTO {s}.audit (at_ns, data) VALUES ($1, $2)"),
 		scanAudit: r.Replace(fmt.Sprintf(`SELECT at_ns, seq, data FROM {s}.audit

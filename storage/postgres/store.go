@@ -71,9 +71,10 @@ type Store struct {
 }
 
 var (
-	_ storage.Store      = (*Store)(nil)
-	_ storage.AuditStore = auditLog{}
-	_ storage.AuditTx    = (*txn)(nil)
+	_ storage.Store         = (*Store)(nil)
+	_ storage.AuditStore    = auditLog{}
+	_ storage.AuditTx       = (*txn)(nil)
+	_ storage.SettingLister = (*txn)(nil)
 )
 
 // connectTimeout bounds each connection attempt when the DSN sets none, so

@@ -51,7 +51,9 @@ func (t *txn) User(id string) (storage.User, error) {
 	if err != nil {
 		return storage.User{}, fmt.Errorf("postgres: get user %q: %w", id, err)
 	}
-	u.ID = id // the key is authoritative
+	if u.ID != id {
+		return storage.User{}, fmt.Errorf("postgres: get user %q: corrupt record: id is %q", id, u.ID)
+	}
 	return u, nil
 }
 
@@ -73,7 +75,7 @@ func (t *txn) DeleteUser(id string) error {
 
 // ForEachUser implements storage.Tx.
 func (t *txn) ForEachUser(fn func(storage.User) error) error {
-	return forEach(t, t.q.listUsers, func(u *storage.User, id string) { u.ID = id }, fn)
+	return forEach(t, t.q.listUsers, func(u *storage.User) string { return u.ID }, fn)
 }
 
 // Session implements storage.Tx.
@@ -82,7 +84,9 @@ func (t *txn) Session(id string) (storage.Session, error) {
 	if err != nil {
 		return storage.Session{}, fmt.Errorf("postgres: get session %q: %w", id, err)
 	}
-	s.ID = id
+	if s.ID != id {
+		return storage.Session{}, fmt.Errorf("postgres: get session %q: corrupt record: id is %q", id, s.ID)
+	}
 	return s, nil
 }
 
@@ -104,7 +108,7 @@ func (t *txn) DeleteSession(id string) error {
 
 // ForEachSession implements storage.Tx.
 func (t *txn) ForEachSession(fn func(storage.Session) error) error {
-	return forEach(t, t.q.listSessions, func(s *storage.Session, id string) { s.ID = id }, fn)
+	return forEach(t, t.q.listSessions, func(s *storage.Session) string { return s.ID }, fn)
 }
 
 // Setting implements storage.Tx.
@@ -143,6 +147,38 @@ func (t *txn) PutSetting(key string, value []byte) error {
 		return fmt.Errorf("postgres: put setting %q: %w", key, err)
 	}
 	return nil
+}
+
+// ForEachSetting implements storage.SettingLister.
+func (t *txn) ForEachSetting(fn func(key string, value []byte) error) error {
+	if t.tx == nil {
+		return errTxDone
+	}
+	after := []byte{}
+	for {
+		rows, _ := t.tx.Query(t.ctx, t.q.listSettings, after)
+		type kv struct{ k, v []byte }
+		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (kv, error) {
+			var p kv
+			err := r.Scan(&p.k, &p.v)
+			return p, err
+		})
+		if err != nil {
+			return fmt.Errorf("postgres: list settings: %w", err)
+		}
+		for _, p := range got {
+			if p.v == nil {
+				p.v = []byte{}
+			}
+			if err := fn(string(p.k), p.v); err != nil {
+				return err
+			}
+		}
+		if len(got) < page {
+			return nil
+		}
+		after = got[len(got)-1].k
+	}
 }
 
 // exec runs a write keyed by key.
@@ -194,7 +230,10 @@ func put(t *txn, sql, id string, r any) error {
 // transaction (which a connection cannot do mid-query), and deleting the
 // record fn was given does not disturb the listing, which resumes after
 // the last key seen.
-func forEach[R any](t *txn, sql string, setID func(*R, string), fn func(R) error) error {
+//
+// A record whose ID differs from its key is refused as corrupt, as in the
+// bbolt store: trusting it would let one key answer for another ID.
+func forEach[R any](t *txn, sql string, idOf func(*R) string, fn func(R) error) error {
 	if t.tx == nil {
 		return errTxDone
 	}
@@ -226,7 +265,9 @@ func forEach[R any](t *txn, sql string, setID func(*R, string), fn func(R) error
 			if err := json.Unmarshal(r.data, &rec); err != nil {
 				return fmt.Errorf("postgres: list: corrupt record %q: %w", r.id, err)
 			}
-			setID(&rec, string(r.id))
+			if id := idOf(&rec); id != string(r.id) {
+				return fmt.Errorf("postgres: list: corrupt record %q: id is %q", r.id, id)
+			}
 			if err := fn(rec); err != nil {
 				return err
 			}
