@@ -38,6 +38,7 @@ var goldenSecrets = map[string]string{
 	"MFA_KEY":       "Z29sZGVuLXRlc3Qta2V5LTMyLWJ5dGVzLWxvbmctLS0=", // 32 bytes, base64
 	"SMTP_PASSWORD": "golden-test-smtp-password",
 	"SMTP_USERNAME": "golden-test-smtp-username",
+	"MFA_PG_DSN":    "postgres://gw:golden-test-pg-password@db.example:5432/mfa",
 }
 
 // TestCaddyfileAdaptGolden adapts each testdata/caddyfile_adapt file as
