@@ -48,6 +48,10 @@ import (
 // public.
 const DefaultSchema = "mfagate"
 
+// ApplicationName is the application_name of the store's connections unless
+// the DSN sets one.
+const ApplicationName = "mfagate"
+
 // Options configures Open.
 type Options struct {
 	// DSN is the connection string, as a URL
@@ -140,6 +144,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	// Named, so that an operator (and a test) can tell the gateway's
+	// connections apart in pg_stat_activity.
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = ApplicationName
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
