@@ -157,11 +157,16 @@ func (s *Server) NewDatabase(t testing.TB) string {
 // FindBinaries returns the directory holding initdb and postgres: the one
 // on PATH, or else Debian's newest /usr/lib/postgresql/<version>/bin.
 func FindBinaries() (string, error) {
+	return findBinaries("/usr/lib/postgresql/*/bin")
+}
+
+// findBinaries is FindBinaries with the Debian layout's pattern given.
+func findBinaries(debianGlob string) (string, error) {
 	var dirs []string
 	if p, err := exec.LookPath("initdb"); err == nil {
 		dirs = append(dirs, filepath.Dir(p))
 	}
-	debian, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	debian, _ := filepath.Glob(debianGlob)
 	slices.SortFunc(debian, func(a, b string) int { return versionOf(b) - versionOf(a) })
 	dirs = append(dirs, debian...)
 	for _, d := range dirs {
@@ -189,6 +194,7 @@ func missing(t testing.TB, why string) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("CI must have PostgreSQL for these tests: %s", why)
+		return
 	}
 	t.Skipf("PostgreSQL tests skipped: %s", why)
 }

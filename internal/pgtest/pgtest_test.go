@@ -30,18 +30,78 @@ func TestStart(t *testing.T) {
 	}
 }
 
-func TestFindBinariesDebianLayout(t *testing.T) {
-	// Only the Debian layout is under test: keep PATH from finding others.
-	t.Setenv("PATH", t.TempDir())
-	dir, err := FindBinaries()
-	if _, statErr := os.Stat("/usr/lib/postgresql"); statErr != nil {
-		if err == nil {
-			t.Fatalf("found %s with no /usr/lib/postgresql and an empty PATH", dir)
+func TestFindBinaries(t *testing.T) {
+	exe := func(t *testing.T, dir string, names ...string) {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
 		}
-		return
+		for _, n := range names {
+			if err := os.WriteFile(filepath.Join(dir, n), []byte("#!/bin/sh\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	if err == nil && filepath.Dir(filepath.Dir(dir)) != "/usr/lib/postgresql" {
-		t.Fatalf("found %s, want a /usr/lib/postgresql/<version>/bin", dir)
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, root string) // root/path is PATH, root/lib/<v>/bin the Debian layout
+		want  string                          // relative to root; "" = not found
+	}{
+		{"nothing", func(*testing.T, string) {}, ""},
+		{"newest debian version", func(t *testing.T, root string) {
+			exe(t, filepath.Join(root, "lib/9/bin"), "initdb", "postgres")
+			exe(t, filepath.Join(root, "lib/15/bin"), "initdb", "postgres")
+			exe(t, filepath.Join(root, "lib/13/bin"), "initdb", "postgres")
+		}, "lib/15/bin"},
+		{"PATH first", func(t *testing.T, root string) {
+			exe(t, filepath.Join(root, "path"), "initdb", "postgres")
+			exe(t, filepath.Join(root, "lib/15/bin"), "initdb", "postgres")
+		}, "path"},
+		{"initdb without postgres", func(t *testing.T, root string) {
+			exe(t, filepath.Join(root, "path"), "initdb")
+			exe(t, filepath.Join(root, "lib/14/bin"), "postgres")
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			tc.setup(t, root)
+			t.Setenv("PATH", filepath.Join(root, "path"))
+			got, err := findBinaries(filepath.Join(root, "lib/*/bin"))
+			if tc.want == "" {
+				if err == nil {
+					t.Fatalf("found %s, want none", got)
+				}
+				return
+			}
+			if err != nil || got != filepath.Join(root, tc.want) {
+				t.Fatalf("findBinaries = %s, %v; want %s", got, err, filepath.Join(root, tc.want))
+			}
+		})
+	}
+}
+
+// recorder is a testing.TB that records Skipf and Fatalf instead of
+// stopping the test.
+type recorder struct {
+	testing.TB
+	skipped, failed bool
+}
+
+func (r *recorder) Helper()               {}
+func (r *recorder) Skipf(string, ...any)  { r.skipped = true }
+func (r *recorder) Fatalf(string, ...any) { r.failed = true }
+
+func TestMissingSkipsOrFailsOnCI(t *testing.T) {
+	for _, tc := range []struct {
+		ci           string
+		skip, failed bool
+	}{{"", true, false}, {"false", true, false}, {"true", false, true}} {
+		t.Setenv("CI", tc.ci)
+		r := &recorder{TB: t}
+		missing(r, "no binaries")
+		if r.skipped != tc.skip || r.failed != tc.failed {
+			t.Errorf("CI=%q: skipped %v failed %v; want %v %v", tc.ci, r.skipped, r.failed, tc.skip, tc.failed)
+		}
 	}
 }
 
