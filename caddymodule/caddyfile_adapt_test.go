@@ -40,6 +40,7 @@ var goldenSecrets = map[string]string{
 	"SMTP_USERNAME": "golden-test-smtp-username",
 	"SMS_SECRET":    "golden-test-sms-secret",
 	"TWILIO_TOKEN":  "golden-test-twilio-token",
+	"MFA_PG_DSN":    "postgres://gw:golden-test-pg-password@db.example:5432/mfa",
 }
 
 // TestCaddyfileAdaptGolden adapts each testdata/caddyfile_adapt file as

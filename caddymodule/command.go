@@ -28,7 +28,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mfa",
-		Usage: "users | reset <user> | policy [flags] | sessions [--user U] | revoke <session-id> | audit [flags] | db check|backup|restore",
+		Usage: "users | reset <user> | policy [flags] | sessions [--user U] | revoke <session-id> | audit [flags] | db check|backup|restore|migrate",
 		Short: "Operator commands for mfa_gateway (lock-outs, policy, sessions, backups)",
 		Long: `
 Manages mfa_gateway's users, team policy and sessions.
@@ -40,7 +40,8 @@ directly (the key comes from --key-file, default "key" beside the database,
 or the MFA_KEY environment variable).
 
 "caddy mfa db backup" has the running Caddy write a consistent copy of its
-database; "db check" and "db restore" work on files no Caddy is using.`,
+database; "db check" and "db restore" work on files no Caddy is using;
+"db migrate" copies a store into another (bolt or PostgreSQL, either way).`,
 		CobraFunc: mfaCommands,
 	})
 }

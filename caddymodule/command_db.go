@@ -21,7 +21,7 @@ import (
 // by the running Caddy, which holds the file open and may be mid-write; a
 // check and a restore work on files no process holds.
 func dbCommand() *cobra.Command {
-	db := &cobra.Command{Use: "db", Short: "Back up, check and restore the database file"}
+	db := &cobra.Command{Use: "db", Short: "Back up, check, restore and migrate the database"}
 	backup := &cobra.Command{
 		Use:          "backup --out FILE",
 		Short:        "Write a consistent copy of the running Caddy's database to FILE",
@@ -47,7 +47,7 @@ func dbCommand() *cobra.Command {
 		RunE:         cmdDBRestore,
 	}
 	restore.Flags().String("from", "", "the backup file to restore (required)")
-	db.AddCommand(backup, check, restore)
+	db.AddCommand(backup, check, restore, migrateCommand())
 	return db
 }
 

@@ -317,6 +317,7 @@ func parseKey(repl *caddy.Replacer, raw string) ([]byte, error) {
 
 // loadKey is the master key: encryption_key, or the key file named by
 // key_file or else kept beside the store, created on first use (mode 0600).
+// A store with no place for a key file (PostgreSQL) needs one of the two.
 func (m *Gateway) loadKey(st Store) ([]byte, error) {
 	if m.key != nil {
 		return m.key, nil
@@ -324,6 +325,9 @@ func (m *Gateway) loadKey(st Store) ([]byte, error) {
 	path := caddy.NewReplacer().ReplaceAll(m.KeyFile, "")
 	if path == "" {
 		path = st.DefaultKeyFile()
+	}
+	if path == "" {
+		return nil, fmt.Errorf("store %s keeps no key file beside its database: set encryption_key (such as {env.MFA_KEY}), the same on every instance, or key_file", st.StoreKey())
 	}
 	key, err := seal.LoadOrCreateKeyFile(path, nil)
 	if err != nil {

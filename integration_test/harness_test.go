@@ -42,6 +42,7 @@ type env struct {
 	gateway  string // the mfa_gateway block's body
 	upstream string
 	extra    string // more directives for the site block
+	global   string // more global options, such as an mfa block naming the store (then no db_path is added)
 	site     string // if set, the whole site block body: {gateway} and {upstream} are filled in
 }
 
@@ -58,6 +59,13 @@ const defaultGateway = `
 // The db path and key are added unless the block sets them.
 func start(t *testing.T, opts demoapp.Options, block string) *env {
 	t.Helper()
+	return startGlobal(t, opts, "", block)
+}
+
+// startGlobal is start with more global options (global), such as
+// `mfa { store postgres {...} }`.
+func startGlobal(t *testing.T, opts demoapp.Options, global, block string) *env {
+	t.Helper()
 	app := demoapp.New(opts)
 	srv := httptest.NewServer(app)
 	t.Cleanup(srv.Close)
@@ -65,6 +73,7 @@ func start(t *testing.T, opts demoapp.Options, block string) *env {
 		t: t, App: app, AppURL: srv.URL, port: freePort(t),
 		DBPath:   filepath.Join(t.TempDir(), "mfagate.db"),
 		upstream: strings.TrimPrefix(srv.URL, "http://"),
+		global:   global,
 	}
 	e.Base = fmt.Sprintf("http://127.0.0.1:%d", e.port)
 	e.load(block)
@@ -88,7 +97,7 @@ func (e *env) load(block string) {
 // watched for deadlocks).
 func (e *env) tryLoad(block string) error {
 	e.gateway = block
-	if !strings.Contains(block, "db_path") {
+	if !strings.Contains(block, "db_path") && !strings.Contains(e.global, "store") {
 		block += "\n\t\tdb_path " + e.DBPath
 	}
 	if !strings.Contains(block, "encryption_key") {
@@ -105,12 +114,12 @@ func (e *env) tryLoad(block string) error {
 	storage file_system %s
 	log {
 		level ERROR
-	}
+	}%s
 }
 http://127.0.0.1:%d {
 %s
 }
-`, adminDirective(e.Admin), filepath.Join(filepath.Dir(e.DBPath), "caddy-storage"), e.port, body)
+`, adminDirective(e.Admin), filepath.Join(filepath.Dir(e.DBPath), "caddy-storage"), globalOptions(e.global), e.port, body)
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	cfg, warns, err := adapter.Adapt([]byte(cf), nil)
 	if err != nil {
@@ -143,6 +152,15 @@ http://127.0.0.1:%d {
 	}
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	return nil
+}
+
+// globalOptions puts more global options on lines of their own after the
+// harness's, keeping the Caddyfile formatted.
+func globalOptions(more string) string {
+	if more == "" {
+		return ""
+	}
+	return "\n" + more
 }
 
 // testKey is a fixed 32-byte key (base64) so restarts can read the store.

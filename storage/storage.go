@@ -253,6 +253,14 @@ type Tx interface {
 	PutSetting(key string, value []byte) error
 }
 
+// SettingLister may be implemented by a Tx: it lists every setting, in no
+// particular order, stopping at and returning the first error from fn. The
+// gateway itself only reads settings by key; copying a whole store (Copy)
+// needs the list. fn must not write within the listing.
+type SettingLister interface {
+	ForEachSetting(fn func(key string, value []byte) error) error
+}
+
 // SweepSessions deletes sessions whose ExpiresAt is before now (including
 // sessions with no ExpiresAt, which are invalid) and returns how many.
 // It is written against Store alone, so every implementation gets it; the

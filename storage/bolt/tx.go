@@ -18,7 +18,10 @@ type txn struct {
 	tx *bbolt.Tx // nil once the transaction's fn has returned
 }
 
-var _ storage.Tx = (*txn)(nil)
+var (
+	_ storage.Tx            = (*txn)(nil)
+	_ storage.SettingLister = (*txn)(nil)
+)
 
 var errTxDone = errors.New("transaction already finished")
 
@@ -108,6 +111,16 @@ func (t *txn) PutSetting(key string, value []byte) error {
 		return fmt.Errorf("bolt: put setting %q: %w", key, err)
 	}
 	return nil
+}
+
+// ForEachSetting implements storage.SettingLister.
+func (t *txn) ForEachSetting(fn func(key string, value []byte) error) error {
+	b, err := t.bucket(bucketSettings)
+	if err != nil {
+		return fmt.Errorf("bolt: list settings: %w", err)
+	}
+	// Copies: bbolt's memory is only valid during the transaction.
+	return b.ForEach(func(k, v []byte) error { return fn(string(k), append([]byte{}, v...)) })
 }
 
 // getRaw returns a copy of the value at key, or ErrNotFound. It uses a

@@ -1,0 +1,150 @@
+package integration_test
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mfagate/mfagate/internal/pgtest"
+)
+
+// pgGlobal is the global option that puts the mfa app's store in
+// PostgreSQL, the DSN from the environment as an operator would give it.
+const pgGlobal = `	mfa {
+		store postgres {
+			dsn {env.MFA_PG_DSN}
+			pool 3
+			schema gw
+		}
+	}`
+
+// pgConns counts the gateway's connections to the database (its pools name
+// them; this helper's own connection is left out).
+func pgConns(t *testing.T, dsn string) int {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = 'mfagate' AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// pgConnsSettle is pgConns once it has held still: a closed pool's
+// backends leave shortly after.
+func pgConnsSettle(t *testing.T, dsn string, want func(int) bool) int {
+	t.Helper()
+	var n int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if n = pgConns(t, dsn); want(n) {
+			return n
+		}
+	}
+	return n
+}
+
+// TestPostgresStore runs the real Caddy with `mfa { store postgres {...} }`
+// in front of the demo app: enrolment, sign-out and a sign-in with the
+// challenge work on the database; the records are in its tables (and no
+// bolt file is made); reloads share the open store (its pool's connections
+// stay within the pool size, no second pool is left behind); a restart
+// finds every record again, and a stopped Caddy holds no connection.
+func TestPostgresStore(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	t.Setenv("MFA_PG_DSN", dsn)
+	e := startGlobal(t, optsWith(manyUsers()), pgGlobal, defaultGateway)
+
+	secret, codes, c := e.enrolled("alice")
+	if u := c.dashboardUser(); u != "alice" {
+		t.Fatalf("after enrolment: dashboard %q", u)
+	}
+	c.get("/logout")
+	if u := c.dashboardUser(); u != "" {
+		t.Fatalf("after sign-out: dashboard %q", u)
+	}
+	p := e.pending("alice")
+	if r := p.api("challenge", map[string]string{"code": code(t, secret, 1)}); r.StatusCode != 200 {
+		t.Fatalf("challenge: %d %s", r.StatusCode, r.Body)
+	}
+	if u := p.dashboardUser(); u != "alice" {
+		t.Fatalf("after the challenge: dashboard %q", u)
+	}
+	if _, err := os.Stat(e.DBPath); !os.IsNotExist(err) {
+		t.Fatalf("a bolt file was made beside the test: %v", err)
+	}
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var confirmed bool
+	err = conn.QueryRow(context.Background(), `SELECT (data->>'totp_confirmed')::bool FROM gw.users WHERE id = 'alice'::bytea`).Scan(&confirmed)
+	_ = conn.Close(context.Background())
+	if err != nil || !confirmed {
+		t.Fatalf("alice in gw.users: confirmed %v, %v", confirmed, err)
+	}
+
+	// Reloads keep the one open store.
+	before := pgConns(t, dsn)
+	if before < 1 || before > 3 {
+		t.Fatalf("%d connections before the reloads, want 1 to the pool size 3", before)
+	}
+	for i, ch := range []string{"\n\t\tpending_timeout 5m", "\n\t\tmax_attempts 7", ""} {
+		e.load(defaultGateway + ch)
+		if u := p.dashboardUser(); u != "alice" {
+			t.Fatalf("after reload %d: dashboard %q", i, u)
+		}
+	}
+	if after := pgConnsSettle(t, dsn, func(n int) bool { return n <= 3 }); after < 1 || after > 3 {
+		t.Fatalf("%d connections after 3 reloads (%d before): a pool was left open", after, before)
+	}
+
+	// A restart reads everything back from the database.
+	stopCaddy(t)
+	if n := pgConnsSettle(t, dsn, func(n int) bool { return n == 0 }); n != 0 {
+		t.Fatalf("%d connections after Caddy stopped, want 0", n)
+	}
+	e.load(defaultGateway)
+	if u := p.dashboardUser(); u != "alice" {
+		t.Fatalf("AAL2 session after a restart: dashboard %q", u)
+	}
+	// Still enrolled: asked for the factor. The TOTP step was spent above,
+	// so a recovery code answers, once.
+	q := e.pending("alice")
+	if r := q.api("challenge/recovery", map[string]string{"recovery_code": codes[0]}); r.StatusCode != 200 {
+		t.Fatalf("recovery code after a restart: %d %s", r.StatusCode, r.Body)
+	}
+	if u := q.dashboardUser(); u != "alice" {
+		t.Fatalf("after the recovery code after a restart: dashboard %q", u)
+	}
+	again := e.pending("alice")
+	if r := again.api("challenge/recovery", map[string]string{"recovery_code": codes[0]}); r.StatusCode != 401 {
+		t.Fatalf("the same recovery code again: %d %s, want 401", r.StatusCode, r.Body)
+	}
+}
+
+// TestPostgresStoreUnreachable: a database nobody listens at fails the
+// config's start with an error naming the database, not its password.
+func TestPostgresStoreUnreachable(t *testing.T) {
+	port := freePort(t) // nobody listens there
+	t.Setenv("MFA_PG_DSN", "postgres://gw:s3cret@127.0.0.1:"+strconv.Itoa(port)+"/mfa?connect_timeout=5")
+	e := &env{t: t, port: freePort(t), DBPath: t.TempDir() + "/mfagate.db", upstream: "127.0.0.1:9", global: pgGlobal}
+	e.Base = "http://127.0.0.1:" + strconv.Itoa(e.port)
+	t.Cleanup(func() { _ = caddy.Stop() })
+	err := e.tryLoad(defaultGateway)
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:"+strconv.Itoa(port)) || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("start on an unreachable database: %v", err)
+	}
+}
