@@ -49,11 +49,12 @@ type PolicyView struct {
 // MemberView is one row of the members table: a user the gateway has seen.
 type MemberView struct {
 	User       string
-	Email      string    // "" when unknown
-	Enrolled   bool      // has a second factor
-	Method     string    // "Authenticator app", "Recovery codes only", "—"
-	LastSignIn time.Time // zero: never seen signing in
-	Sessions   int       // active sessions
+	Email      string         // "" when unknown
+	Enrolled   bool           // has a second factor
+	Method     string         // the primary method for people: "Authenticator app", "Recovery codes only", "—"
+	Methods    []MethodChoice // every method held, for "Remove"
+	LastSignIn time.Time      // zero: never seen signing in
+	Sessions   int            // active sessions
 	Admin      bool
 	Locked     bool // the authenticator is locked after too many wrong codes
 }

@@ -260,3 +260,52 @@ func TestSentCodeLimitsAndBadInput(t *testing.T) {
 	apiErr(t, p.api("challenge/send", map[string]string{"method": "email"}), 409, "method_not_set_up")
 	apiErr(t, p.api("challenge/send", map[string]string{}), 400, "bad_request")
 }
+
+// enrolSent sets up a sent-code method for c's user through the API.
+func enrolSent(t *testing.T, c *client, method, dest string, code func() string) {
+	t.Helper()
+	if r := c.api("methods/start", map[string]string{"method": method, "destination": dest}); r.StatusCode != 200 {
+		t.Fatalf("start %s: %d %s", method, r.StatusCode, r.Body)
+	}
+	if r := c.api("methods/confirm", map[string]string{"method": method, "code": code()}); r.StatusCode != 200 {
+		t.Fatalf("confirm %s: %d %s", method, r.StatusCode, r.Body)
+	}
+}
+
+// TestAdminRemovesMemberMethod: an admin removes one method of a member
+// (who is emailed and keeps the others); removing the last is a reset that
+// ends the member's sessions.
+func TestAdminRemovesMemberMethod(t *testing.T) {
+	e, mailSink, texts := methodsStack(t, "\t\tadmins admin\n")
+	_, _, admin := e.enrolled("admin")
+	bob := e.newClient()
+	bob.signIn("bob", "bob-password")
+	enrolSent(t, bob, "email", "bob@example.com", func() string { _, c := mailCode(t, mailSink, 1); return c })
+	bob.api("recovery-codes/acknowledge", map[string]any{})
+	enrolSent(t, bob, "sms", "+14155550123", func() string { _, c := texts.waitCode(1); return c })
+
+	apiErr(t, bob.api("admin/methods/remove", map[string]string{"user": "bob", "method": "sms"}), 403, "not_admin")
+	apiErr(t, admin.api("admin/methods/remove", map[string]string{"user": "nobody", "method": "sms"}), 404, "unknown_user")
+	apiErr(t, admin.api("admin/methods/remove", map[string]string{"user": "bob", "method": "totp"}), 409, "method_not_set_up")
+	apiErr(t, admin.api("admin/methods/remove", map[string]string{"user": "bob"}), 400, "bad_request")
+
+	r := admin.api("admin/methods/remove", map[string]string{"user": "bob", "method": "sms"})
+	if r.StatusCode != 200 || r.JSON(t)["emailed"] != true || r.JSON(t)["last"] != false {
+		t.Fatalf("remove bob's sms: %d %s", r.StatusCode, r.Body)
+	}
+	msgs, err := mailSink.WaitFor(2, 10*time.Second)
+	if err != nil || msgs[1].To[0] != "bob@example.com" || !strings.Contains(msgs[1].Subject, "was removed") || !strings.Contains(msgs[1].Text, "codes by text message") {
+		t.Fatalf("bob's notice: %v %+v", err, msgs)
+	}
+	if st := bob.status(); strings.Join(methodsOf(st), ",") != "email,recovery_code" {
+		t.Fatalf("bob after the removal: %v", st)
+	}
+	r = admin.api("admin/methods/remove", map[string]string{"user": "bob", "method": "email"})
+	if r.StatusCode != 200 || r.JSON(t)["last"] != true {
+		t.Fatalf("remove bob's last method: %d %s", r.StatusCode, r.Body)
+	}
+	apiErr(t, bob.api("status", nil), 401, "no_session")
+	if c := e.newClient(); c.signIn("bob", "bob-password").Location() != "/" {
+		t.Fatal("after the last method was removed, bob's sign-in is still challenged")
+	}
+}

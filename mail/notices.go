@@ -146,3 +146,27 @@ func CodeMessage(issuer, user, code string, enrol bool, ttl time.Duration) Messa
 	}
 	return Message{Subject: subject, Text: b.String()}
 }
+
+// MethodRemovedNotice tells user an admin (by) removed one of their ways of
+// getting sign-in codes; last reports it was their only one.
+func MethodRemovedNotice(issuer, user, by, method string, last bool) Message {
+	issuer, user, by = clean(issuer), clean(user), clean(by)
+	var b strings.Builder
+	b.WriteString(greeting(user))
+	b.WriteString("An administrator" + fromBy(by) + " removed " + clean(method) + " from the two-factor authentication of " + account(issuer) + ".\n\n")
+	if last {
+		b.WriteString("It was your only way of getting codes, so two-factor authentication is off and you were signed out. When you next sign in, set it up again.\n\n")
+	} else {
+		b.WriteString("Your other ways of getting codes still work. Set up a replacement on your security page when you next sign in.\n\n")
+	}
+	b.WriteString("If you did not ask for this, tell your administrator.\n\n")
+	b.WriteString(closing(issuer))
+	return Message{Subject: "A way of getting sign-in codes was removed", Text: b.String()}
+}
+
+func fromBy(by string) string {
+	if by == "" {
+		return ""
+	}
+	return " (" + by + ")"
+}

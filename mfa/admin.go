@@ -25,7 +25,8 @@ type Member struct {
 	User       string    `json:"user"`
 	Email      string    `json:"email,omitempty"`
 	Enrolled   bool      `json:"enrolled"`
-	Method     string    `json:"method"` // "totp", "recovery_codes" or "none"
+	Method     string    `json:"method"`  // the primary method ("totp", "email", "sms"), "recovery_codes" or "none"
+	Methods    []string  `json:"methods"` // every method held, the primary first
 	LastSignIn time.Time `json:"last_sign_in,omitzero"`
 	Sessions   int       `json:"sessions"`
 	Locked     bool      `json:"locked"` // the authenticator is locked after too many wrong codes
@@ -65,7 +66,7 @@ func (svc *Service) Members(ctx context.Context) ([]Member, error) {
 	err := svc.Store.View(ctx, func(tx storage.Tx) error {
 		return tx.ForEachUser(func(u storage.User) error {
 			out = append(out, Member{
-				User: u.ID, Email: u.Email, Enrolled: HasFactor(u), Method: methodOf(u),
+				User: u.ID, Email: u.Email, Enrolled: HasFactor(u), Method: methodOf(u), Methods: orNone(Methods(u)),
 				LastSignIn: u.LastSignInAt, Sessions: counts[u.ID], Locked: !u.FactorLockedAt.IsZero(),
 			})
 			return nil
@@ -325,6 +326,74 @@ func (svc *Service) SetIdleMinutes(ctx context.Context, a Actor, scope string, m
 	svc.Audit.Record(a.event(audit.TypeTimeoutChanged, "", map[string]string{"scope": scope, "minutes": strconv.Itoa(minutes)}))
 	return p, nil
 }
+
+// orNone is ms, or an empty list rather than nil (for JSON).
+func orNone(ms []string) []string {
+	if ms == nil {
+		return []string{}
+	}
+	return ms
+}
+
+// RemoveMemberMethod removes one method of a member: what an admin does
+// for someone who lost access to it (their phone number changed, say). The
+// member must set up their own replacement. Removing the member's last
+// method is a reset: the recovery codes and the sessions end with it, in
+// the same transaction.
+func (svc *Service) RemoveMemberMethod(ctx context.Context, a Actor, user, method string) (u storage.User, last bool, err error) {
+	if user == "" {
+		return u, false, ErrNoUserNamed
+	}
+	err = svc.Store.Update(ctx, func(tx storage.Tx) error {
+		var err error
+		if u, err = tx.User(user); errors.Is(err, storage.ErrNotFound) {
+			return ErrUnknownUser
+		} else if err != nil {
+			return err
+		}
+		if !holds(u, method) {
+			return ErrMethodNotSetUp
+		}
+		dropMethod(&u, method)
+		last = len(Methods(u)) == 0
+		if last {
+			u.RecoveryHashes, u.PendingCodes = nil, nil
+		}
+		u.UpdatedAt = svc.now()
+		if err := tx.PutUser(u); err != nil {
+			return err
+		}
+		if last {
+			return deleteUserSessions(tx, user)
+		}
+		return nil
+	})
+	if errors.Is(err, ErrUnknownUser) || errors.Is(err, ErrMethodNotSetUp) {
+		return u, false, err
+	}
+	if err != nil {
+		return u, false, fmt.Errorf("mfa: remove %s of %q: %w", method, user, err)
+	}
+	ended := 0
+	if last {
+		ended = len(svc.dropUserSessions(user, nil))
+	}
+	svc.logger.Info("method removed by admin", zap.String("user", user), zap.String("method", method), zap.String("by", a.User), zap.Bool("last", last))
+	svc.Audit.Record(a.event(audit.TypeMethodRemoved, user, map[string]string{"method": method, "by": "admin", "sessions_ended": strconv.Itoa(ended)}))
+	return u, last, nil
+}
+
+// RemoveMemberMethod is an admin's removal of a member's method; the member
+// is emailed (emailed says whether the notice was queued).
+func (r *Realm) RemoveMemberMethod(ctx context.Context, a Actor, user, method string) (emailed, last bool, err error) {
+	u, last, err := r.svc.RemoveMemberMethod(ctx, a, user, method)
+	if err != nil {
+		return false, false, err
+	}
+	return r.notify(u, mail.MethodRemovedNotice(r.cfg.Issuer, user, a.User, methodWordsMail[method], last)), last, nil
+}
+
+var methodWordsMail = map[string]string{MethodTOTP: "the authenticator app", MethodEmail: "codes by email", MethodSMS: "codes by text message"}
 
 // ResetUser is an admin's reset of a member's 2FA; the member is emailed
 // when email is configured and an address is known: emailed says whether

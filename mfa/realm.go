@@ -146,13 +146,18 @@ func (r *Realm) AdminsByRole() map[string]bool {
 	return out
 }
 
-// notify emails u when email is configured and an address is known (or
-// can be made from the template). It never blocks.
+// notify emails u when email is configured and an address is known: the
+// one the app reported, one the user proved for codes, or one made from the
+// template. It never blocks.
 func (r *Realm) notify(u storage.User, m mail.Message) bool {
 	if r.cfg.Mailer == nil {
 		return false
 	}
-	addr, ok := mail.Address(u.Email, r.cfg.EmailTemplate, u.ID)
+	known := u.Email
+	if known == "" {
+		known = u.EmailOTP // an address the user proved for sign-in codes
+	}
+	addr, ok := mail.Address(known, r.cfg.EmailTemplate, u.ID)
 	if !ok {
 		r.log.Info("no email address for notice", zap.String("user", u.ID), zap.String("subject", m.Subject))
 		return false

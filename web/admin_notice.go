@@ -107,6 +107,14 @@ func noticeText(n adminNotice, p challengeui.AdminPage) string {
 			return "2FA reset for " + who + " — no email is configured, so tell them yourself."
 		}
 		return "2FA reset for " + who + " — no email address is known for them, so tell them yourself."
+	case "method-removed":
+		switch {
+		case who == "":
+			return "The method was removed."
+		case n.Mailed:
+			return "Method removed for " + who + " — they were emailed and set up their own replacement."
+		}
+		return "Method removed for " + who + " — tell them to set up a replacement when they next sign in."
 	case "unlock":
 		if who == "" {
 			return "The authenticator was unlocked."

@@ -43,6 +43,7 @@ func (site *Site) apiRoutes() map[string]apiRoute {
 		"admin/members":              {http.MethodGet, needAdmin, site.apiMembers},
 		"admin/reset":                {http.MethodPost, needAdmin, site.apiReset},
 		"admin/unlock":               {http.MethodPost, needAdmin, site.apiUnlock},
+		"admin/methods/remove":       {http.MethodPost, needAdmin, site.apiAdminRemoveMethod},
 		"admin/policy":               {http.MethodGet, needAdmin, site.apiPolicy},
 		"admin/timeout":              {http.MethodPost, needAdmin, site.apiTimeout},
 		"admin/sessions":             {http.MethodGet, needAdmin, site.apiAdminSessions},

@@ -83,6 +83,23 @@ func (site *Site) apiReset(c *call, body map[string]json.RawMessage) error {
 	return nil
 }
 
+func (site *Site) apiAdminRemoveMethod(c *call, body map[string]json.RawMessage) error {
+	user, e := stringField(body, "user")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	method, e := stringField(body, "method")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	emailed, last, err := site.realm.RemoveMemberMethod(c.ctx(), site.actor(c), site.realm.UserID(user), method)
+	if err != nil {
+		return site.fail(c, err, "admin remove method")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true, "emailed": emailed, "last": last})
+	return nil
+}
+
 func (site *Site) apiUnlock(c *call, body map[string]json.RawMessage) error {
 	user, e := stringField(body, "user")
 	if e != nil {

@@ -51,6 +51,7 @@ func (site *Site) pageRoutes() map[string]pageRoute {
 		"admin/timeout":                   {http.MethodPost, needAdmin, site.postAdminTimeout},
 		"admin/reset":                     {http.MethodPost, needAdmin, site.postAdminReset},
 		"admin/unlock":                    {http.MethodPost, needAdmin, site.postAdminUnlock},
+		"admin/methods/remove":            {http.MethodPost, needAdmin, site.postAdminRemoveMethod},
 		"admin/sessions/revoke":           {http.MethodPost, needAdmin, site.postAdminRevoke},
 		"admin/audit.jsonl":               {http.MethodGet, needAdmin, site.pageAuditJSONL},
 		"admin/audit.csv":                 {http.MethodGet, needAdmin, site.pageAuditCSV},

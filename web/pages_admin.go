@@ -26,7 +26,7 @@ func sessionViews(c *call, infos []mfa.SessionInfo) []challengeui.SessionView {
 	return out
 }
 
-var methodWords = map[string]string{"totp": "Authenticator app", "recovery_codes": "Recovery codes only", "none": "—"}
+var methodWords = map[string]string{"totp": "Authenticator app", "email": "Email codes", "sms": "Text message codes", "recovery_codes": "Recovery codes only", "none": "—"}
 
 // adminPage builds the admin page; notice and errors come from the action
 // that led here.
@@ -57,7 +57,7 @@ func (site *Site) adminPage(c *call, notice, pageErr, policyErr string) (challen
 	byRole := site.realm.AdminsByRole()
 	for _, m := range ms {
 		p.Members = append(p.Members, challengeui.MemberView{
-			User: m.User, Email: m.Email, Enrolled: m.Enrolled, Method: methodWords[m.Method],
+			User: m.User, Email: m.Email, Enrolled: m.Enrolled, Method: methodWords[m.Method], Methods: methodChoices(m.Methods),
 			LastSignIn: m.LastSignIn, Sessions: m.Sessions, Admin: site.realm.NamedAdmin(m.User, byRole), Locked: m.Locked,
 		})
 	}
@@ -116,6 +116,25 @@ func (site *Site) postAdminReset(c *call) error {
 		return site.showAdmin(c, e.Status, "", e.Message, "")
 	}
 	return site.adminDone(c, adminNotice{Done: "reset", User: user, Mailed: mailed})
+}
+
+// methodChoices are a member's methods, for the admin page's Remove buttons.
+func methodChoices(ms []string) []challengeui.MethodChoice {
+	var out []challengeui.MethodChoice
+	for _, m := range ms {
+		out = append(out, challengeui.MethodChoice{Method: m, Label: methodWords[m]})
+	}
+	return out
+}
+
+func (site *Site) postAdminRemoveMethod(c *call) error {
+	user := site.realm.UserID(c.r.PostForm.Get("user"))
+	mailed, _, err := site.realm.RemoveMemberMethod(c.ctx(), site.actor(c), user, c.r.PostForm.Get("method"))
+	if err != nil {
+		e := site.public(err, "admin remove method")
+		return site.showAdmin(c, e.Status, "", e.Message, "")
+	}
+	return site.adminDone(c, adminNotice{Done: "method-removed", User: user, Mailed: mailed})
 }
 
 func (site *Site) postAdminUnlock(c *call) error {
