@@ -307,6 +307,7 @@ type probe struct {
 	method, target   string
 	body             func() (string, string) // content type, body
 	basic            bool
+	query            bool
 	userKey, passKey string
 }
 
@@ -325,7 +326,7 @@ func (d *run) checkCredentials(ctx context.Context, right *attempt) error {
 	var probes []probe
 	for _, p := range pairs {
 		q := url.Values{p[0]: {d.opts.User}, p[1]: {d.opts.Password}}
-		probes = append(probes, probe{label: "query", method: http.MethodGet, target: other + "?" + q.Encode(), userKey: p[0], passKey: p[1]})
+		probes = append(probes, probe{label: "query", method: http.MethodGet, target: other + "?" + q.Encode(), userKey: p[0], passKey: p[1], query: true})
 	}
 	for _, p := range pairs {
 		probes = append(probes, probe{label: "multipart body", method: http.MethodPost, target: other, userKey: p[0], passKey: p[1],
@@ -437,7 +438,9 @@ func (d *run) caught(p probe, ans *answer) (bool, string, Ref, string) {
 			return true, "the new session cookie is held and user_from " + s.Kind + " names the user", s.Ref, ""
 		}
 	}
-	if p.basic || credentialName(p.passKey) || credentialName(p.userKey) {
+	// The gateway sees credentials in Authorization and in the query; a
+	// body is read only at the sign-in.
+	if p.basic || p.query && (credentialName(p.passKey) || credentialName(p.userKey)) {
 		return true, "the new session cookie carries credentials the gateway sees and no source names the user: refused (403 sign_in_unverified)", ref, ""
 	}
 	return false, "the gateway sees no credentials in it and no user_from source names the user, so the new session cookie is bound as a pre-sign-in session", ref, fix + ", or user_from whoami <path> <field>"

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -36,6 +37,8 @@ type Options struct {
 	Timeout       time.Duration // per request, default 10s
 	// Transport, if set, carries the requests (tests); default: a fresh one.
 	Transport http.RoundTripper
+
+	gap time.Duration // tests in this package: the spacing, instead of Rate's
 }
 
 // Defaults and bounds of Options.
@@ -108,7 +111,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Report, error) {
 	}
 	d := &run{
 		cfg: cfg, opts: opts, base: base, transport: tr,
-		pace: &pacer{every: time.Duration(float64(time.Second) / opts.Rate), left: opts.MaxRequests},
+		pace: &pacer{every: cmp.Or(opts.gap, time.Duration(float64(time.Second)/opts.Rate)), left: opts.MaxRequests},
 		rep:  &Report{Upstream: base.String()},
 	}
 	err = d.check(ctx)
@@ -201,10 +204,11 @@ func (d *run) signIn(ctx context.Context, si *SignIn, user, pass, label string) 
 	if u, err := url.Parse(target); err == nil {
 		s.query = u.Query()
 	}
-	var body string
-	header := http.Header{}
-	switch {
-	case hasForm:
+	enc := "form"
+	if jsonBody {
+		enc = "json"
+	}
+	if hasForm {
 		s.userField, s.passField = fm.User, fm.Password
 		s.form = fm.Fields
 		s.form.Set(fm.User, user)
@@ -212,41 +216,62 @@ func (d *run) signIn(ctx context.Context, si *SignIn, user, pass, label string) 
 		if si.Field != nil && !hasFold(s.form, si.Field.Name) && !hasFold(s.query, si.Field.Name) {
 			s.form.Set(si.Field.Name, si.Field.Value)
 		}
-		body = s.form.Encode()
-		header.Set("Content-Type", "application/x-www-form-urlencoded")
-	case jsonBody:
-		s.json = map[string]string{s.userField: user, s.passField: pass}
-		if si.Field != nil {
-			s.json[si.Field.Name] = si.Field.Value
-		}
-		j, _ := json.Marshal(s.json)
-		body = string(j)
-		header.Set("Content-Type", "application/json")
-		header.Set("Accept", "application/json")
-	default:
-		s.form = url.Values{s.userField: {user}, s.passField: {pass}}
-		if si.Field != nil {
-			s.form.Set(si.Field.Name, si.Field.Value)
-		}
-		body = s.form.Encode()
-		header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
-	a.sent = s
-	a.req = fmt.Sprintf("%s %s %s", method, target, d.describe(s))
 	if hasForm && !d.matches(si.Match, method, fm.Action, target) {
 		d.rep.add(Warn, "sign-in", si.Match.Ref, "match the path the form posts to",
 			"the app's sign-in form at %s posts to %q, which this sign_in does not match; the doctor posted to %s as configured", target, fm.Action, target)
 	}
-	a.ans, err = b.do(ctx, method, target, strings.NewReader(body), header)
+	a.sent, a.ans, err = d.post(ctx, b, method, target, enc, s, user, pass, si.Field)
 	if err != nil {
 		return nil, err
 	}
+	if !hasForm && (a.ans.Status == http.StatusBadRequest || a.ans.Status == http.StatusUnsupportedMediaType) {
+		// No form to go by: the app may want the other encoding.
+		other := map[string]string{"form": "json", "json": "form"}[enc]
+		if a.sent, a.ans, err = d.post(ctx, b, method, target, other, s, user, pass, si.Field); err != nil {
+			return nil, err
+		}
+	}
+	a.req = fmt.Sprintf("%s %s %s", method, target, d.describe(a.sent))
 	d.rep.Exchanges = append(d.rep.Exchanges, Exchange{Label: label, Request: a.req, Status: a.ans.Status,
 		Location: a.ans.location(), Cookies: d.notes(a.ans)})
 	if err := d.observe(ctx, a); err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// post sends a sign-in: the form's fields when s has them, else the user
+// and password in the encoding enc ("form" or "json").
+func (d *run) post(ctx context.Context, b *browser, method, target, enc string, s sentRequest, user, pass string, field *guard.Field) (sentRequest, *answer, error) {
+	header := http.Header{}
+	var body string
+	switch {
+	case s.form != nil:
+		body = s.form.Encode()
+		header.Set("Content-Type", "application/x-www-form-urlencoded")
+	case enc == "json":
+		s.json = map[string]string{s.userField: user, s.passField: pass}
+		if field != nil {
+			s.json[field.Name] = field.Value
+		}
+		j, _ := json.Marshal(s.json)
+		body = string(j)
+		header.Set("Content-Type", "application/json")
+		header.Set("Accept", "application/json")
+	default:
+		f := url.Values{s.userField: {user}, s.passField: {pass}}
+		if field != nil {
+			f.Set(field.Name, field.Value)
+		}
+		body = f.Encode()
+		header.Set("Content-Type", "application/x-www-form-urlencoded")
+		a, err := b.do(ctx, method, target, strings.NewReader(body), header)
+		s.form = f
+		return s, a, err
+	}
+	a, err := b.do(ctx, method, target, strings.NewReader(body), header)
+	return s, a, err
 }
 
 // observe asks the app, after a sign-in or a probe, whether the browser
