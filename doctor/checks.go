@@ -276,8 +276,12 @@ func (d *run) checkFolding(ctx context.Context, si *SignIn, right *attempt) erro
 	if err != nil || f == nil {
 		return err
 	}
-	if f.signedIn() != yes {
+	switch f.signedIn() {
+	case no:
 		d.rep.add(OK, "identity", Ref{}, "", "the app does not sign %q in: it keeps letter case apart", other)
+		return nil
+	case unknown:
+		d.rep.add(Info, "identity", Ref{}, "", "the doctor could not tell whether the app signs %q in", other)
 		return nil
 	}
 	switch {

@@ -287,7 +287,8 @@ func (d *run) observe(ctx context.Context, a *attempt) error {
 	}
 	if d.landing == "" {
 		if loc := a.ans.location(); loc != "" && a.ans.Status < 400 {
-			if u, err := d.base.Parse(loc); err == nil && u.Host == d.base.Host {
+			// Its host may be the gateway's public one: the path is the app's.
+			if u, err := d.base.Parse(loc); err == nil {
 				d.landing = u.RequestURI()
 			}
 		}
@@ -309,6 +310,8 @@ func (d *run) observe(ctx context.Context, a *attempt) error {
 	switch {
 	case home.Status == http.StatusOK && (anon.Status >= 300 && anon.Status < 400 || anon.Status == 401 || anon.Status == 403):
 		a.landing = yes
+	case home.Status == http.StatusOK && containsFold(home.Body, d.opts.User) && !containsFold(anon.Body, d.opts.User):
+		a.landing = yes // the page names the user only when signed in
 	case home.Status == anon.Status && home.location() == anon.location() && anon.Status != http.StatusOK:
 		a.landing = no
 	}
@@ -512,6 +515,10 @@ func (d *run) setsCovered(a *answer) bool {
 		}
 	}
 	return false
+}
+
+func containsFold(body []byte, s string) bool {
+	return strings.Contains(strings.ToLower(string(body)), strings.ToLower(s))
 }
 
 func hasKind(srcs []Source, kind string) bool {

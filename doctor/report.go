@@ -118,17 +118,13 @@ func (r *Report) Write(w io.Writer) error {
 	}
 	b.WriteString("\nFindings\n")
 	for _, f := range r.Findings {
-		fmt.Fprintf(&b, "  [%s] %s: %s\n", f.Severity, f.Topic, f.Text)
-		if f.Ref.Line != 0 || f.Fix != "" {
-			b.WriteString("        ")
-			if f.Ref.Line != 0 {
-				fmt.Fprintf(&b, "at %s", f.Ref)
-				if f.Fix != "" {
-					b.WriteString(": ")
-				}
-			}
-			b.WriteString(f.Fix)
-			b.WriteByte('\n')
+		fmt.Fprintf(&b, "  [%s] %s", f.Severity, f.Topic)
+		if f.Ref.Line != 0 {
+			fmt.Fprintf(&b, ", %s", f.Ref)
+		}
+		fmt.Fprintf(&b, ": %s\n", f.Text)
+		if f.Fix != "" {
+			fmt.Fprintf(&b, "        fix: %s\n", f.Fix)
 		}
 	}
 	v := r.Verdict()
