@@ -105,7 +105,7 @@ func (d *run) checkCookies(a *attempt) {
 			d.rep.add(Info, "cookies", Ref{}, "", "the sign-in sets %s, not a session cookie by its name", n.Name)
 		}
 	}
-	if !covered {
+	if !covered && !d.rep.Has(Fail, "cookies", "") {
 		held := false
 		for _, c := range a.b.cookies() {
 			held = held || len(d.coveredBy(c.Name)) > 0
@@ -536,10 +536,10 @@ func (d *run) checkSignOut(ctx context.Context, a *attempt) error {
 			d.rep.add(Info, "sign-out", Ref{}, "", "it keeps %s", strings.Join(kept, ", "))
 		}
 	case asks || d.cfg.SignOutOnReq:
-		d.rep.add(OK, "sign-out", m.Ref, "", "the app signs out without deleting its cookies; the gateway sees it (whoami, or sign_out_on_request)")
+		d.rep.add(OK, "sign-out", m.Ref, "", "the app's sign-out deletes no cookie that session_cookie covers; the gateway sees it (whoami, or sign_out_on_request)")
 	default:
 		d.rep.add(Warn, "sign-out", m.Ref, "sign_out_on_request, or user_from whoami <path> <field>",
-			"the app signs out without deleting its cookies, and without a whoami the gateway cannot see it: its session would outlive the app's")
+			"the app's sign-out deletes no cookie that session_cookie covers, and without a whoami the gateway cannot see it: its session would outlive the app's")
 	}
 	return nil
 }

@@ -150,7 +150,7 @@ func TestDemoShapes(t *testing.T) {
 		{"csrf cookie", func(o *demoapp.Options) { o.CSRFCookie = true }, block(whoami), Safe, []finding{
 			{Info, "cookies", "sets demo_csrf, not a session cookie", false}}},
 		{"logout keeps cookie, form user", func(o *demoapp.Options) { o.LogoutKeepsCookie = true }, block(formUser, strip), SafeWarnings, []finding{
-			{Warn, "sign-out", "without a whoami the gateway cannot see it", false}}},
+			{Warn, "sign-out", "deletes no cookie that session_cookie covers, and without a whoami the gateway cannot see it", false}}},
 		{"logout keeps cookie, whoami", func(o *demoapp.Options) { o.LogoutKeepsCookie = true }, block(whoami), Safe, []finding{
 			{OK, "sign-out", "the gateway sees it", false}}},
 		{"logout token", func(o *demoapp.Options) { o.LogoutToken = true }, block(whoami), SafeWarnings, []finding{

@@ -128,7 +128,7 @@ func TestDoctorDemo(t *testing.T) {
 			[]string{"success default also holds for a wrong password"}, "sign_in POST /login"},
 		{"wrong password sets a cookie, whoami", func(o *demoapp.Options) { o.FailureSetsCookie = true }, demoGood, 0, nil, ""},
 		{"sign-out keeps the cookie, no whoami", func(o *demoapp.Options) { o.LogoutKeepsCookie = true }, demoForm, 1,
-			[]string{"the app signs out without deleting its cookies, and without a whoami the gateway cannot see it", "Verdict: safe with warnings (exit 1)"}, "sign_out /logout"},
+			[]string{"the app's sign-out deletes no cookie that session_cookie covers, and without a whoami the gateway cannot see it", "Verdict: safe with warnings (exit 1)"}, "sign_out /logout"},
 		{"shared path", func(o *demoapp.Options) { o.SharedPath, o.CookieDerived = true, true },
 			"\t\tsign_in {\n\t\t\tmethod POST\n\t\t\tpath /index.php\n\t\t}\n\t\tsign_in_field do login\n\t\tsign_out {\n\t\t\tpath /index.php\n\t\t\tquery do=logout\n\t\t}\n" +
 				"\t\tsession_cookie SESS*\n\t\tuser_from form username\n\t\tstrip_header Authorization\n\t\tstrip_param auth_user auth_pass\n", 0,
