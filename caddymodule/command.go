@@ -28,7 +28,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "mfa",
-		Usage: "users | reset <user> | policy [flags] | sessions [--user U] | revoke <session-id> | audit [flags] | db check|backup|restore|migrate",
+		Usage: "users | reset <user> | policy [flags] | sessions [--user U] | revoke <session-id> | audit [flags] | db check|backup|restore|migrate | doctor [flags]",
 		Short: "Operator commands for mfa_gateway (lock-outs, policy, sessions, backups)",
 		Long: `
 Manages mfa_gateway's users, team policy and sessions.
@@ -71,6 +71,7 @@ func mfaCommands(cmd *cobra.Command) {
 			c.Flags().String("type", "", "only events of this type")
 		}, cmdAudit),
 		dbCommand(),
+		doctorCommand(),
 	)
 }
 
