@@ -77,15 +77,16 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 		return g.refuseSignIn(ctx, iw, "sign-in succeeded but no user source named the user")
 	case user == "" && g.carriesCredentials(iw.r):
 		return g.refuseSignIn(ctx, iw, "credentials outside the sign-in and no user source named the user")
+	case user == "" && !active && !asks && iw.r.Method != http.MethodGet && iw.r.Method != http.MethodHead:
+		// A new app session from a request whose body may carry credentials
+		// (an app that signs in wherever a password arrives), and nothing
+		// to ask who it is: binding it as a pre-sign-in session could hand
+		// over a signed-in session on the password alone. Fail closed; an
+		// app that sets its session on such requests needs a whoami.
+		return g.refuseSignIn(ctx, iw, "a new app session outside the sign-in from a request with a body, and no whoami to ask whose it is")
 	case user == "", active && user == cur.User && iw.signin == nil:
 		// An anonymous app session (a login form's), or the signed-in
 		// user's session refreshed by the app.
-		if user == "" && !active && iw.r.Method != http.MethodGet && iw.r.Method != http.MethodHead {
-			// Unasked (no whoami), the app cannot say whether this request
-			// signed someone in: say so, for the operator.
-			g.logDecision(iw.r, "new app cookie bound as a pre-sign-in session; no whoami to ask whether it signs someone in",
-				zap.Int("status", iw.status))
-		}
 		g.bindOrFollow(ctx, iw, as)
 		return iw.release()
 	}

@@ -291,7 +291,7 @@ func TestFormBadInput(t *testing.T) {
 		}{
 			{"no csrf", url.Values{"code": {"123456"}, "recovery_code": {"abcdef-234567"}, "saved": {"yes"}}, nil, 403},
 			{"empty csrf", url.Values{"csrf": {""}, "code": {"123456"}}, nil, 403},
-			{"wrong csrf", url.Values{"csrf": {"x" + p.good[1:]}, "code": {"123456"}}, nil, 403},
+			{"wrong csrf", url.Values{"csrf": {otherFirst(p.good)}, "code": {"123456"}}, nil, 403},
 			{"other session's csrf", url.Values{"csrf": {map[bool]string{true: otherCSRF, false: pendingCSRF}[p.good == pendingCSRF]}}, nil, 403},
 			{"cross-origin", url.Values{"csrf": {p.good}, "code": {"123456"}}, map[string]string{"Origin": "http://evil.example"}, 403},
 			{"cross-site fetch", url.Values{"csrf": {p.good}, "code": {"123456"}}, map[string]string{"Sec-Fetch-Site": "cross-site"}, 403},
@@ -612,4 +612,13 @@ func TestNextStaysSameOrigin(t *testing.T) {
 			}
 		})
 	}
+}
+
+// otherFirst is token with its first character changed: a wrong token
+// that differs from the right one whatever it starts with.
+func otherFirst(token string) string {
+	if token[0] == 'x' {
+		return "y" + token[1:]
+	}
+	return "x" + token[1:]
 }
