@@ -442,24 +442,16 @@ func (d *run) caught(p probe, ans *answer) (bool, string, Ref, string) {
 			return true, "the new session cookie is held and user_from " + s.Kind + " names the user", s.Ref, ""
 		}
 	}
-	// The gateway sees credentials in Authorization and in the query; a
-	// body is read only at the sign-in.
-	if p.basic || p.query && (credentialName(p.passKey) || credentialName(p.userKey)) {
+	// The gateway sees credentials in Authorization and in the query, and
+	// refuses a new app session from any request with a body when no
+	// source can name its user.
+	if p.basic || p.query && (guard.CredentialName(p.passKey) || guard.CredentialName(p.userKey)) {
 		return true, "the new session cookie carries credentials the gateway sees and no source names the user: refused (403 sign_in_unverified)", ref, ""
 	}
-	return false, "the gateway sees no credentials in it and no user_from source names the user, so the new session cookie is bound as a pre-sign-in session", ref, fix + ", or user_from whoami <path> <field>"
-}
-
-// credentialName mirrors the gateway's reading of a query parameter name
-// as a credential.
-func credentialName(k string) bool {
-	lk := strings.ToLower(k)
-	for _, w := range []string{"pass", "pwd", "secret", "token", "auth"} {
-		if strings.Contains(lk, w) {
-			return true
-		}
+	if p.method != http.MethodGet && p.method != http.MethodHead {
+		return true, "a new session cookie from a request with a body, and no source to name its user: refused (403 sign_in_unverified)", ref, ""
 	}
-	return false
+	return false, "the gateway sees no credentials in it and no user_from source names the user, so the new session cookie is bound as a pre-sign-in session", ref, fix + ", or user_from whoami <path> <field>"
 }
 
 // checkSignOut signs the right sign-in's browser out with the configured

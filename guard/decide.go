@@ -244,7 +244,7 @@ func (g *Guard) refuseSignIn(ctx context.Context, iw *interceptWriter, why strin
 // session cookie is a sign-in, whatever its path.
 func (g *Guard) carriesCredentials(r *http.Request) bool {
 	return r.Header.Get("Authorization") != "" || queryHas(r.URL.RawQuery, func(k string) bool {
-		return credentialName(k) || nameIn(k, g.cfg.StripParams)
+		return CredentialName(k) || nameIn(k, g.cfg.StripParams)
 	})
 }
 

@@ -124,7 +124,7 @@ func TestQueryHas(t *testing.T) {
 		"": false, "a=1&b=2": false, "a=1&auth_pass=x": true, "a=1;PWD=x": true, "x%5Fpass=1": true,
 		"pass": true, "q=password": false, "&&=&": false, "%zz=1": false, "api%2Btoken=1": true,
 	} {
-		if got := queryHas(raw, credentialName); got != want {
+		if got := queryHas(raw, CredentialName); got != want {
 			t.Errorf("queryHas(%q) = %v, want %v", raw, got, want)
 		}
 	}

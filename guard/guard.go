@@ -249,7 +249,7 @@ func passwordIn(r *http.Request) bool {
 			return true
 		}
 	}
-	return queryHas(r.URL.RawQuery, credentialName)
+	return queryHas(r.URL.RawQuery, CredentialName)
 }
 
 // queryHas reports whether a parameter name of the raw query satisfies
@@ -276,8 +276,9 @@ func queryHas(raw string, match func(string) bool) bool {
 	return false
 }
 
-// credentialName reports whether a parameter name reads like a password.
-func credentialName(k string) bool {
+// CredentialName reports whether a parameter name reads like a password:
+// the gateway's one rule for it (caddy mfa doctor asks the same).
+func CredentialName(k string) bool {
 	lk := strings.ToLower(k)
 	for _, w := range []string{"pass", "pwd", "secret", "token", "auth"} {
 		if strings.Contains(lk, w) {
