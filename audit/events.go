@@ -67,6 +67,8 @@ const (
 	TypeMethodAdded             = "method_added"
 	TypeMethodRemoved           = "method_removed"
 	TypePrimaryChanged          = "primary_changed"
+	TypeDeviceRemembered        = "device_remembered"
+	TypeDeviceForgotten         = "device_forgotten"
 )
 
 // Types lists every event type, in the order above, for the admin page's
@@ -82,6 +84,7 @@ func Types() []string {
 		TypeEnforcementNoticeSent, TypeIdentitySecretGenerated, TypeIdentityModeChanged,
 		TypeBackup, TypeAuthenticatorChanged, TypeSignInAbandoned,
 		TypeCodeSent, TypeMethodAdded, TypeMethodRemoved, TypePrimaryChanged,
+		TypeDeviceRemembered, TypeDeviceForgotten,
 	}
 }
 

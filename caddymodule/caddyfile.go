@@ -58,6 +58,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    strip_param <param>...
 //	    max_attempts <n>
 //	    max_failed_codes <n>
+//	    remember_days <n>                       # 0 turns "remember this browser" off; default 30
 //	    audit_max_events <n>
 //	    attempt_window <duration>
 //	    template_dir <dir>
@@ -297,6 +298,19 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				m.StripParams = append(m.StripParams, args...)
 			}
+		case "remember_days":
+			if err := once(name); err != nil {
+				return err
+			}
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 365 {
+				return d.Errf("remember_days %q: want a number from 0 (off) to 365", v)
+			}
+			m.RememberDays = &n
 		case "max_attempts", "max_failed_codes", "audit_max_events":
 			if err := once(name); err != nil {
 				return err

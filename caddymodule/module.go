@@ -106,6 +106,9 @@ type Gateway struct {
 	// the authenticator locks until a recovery code or an unlock. 1 to 100;
 	// default 100.
 	MaxFailedCodes int `json:"max_failed_codes,omitempty"`
+	// How many days "remember this browser" skips the second factor;
+	// 0 turns it off. Default 30.
+	RememberDays *int `json:"remember_days,omitempty"`
 	// Window for MaxAttempts. Default 15m.
 	AttemptWindow caddy.Duration `json:"attempt_window,omitempty"`
 	// Directory of templates overriding the embedded pages.
@@ -258,6 +261,7 @@ func (m *Gateway) config(ctx caddy.Context) (guard.Config, error) {
 		PendingTTL: time.Duration(m.PendingTimeout), Require2FA: m.Require2FA,
 		CookieName: m.CookieName, Issuer: m.Issuer, UserHeader: m.UserHeader, AALHeader: m.AALHeader,
 		StripHeaders: m.StripHeaders, StripParams: m.StripParams, SignOutOnRequest: m.SignOutOnRequest, NormalizeUsers: m.NormalizeUsers, MaxAttempts: m.MaxAttempts, MaxFailedCodes: m.MaxFailedCodes,
+		RememberFor:   rememberFor(m.RememberDays),
 		AttemptWindow: time.Duration(m.AttemptWindow), TemplateDir: m.TemplateDir,
 		Scope: m.Scope, PolicyMaxAge: time.Duration(m.PolicyCache), Admins: m.Admins,
 		GracePeriod: time.Duration(m.GracePeriod),
@@ -441,6 +445,14 @@ func (s *SMTPConfig) mailConfig(repl *caddy.Replacer) mail.Config {
 		Username: repl.ReplaceAll(s.Username, ""), Password: repl.ReplaceAll(s.Password, ""),
 		From: repl.ReplaceAll(s.From, ""),
 	}
+}
+
+// rememberFor is remember_days as a duration: 30 days when unset.
+func rememberFor(days *int) time.Duration {
+	if days == nil {
+		return 30 * 24 * time.Hour
+	}
+	return time.Duration(*days) * 24 * time.Hour
 }
 
 // SMSConfig sends text messages through a webhook or a Twilio-compatible

@@ -43,7 +43,11 @@ type PolicyView struct {
 	GraceEnds   time.Time // when that happens (zero if off)
 	IdleMinutes int       // session timeout, 5..1440
 	Unenrolled  int       // how many members have no 2FA yet
-	Error       string    // a rejected policy or timeout change, e.g. a timeout out of range
+	// RememberDays is how long "remember this browser" lasts here (0: the
+	// block does not offer it); RememberAllowed is the team's switch.
+	RememberDays    int
+	RememberAllowed bool
+	Error           string // a rejected policy or timeout change, e.g. a timeout out of range
 }
 
 // MemberView is one row of the members table: a user the gateway has seen.

@@ -33,6 +33,8 @@ type ChallengePage struct {
 	Notice  string
 	Error   string
 	Others  []MethodChoice // "Use a different method"
+	// RememberDays offers "Remember this browser for N days"; 0 hides it.
+	RememberDays int
 }
 
 // MethodChoice is another way to answer the challenge.
@@ -68,6 +70,7 @@ type SecurityPage struct {
 	Confirm           *ConfirmView // the dialog asking for a current code before a change
 	SentMethods       []MethodView // codes by email or text message: held, or offered to set up
 	Verify            *VerifyView  // the dialog asking for the code sent to a new destination
+	Devices           []DeviceView // remembered browsers; none hides the card
 	Codes             []string
 	CodesError        string
 	DownloadHref      template.URL  // data: URI built with DownloadURL
@@ -110,6 +113,15 @@ type MethodView struct {
 	SentTo  string // masked destination, when held
 	Primary bool
 	Allowed bool // the user may set it up here
+}
+
+// DeviceView is a remembered browser on the security page.
+type DeviceView struct {
+	ID       string // the handle "Forget" posts
+	Device   string // "Chrome on Linux"
+	Address  string
+	LastUsed time.Time
+	Expires  time.Time
 }
 
 // VerifyView asks for the code sent to a destination being set up.

@@ -90,11 +90,21 @@ func (j *Jar) IsApp(name string) bool {
 	return false
 }
 
-// isGateway reports whether name reads as the gateway cookie, in either
-// scheme's spelling and any letter case.
+// isGateway reports whether name reads as one of the gateway's cookies
+// (its session, or a remembered browser), in either scheme's spelling and
+// any letter case. They never reach the app.
 func (j *Jar) isGateway(name string) bool {
-	return strings.EqualFold(name, j.name) || strings.EqualFold(name, j.hostName)
+	for _, n := range []string{j.name, j.hostName, j.name + deviceSuffix, j.hostName + deviceSuffix} {
+		if strings.EqualFold(name, n) {
+			return true
+		}
+	}
+	return false
 }
+
+// deviceSuffix names the cookie of a remembered browser after the gateway
+// cookie: "mfa_session_device".
+const deviceSuffix = "_device"
 
 // Name is the gateway cookie's name for r: "__Host-" on HTTPS, so a
 // sibling subdomain cannot plant one (RFC 6265bis §4.1.3.2).
@@ -107,8 +117,24 @@ func (j *Jar) Name(r *http.Request) string {
 
 // Value returns the gateway cookie's value without touching the rest of
 // the request.
-func (j *Jar) Value(r *http.Request) string {
-	name := j.Name(r)
+func (j *Jar) Value(r *http.Request) string { return valueOf(r, j.Name(r)) }
+
+// SetDevice stamps the remembered-browser cookie, for maxAge.
+func (j *Jar) SetDevice(h http.Header, r *http.Request, value string, maxAge time.Duration) {
+	c := &http.Cookie{
+		Name: j.Name(r) + deviceSuffix, Value: value, Path: "/", MaxAge: int(maxAge / time.Second),
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
+	}
+	h.Add("Set-Cookie", c.String())
+}
+
+// ClearDevice expires the remembered-browser cookie.
+func (j *Jar) ClearDevice(h http.Header, r *http.Request) {
+	c := &http.Cookie{Name: j.Name(r) + deviceSuffix, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode}
+	h.Add("Set-Cookie", c.String())
+}
+
+func valueOf(r *http.Request, name string) string {
 	for _, line := range r.Header["Cookie"] {
 		for part := range strings.SplitSeq(line, ";") {
 			n, v, ok := strings.Cut(strings.TrimSpace(part), "=")
@@ -129,9 +155,11 @@ func (j *Jar) Set(h http.Header, r *http.Request, value string) {
 	h.Add("Set-Cookie", c.String())
 }
 
-// Own reports whether a Set-Cookie line is the gateway's own cookie for r.
+// Own reports whether a Set-Cookie line is one of the gateway's own
+// cookies for r.
 func (j *Jar) Own(r *http.Request, line string) bool {
-	return strings.HasPrefix(line, j.Name(r)+"=")
+	n := j.Name(r)
+	return strings.HasPrefix(line, n+"=") || strings.HasPrefix(line, n+deviceSuffix+"=")
 }
 
 // Clear expires the gateway cookie and the app cookies the browser sent
@@ -239,6 +267,7 @@ func RemoveLines(h http.Header, drop []string) {
 // Scan is what the gateway learned from a request's Cookie headers.
 type Scan struct {
 	Gateway   string   // value of the gateway cookie, "" if absent
+	Device    string   // value of the remembered-browser cookie, "" if absent
 	Forwarded []Pair   // app cookies bound to the session and passed on
 	Stripped  []string // names of app cookies removed
 }
@@ -294,8 +323,11 @@ func (j *Jar) Rewrite(r *http.Request, sess *session.Session) Scan {
 			keep := true
 			switch {
 			case j.isGateway(key):
-				if n == gwName {
+				switch n {
+				case gwName:
 					sc.Gateway = v
+				case gwName + deviceSuffix:
+					sc.Device = v
 				}
 				keep = false
 			case j.IsApp(key):

@@ -121,6 +121,7 @@ type Config struct {
 	StripParams      []string      // query parameters to remove outside the sign-in (credential-bearing)
 	MaxAttempts      int           // wrong codes per user (and 4x per address) per AttemptWindow, default 5
 	MaxFailedCodes   int           // wrong authenticator codes in a row before it locks, default 100
+	RememberFor      time.Duration // how long "remember this browser" lasts; 0: not offered
 	AttemptWindow    time.Duration // default 15m
 	MaxBodyBytes     int64         // sign-in request and response bodies read at most, default 1 MiB
 	TemplateDir      string
@@ -216,6 +217,9 @@ func (c *Config) Normalize() error {
 		if d < 0 {
 			return fmt.Errorf("%s %v: must not be negative", name, d)
 		}
+	}
+	if c.RememberFor < 0 || c.RememberFor > 365*24*time.Hour {
+		return errors.New("remember_days must be 0 to 365")
 	}
 	if c.MaxAttempts < 0 || c.MaxBodyBytes < 0 || c.MaxFailedCodes < 0 || c.MaxFailedCodes > mfa.DefaultMaxFailedCodes {
 		return errors.New("max_attempts and the body limit must not be negative; max_failed_codes must be 1 to 100")

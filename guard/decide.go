@@ -102,6 +102,7 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 		// which an app that does not rotate its session has just
 		// authenticated in place.
 		Carried: carriedBindings(iw.scan.Forwarded, as),
+		Device:  iw.scan.Device, // read before the gateway's cookies were taken off the request
 	})
 	if err != nil {
 		g.log.Error("start session at sign-in", zap.String("user", user), zap.Error(err))
@@ -111,6 +112,12 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 		return g.site.WriteError(iw.w, iw.r, web.ErrUnavailable)
 	}
 	g.jar.Set(h, iw.r, g.realm.CookieValue(ch.ID, ch.Session, iw.now))
+	switch {
+	case ch.Device != "":
+		g.jar.SetDevice(h, iw.r, ch.Device, ch.DeviceMaxAge) // the remembered browser's token, rotated
+	case ch.ForgetDevice:
+		g.jar.ClearDevice(h, iw.r)
+	}
 	xhr := iw.signin != nil && web.WantsJSON(iw.r)
 	switch outcome {
 	case mfa.SecondFactor:

@@ -395,6 +395,31 @@ func (r *Realm) RemoveMemberMethod(ctx context.Context, a Actor, user, method st
 
 var methodWordsMail = map[string]string{MethodTOTP: "the authenticator app", MethodEmail: "codes by email", MethodSMS: "codes by text message"}
 
+// SetRememberAllowed lets the scope's users tick "remember this browser",
+// or forbids it: then every sign-in asks for the second factor, remembered
+// browsers included.
+func (svc *Service) SetRememberAllowed(ctx context.Context, a Actor, scope string, allowed bool) (Policy, error) {
+	pc, err := svc.scopePolicy(scope)
+	if err != nil {
+		return Policy{}, err
+	}
+	p, err := pc.update(ctx, svc, func(p *Policy) error {
+		p.NoRemember = !allowed
+		return nil
+	})
+	if err != nil {
+		return p, err
+	}
+	svc.logger.Info("policy changed", zap.String("scope", scope), zap.Bool("remember_browsers", allowed), zap.String("by", a.User))
+	svc.Audit.Record(a.event(audit.TypePolicyChanged, "", map[string]string{"scope": scope, "remember_browsers": strconv.FormatBool(allowed)}))
+	return p, nil
+}
+
+// SetRememberAllowed is SetRememberAllowed for the realm's scope.
+func (r *Realm) SetRememberAllowed(ctx context.Context, a Actor, allowed bool) (Policy, error) {
+	return r.svc.SetRememberAllowed(ctx, a, r.cfg.Scope, allowed)
+}
+
 // ResetUser is an admin's reset of a member's 2FA; the member is emailed
 // when email is configured and an address is known: emailed says whether
 // the notice was queued, so the admin knows to tell them otherwise.

@@ -93,6 +93,7 @@ func (svc *Service) User(ctx context.Context, id string) (storage.User, error) {
 // be confirmed, and whatever its lock held.
 func removeAuthenticator(u *storage.User) {
 	u.TOTPSecret, u.TOTPConfirmed, u.TOTPLastStep, u.NextTOTPSecret = nil, false, 0, nil
+	u.Devices = nil // a change of factors forgets every remembered browser
 	u.FailedCodes, u.FactorLockedAt = 0, time.Time{}
 }
 
@@ -241,6 +242,7 @@ func (r *Realm) ConfirmSetup(ctx context.Context, a Actor, s *session.Session, c
 		}
 		u.TOTPConfirmed, u.EnrolledAt = true, now
 		u.FailedCodes, u.FactorLockedAt = 0, time.Time{}
+		u.Devices = nil
 		if !first {
 			return nil // the recovery codes the user has stay
 		}
@@ -326,6 +328,7 @@ func (r *Realm) ConfirmChange(ctx context.Context, a Actor, s *session.Session, 
 			return err
 		}
 		u.TOTPSecret, u.TOTPLastStep, u.NextTOTPSecret = u.NextTOTPSecret, step, nil
+		u.Devices = nil
 		u.FailedCodes, u.FactorLockedAt = 0, time.Time{}
 		return nil
 	}, nil, nil)

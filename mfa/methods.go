@@ -448,6 +448,7 @@ func (r *Realm) ConfirmMethod(ctx context.Context, a Actor, s *session.Session, 
 			return abort{&errWrongSent{u: *u}}
 		}
 		first = !HasFactor(*u)
+		u.Devices = nil
 		if method == MethodEmail {
 			u.EmailOTP = dest
 		} else {
@@ -575,6 +576,7 @@ func dropMethod(u *storage.User, method string) {
 		u.PhoneOTP = ""
 	}
 	u.Codes = slices.DeleteFunc(u.Codes, func(c storage.SentCode) bool { return c.Method == method })
+	u.Devices = nil
 	if u.Primary == method {
 		u.Primary = ""
 	}

@@ -3,6 +3,7 @@ package mfa
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/storage"
 	"github.com/mfagate/mfagate/totp"
 )
 
@@ -317,6 +319,26 @@ func TestMethodsNotConfigured(t *testing.T) {
 		s := &session.Session{User: "zed", State: session.Active, AAL: 1}
 		if _, err := r.StartMethod(ctx, alice, s, MethodSMS, "+14155550100"); !errors.Is(err, ErrMethodUnavailable) {
 			t.Errorf("%s: sms: %v", tc.name, err)
+		}
+	}
+}
+
+// TestKeepDevices: expired records go, and past maxDevices the least
+// recently used.
+func TestKeepDevices(t *testing.T) {
+	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	var ds []storage.Device
+	for i := range maxDevices + 3 {
+		ds = append(ds, storage.Device{ID: fmt.Sprint(i), LastUsed: now.Add(time.Duration(i) * time.Minute), Expires: now.Add(time.Hour)})
+	}
+	ds = append(ds, storage.Device{ID: "old", LastUsed: now.Add(time.Hour), Expires: now})
+	got := keepDevices(ds, now)
+	if len(got) != maxDevices {
+		t.Fatalf("%d kept, want %d", len(got), maxDevices)
+	}
+	for _, d := range got {
+		if d.ID == "old" || d.ID == "0" || d.ID == "1" || d.ID == "2" {
+			t.Fatalf("kept %s: expired or least recently used", d.ID)
 		}
 	}
 }

@@ -23,6 +23,9 @@ type Policy struct {
 	Require2FA  bool      `json:"require_2fa"`
 	Since       time.Time `json:"since,omitzero"`         // when "require 2FA" was last switched on
 	IdleMinutes int       `json:"idle_minutes,omitempty"` // 0: the Caddyfile's idle_timeout
+	// NoRemember forbids "remember this browser": every sign-in asks for
+	// the second factor.
+	NoRemember bool `json:"no_remember,omitempty"`
 }
 
 // idle returns the policy's idle timeout, or def.
@@ -140,6 +143,7 @@ func merge(def, stored Policy) Policy {
 	if stored.IdleMinutes > 0 {
 		p.IdleMinutes = stored.IdleMinutes
 	}
+	p.NoRemember = stored.NoRemember
 	return p
 }
 

@@ -43,6 +43,7 @@ type Config struct {
 	Mailer         Mailer        // nil: no email configured
 	Texter         Texter        // nil: no text messages configured
 	Methods        []string      // the methods users may hold; empty: every one configured
+	RememberFor    time.Duration // how long "remember this browser" lasts; 0: not offered
 	EmailTemplate  string        // an address made from the user id when none is known
 	Classify       CookieClassifier
 	// Fold, if set, is how the realm folds user names (username.Fold): users

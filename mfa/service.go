@@ -47,6 +47,7 @@ type Service struct {
 	csrfKey     []byte
 	recoveryKey []byte
 	sentKey     []byte // keys the hashes of codes sent by email or text
+	deviceKey   []byte // keys the hashes of remembered browsers' tokens
 	attempts    *limiter
 	stats       *Stats
 	rand        io.Reader
@@ -121,6 +122,7 @@ func Open(opts Options) (*Service, error) {
 		csrfKey:     seal.DeriveKey(opts.Key, "csrf"),
 		recoveryKey: seal.DeriveKey(opts.Key, "recovery-codes"),
 		sentKey:     seal.DeriveKey(opts.Key, "sent-codes"),
+		deviceKey:   seal.DeriveKey(opts.Key, "remembered-devices"),
 		attempts:    newLimiter(),
 		stats:       newStats(),
 		rand:        opts.Rand,

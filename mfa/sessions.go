@@ -186,6 +186,12 @@ type Changed struct {
 	Session *session.Session
 	ID      session.ID
 	Held    []string // the app's Set-Cookie lines, released to the browser
+	// Device is a remembered browser's new token, for its cookie (the token
+	// rotates at every use); ForgetDevice asks the browser to drop a token
+	// that no longer works.
+	Device       string
+	DeviceMaxAge time.Duration
+	ForgetDevice bool
 }
 
 // end revokes s now (memory) and deletes it from the store.

@@ -27,6 +27,7 @@ type SignIn struct {
 	Carried []session.Binding // app cookies the browser sent, which an app that does not rotate its session has just authenticated in place
 	Old     *session.Session  // the session the browser came with, replaced
 	Matched bool              // the configured sign-in matcher matched (else a sign-in from any URL)
+	Device  string            // the browser's remembered-device token, "" if none
 }
 
 // Outcome is what a sign-in needs next.
@@ -71,6 +72,26 @@ func (r *Realm) signIn(ctx context.Context, a Actor, in SignIn) (Changed, Outcom
 	}
 	enrolled := HasFactor(u)
 	fields := []zap.Field{zap.String("user", in.User), zap.String("identity_source", in.Source), zap.Bool("enrolled", enrolled), zap.Bool("matched_sign_in", in.Matched)}
+	forget := false // a remembered-browser token that does not work here
+	if enrolled && in.Device != "" && r.RememberAllowed() {
+		rs := &session.Session{
+			User: in.User, Role: in.Role, State: session.Active, AAL: 2, CreatedAt: now, AuthAt: now,
+			ExpiresAt: now.Add(r.cfg.MaxLifetime), RemoteAddr: a.Address, UserAgent: truncate(a.Agent, 256), Next: in.Next,
+		}
+		rs.SetBindings(append(append([]session.Binding(nil), in.Carried...), in.Set...))
+		ch, ok, err := r.signInRemembered(ctx, a, in, rs)
+		if err != nil {
+			return Changed{}, 0, fmt.Errorf("mfa: remembered browser: %w", err)
+		}
+		if ok {
+			r.decision(a, "second factor skipped: remembered browser", fields...)
+			r.record(a, audit.TypeSignIn, in.User, map[string]string{"second_factor": "remembered browser"})
+			return ch, SignedIn, nil
+		}
+		forget = true
+	} else if in.Device != "" && enrolled {
+		forget = true // remembering is off here: the token is of no use
+	}
 	if enrolled {
 		if u.CreatedAt.IsZero() || (in.Email != "" && in.Email != u.Email) {
 			r.touchSignIn(ctx, in.User, in.Email, now, false)
@@ -84,7 +105,7 @@ func (r *Realm) signIn(ctx context.Context, a Actor, in SignIn) (Changed, Outcom
 		r.svc.trimPending(s)
 		r.decision(a, "second factor required", fields...)
 		r.record(a, audit.TypeSignIn, in.User, map[string]string{"second_factor": "required"})
-		return Changed{Session: s, ID: id}, SecondFactor, nil
+		return Changed{Session: s, ID: id, ForgetDevice: forget}, SecondFactor, nil
 	}
 	s.State, s.ExpiresAt, s.MustEnrol = session.Active, now.Add(r.cfg.MaxLifetime), r.Require2FA()
 	s.SetBindings(append(append([]session.Binding(nil), in.Carried...), in.Set...))

@@ -62,6 +62,20 @@ type User struct {
 	PhoneOTP       string     `json:"phone_otp,omitempty"`       // confirmed mobile number (E.164) that receives sign-in codes
 	Primary        string     `json:"primary,omitempty"`         // the method the challenge asks for first; empty: the first held
 	Codes          []SentCode `json:"sent_codes,omitempty"`      // emailed or texted codes waiting to be entered
+	Devices        []Device   `json:"devices,omitempty"`         // browsers remembered after a passed challenge
+}
+
+// Device is a browser remembered after a passed challenge: signing in
+// there again skips the second factor until Expires.
+type Device struct {
+	ID       string    `json:"id"`   // a public handle, for "Forget"
+	Hash     []byte    `json:"hash"` // keyed hash of the browser's token, never the token
+	Scope    string    `json:"scope"`
+	Agent    string    `json:"agent,omitempty"`
+	Address  string    `json:"address,omitempty"`
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"last_used"`
+	Expires  time.Time `json:"expires"`
 }
 
 // SentCode is a one-time code sent by email or text message, waiting to be

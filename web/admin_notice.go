@@ -95,6 +95,11 @@ func noticeText(n adminNotice, p challengeui.AdminPage) string {
 			return "Team policy: 2FA now required for everyone" + inScope(p.Policy.Scope) + "."
 		}
 		return "Team policy: 2FA no longer required" + inScope(p.Policy.Scope) + "."
+	case "remember":
+		if p.Policy.RememberAllowed {
+			return "Members may now tick \"Remember this browser\"" + inScope(p.Policy.Scope) + "."
+		}
+		return "\"Remember this browser\" is now off" + inScope(p.Policy.Scope) + ": every sign-in asks for the second factor."
 	case "timeout":
 		return "Session timeout: now " + strconv.Itoa(p.Policy.IdleMinutes) + " minutes" + inScope(p.Policy.Scope) + "."
 	case "reset":

@@ -46,6 +46,9 @@ func (site *Site) apiRoutes() map[string]apiRoute {
 		"admin/methods/remove":       {http.MethodPost, needAdmin, site.apiAdminRemoveMethod},
 		"admin/policy":               {http.MethodGet, needAdmin, site.apiPolicy},
 		"admin/timeout":              {http.MethodPost, needAdmin, site.apiTimeout},
+		"admin/remember":             {http.MethodPost, needAdmin, site.apiRemember},
+		"devices":                    {http.MethodGet, needActive, site.apiDevices},
+		"devices/forget":             {http.MethodPost, needActive, site.apiForgetDevice},
 		"admin/sessions":             {http.MethodGet, needAdmin, site.apiAdminSessions},
 		"admin/sessions/revoke":      {http.MethodPost, needAdmin, site.apiAdminRevoke},
 		"admin/audit":                {http.MethodGet, needAdmin, site.apiAudit},
@@ -231,11 +234,18 @@ func (site *Site) apiChallenge(c *call, body map[string]json.RawMessage) error {
 	if e != nil {
 		return WriteJSONError(c.w, e)
 	}
+	remember := false
+	if raw, ok := body["remember"]; ok && json.Unmarshal(raw, &remember) != nil {
+		return WriteJSONError(c.w, ErrBadRequest.with("remember must be true or false."))
+	}
 	ch, err := site.passCode(c, method, code)
 	if err != nil {
 		return site.fail(c, err, "challenge")
 	}
 	site.changed(c, ch)
+	if remember {
+		site.remember(c)
+	}
 	WriteJSON(c.w, http.StatusOK, map[string]string{"next": SafeNext(ch.Session.Next)})
 	return nil
 }

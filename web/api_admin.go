@@ -113,15 +113,18 @@ func (site *Site) apiUnlock(c *call, body map[string]json.RawMessage) error {
 }
 
 type policyJSON struct {
-	Scope       string    `json:"scope"`
-	Require2FA  bool      `json:"require_2fa"`
-	Since       time.Time `json:"since,omitzero"`
-	IdleMinutes int       `json:"idle_minutes"`
+	Scope           string    `json:"scope"`
+	Require2FA      bool      `json:"require_2fa"`
+	Since           time.Time `json:"since,omitzero"`
+	IdleMinutes     int       `json:"idle_minutes"`
+	RememberDays    int       `json:"remember_days"`    // 0: the block does not offer it
+	RememberAllowed bool      `json:"remember_allowed"` // the team's switch
 }
 
 func (site *Site) policyJSON() policyJSON {
 	p := site.realm.Policy()
-	return policyJSON{Scope: site.realm.Scope(), Require2FA: p.Require2FA, Since: p.Since, IdleMinutes: int(site.realm.IdleTimeout() / time.Minute)}
+	return policyJSON{Scope: site.realm.Scope(), Require2FA: p.Require2FA, Since: p.Since, IdleMinutes: int(site.realm.IdleTimeout() / time.Minute),
+		RememberDays: int(site.realm.RememberFor() / (24 * time.Hour)), RememberAllowed: !p.NoRemember}
 }
 
 func (site *Site) apiPolicy(c *call, body map[string]json.RawMessage) error {
@@ -136,6 +139,40 @@ func (site *Site) apiPolicy(c *call, body map[string]json.RawMessage) error {
 		}
 	}
 	WriteJSON(c.w, http.StatusOK, site.policyJSON())
+	return nil
+}
+
+func (site *Site) apiRemember(c *call, body map[string]json.RawMessage) error {
+	raw, ok := body["allowed"]
+	var allowed bool
+	if !ok || json.Unmarshal(raw, &allowed) != nil {
+		return WriteJSONError(c.w, ErrBadRequest.with("The field allowed must be true or false."))
+	}
+	if _, err := site.realm.SetRememberAllowed(c.ctx(), site.actor(c), allowed); err != nil {
+		return site.fail(c, err, "set remember")
+	}
+	WriteJSON(c.w, http.StatusOK, site.policyJSON())
+	return nil
+}
+
+func (site *Site) apiDevices(c *call, _ map[string]json.RawMessage) error {
+	ds, err := site.realm.Devices(c.ctx(), c.sess().User)
+	if err != nil {
+		return site.fail(c, err, "devices")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]any{"devices": ds})
+	return nil
+}
+
+func (site *Site) apiForgetDevice(c *call, body map[string]json.RawMessage) error {
+	id, e := stringField(body, "device")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	if err := site.realm.ForgetDevice(c.ctx(), site.actor(c), c.sess(), id); err != nil {
+		return site.fail(c, err, "forget device")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true})
 	return nil
 }
 

@@ -78,6 +78,8 @@ var (
 	errCodeExpired       = &Error{Status: http.StatusUnauthorized, Code: "code_expired", Message: "That code has expired or a newer one was sent. Send a new code and enter that one."}
 	errNotSent           = &Error{Status: http.StatusServiceUnavailable, Code: "not_sent", Message: "The code could not be sent. Try again in a moment, or use another method."}
 	errSendLimited       = &Error{Status: http.StatusTooManyRequests, Code: "send_limited", Message: "A new code cannot be sent yet."}
+	errUnknownDevice     = &Error{Status: http.StatusNotFound, Code: "unknown_device", Message: "No such remembered browser."}
+	errRememberOff       = &Error{Status: http.StatusConflict, Code: "remember_off", Message: "Remembering browsers is off here."}
 	ErrUnavailable       = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "Something went wrong on our side. Try again in a moment."}
 )
 
@@ -95,6 +97,8 @@ var domainErrors = []struct {
 	{mfa.ErrMethodUnavailable, errMethodUnavailable},
 	{mfa.ErrMethodNotSetUp, errMethodNotSetUp},
 	{mfa.ErrCodeExpired, errCodeExpired},
+	{mfa.ErrUnknownDevice, errUnknownDevice},
+	{mfa.ErrRememberOff, errRememberOff},
 	{mfa.ErrNotSent, errNotSent},
 	{mfa.ErrWrongRecovery, errWrongRecovery},
 	{mfa.ErrNotAcknowledged, errNotAcknowledged},

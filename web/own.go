@@ -136,6 +136,28 @@ func (site *Site) abandon(c *call) error {
 	return err
 }
 
+// remember remembers the call's browser after a passed challenge, when this
+// block offers it; a failure only costs the user a challenge next time.
+func (site *Site) remember(c *call) {
+	if !site.realm.RememberAllowed() {
+		return
+	}
+	token, err := site.realm.Remember(c.ctx(), site.actor(c), c.sess())
+	if err != nil {
+		site.log.Error("remember browser", zap.Error(err))
+		return
+	}
+	site.jar.SetDevice(c.w.Header(), c.r, token, site.realm.RememberFor())
+}
+
+// rememberDays is what the challenge's checkbox offers, 0 for none.
+func (site *Site) rememberDays() int {
+	if !site.realm.RememberAllowed() {
+		return 0
+	}
+	return int(site.realm.RememberFor().Hours() / 24)
+}
+
 // ClearSession deletes, in the browser, the gateway cookie and the app
 // cookies bound to s.
 func ClearSession(jar *cookies.Jar, h http.Header, r *http.Request, s *session.Session) {

@@ -49,6 +49,8 @@ func (site *Site) pageRoutes() map[string]pageRoute {
 		"admin":                           {http.MethodGet, needAdmin, site.pageAdmin},
 		"admin/policy":                    {http.MethodPost, needAdmin, site.postAdminPolicy},
 		"admin/timeout":                   {http.MethodPost, needAdmin, site.postAdminTimeout},
+		"admin/remember":                  {http.MethodPost, needAdmin, site.postAdminRemember},
+		"security/devices/forget":         {http.MethodPost, needActive, site.postForgetDevice},
 		"admin/reset":                     {http.MethodPost, needAdmin, site.postAdminReset},
 		"admin/unlock":                    {http.MethodPost, needAdmin, site.postAdminUnlock},
 		"admin/methods/remove":            {http.MethodPost, needAdmin, site.postAdminRemoveMethod},
@@ -151,7 +153,8 @@ func (site *Site) pageChallenge(c *call) error {
 		method = methods[0] // the primary
 	}
 	page := challengeui.ChallengePage{Base: site.base(c), Account: c.sess().User, Next: next,
-		Method: method, SentTo: mfa.SentTo(u, method), Others: site.otherMethods(u, method, next)}
+		Method: method, SentTo: mfa.SentTo(u, method), Others: site.otherMethods(u, method, next),
+		RememberDays: site.rememberDays()}
 	if c.r.Method == http.MethodGet {
 		if page.SentTo != "" {
 			// A code goes out when the page opens, unless one is waiting.
@@ -171,6 +174,9 @@ func (site *Site) pageChallenge(c *call) error {
 		return site.render(c, e.Status, page)
 	}
 	site.changed(c, ch)
+	if c.r.PostForm.Get("remember") == "yes" {
+		site.remember(c)
+	}
 	dest := ch.Session.Next
 	if dest == "" || dest == "/" {
 		dest = next
@@ -257,6 +263,7 @@ var notices = map[string]string{
 	"method-added":   "The new way to get codes is set up.",
 	"method-removed": "That way to get codes was removed.",
 	"primary":        "Your primary method was changed: sign-in asks for it first.",
+	"forgotten":      "That browser is forgotten: signing in there asks for your code again.",
 }
 
 // secView is what the security page shows besides the user's state.
@@ -281,6 +288,7 @@ func (site *Site) securityPage(c *call, v secView) (challengeui.SecurityPage, *E
 		CanDisable: s.AAL >= 2, RecoveryRemaining: len(u.RecoveryHashes), Next: SafeNext(s.Next),
 		Notice: notices[q.Get("done")], Error: v.pageErr, CodesError: v.codesErr,
 		Sessions: sessionViews(c, site.svc.SessionList(s.User)), SentMethods: site.sentMethods(u),
+		Devices: site.deviceViews(c, s.User),
 	}
 	if codes := site.svc.PendingCodes(u); len(codes) > 0 {
 		p.Codes = codes
@@ -331,6 +339,19 @@ func confirmSenders(u storage.User) []challengeui.MethodChoice {
 			}
 			out = append(out, challengeui.MethodChoice{Method: m, Label: verb + " a code to " + to})
 		}
+	}
+	return out
+}
+
+// deviceViews are the user's remembered browsers, for the security page.
+func (site *Site) deviceViews(c *call, user string) []challengeui.DeviceView {
+	ds, err := site.realm.Devices(c.ctx(), user)
+	if err != nil {
+		return nil // the page shows the rest; the store's fault is logged there
+	}
+	var out []challengeui.DeviceView
+	for _, d := range ds {
+		out = append(out, challengeui.DeviceView{ID: d.ID, Device: challengeui.DeviceName(d.Agent), Address: d.Address, LastUsed: d.LastUsed, Expires: d.Expires})
 	}
 	return out
 }
@@ -505,6 +526,15 @@ func (site *Site) postConfirmCode(c *call) error {
 		return site.security(c, e.Status, secView{confirm: &challengeui.ConfirmView{Action: action, Error: e.Message}})
 	}
 	return site.security(c, http.StatusOK, secView{confirm: &challengeui.ConfirmView{Action: action, Notice: "We sent a code to " + sentTo + "."}})
+}
+
+func (site *Site) postForgetDevice(c *call) error {
+	if err := site.realm.ForgetDevice(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("device")); err != nil {
+		e := site.public(err, "forget device")
+		return site.showSecurity(c, e.Status, false, "", "", e.Message)
+	}
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?done=forgotten#devices", http.StatusSeeOther)
+	return nil
 }
 
 func (site *Site) postChange(c *call) error {

@@ -43,6 +43,7 @@ func (site *Site) adminPage(c *call, notice, pageErr, policyErr string) (challen
 			Scope: site.realm.Scope(), Require2FA: pol.Require2FA, Since: pol.Since,
 			GraceDays: int(site.realm.GracePeriod() / (24 * time.Hour)), IdleMinutes: int(site.realm.IdleTimeout() / time.Minute),
 			Unenrolled: mfa.Unenrolled(ms), Error: policyErr,
+			RememberDays: int(site.realm.RememberFor() / (24 * time.Hour)), RememberAllowed: !pol.NoRemember,
 		},
 		Sessions:        sessionViews(c, site.svc.SessionList("")),
 		EmailConfigured: site.realm.EmailConfigured(),
@@ -106,6 +107,14 @@ func (site *Site) postAdminTimeout(c *call) error {
 		return site.showAdmin(c, e.Status, "", "", e.Message)
 	}
 	return site.adminDone(c, adminNotice{Done: "timeout"})
+}
+
+func (site *Site) postAdminRemember(c *call) error {
+	if _, err := site.realm.SetRememberAllowed(c.ctx(), site.actor(c), c.r.PostForm.Get("remember") == "on"); err != nil {
+		e := site.public(err, "set remember")
+		return site.showAdmin(c, e.Status, "", "", e.Message)
+	}
+	return site.adminDone(c, adminNotice{Done: "remember"})
 }
 
 func (site *Site) postAdminReset(c *call) error {
