@@ -215,6 +215,7 @@ func (m *Gateway) provisionOn(ctx caddy.Context, app *App) error {
 		cfg.Texter = m.texts
 	}
 	cfg.Identified = setPlaceholders
+	cfg.ClientIP = clientIP
 	cfg.Subrequest = subrequest
 	m.cfg = cfg
 	if m.EncryptionKey != "" {
@@ -368,6 +369,13 @@ func (m *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return caddyhttp.Error(fault.Status, err)
 	}
 	return err
+}
+
+// clientIP is the client's address as Caddy determined it, honouring the
+// server's trusted_proxies.
+func clientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
 }
 
 // setPlaceholders publishes the signed-in user for access logs and later

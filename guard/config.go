@@ -106,6 +106,9 @@ type Config struct {
 	Widget           *WidgetConfig    // widget identity verification; nil: none
 	Mailer           mfa.Mailer       // sends notices; nil: no email configured
 	Texter           mfa.Texter       // sends text messages (SMS codes); nil: none configured
+	// ClientIP is the client's address as the server determined it
+	// (behind trusted proxies, from their headers); nil: the peer's.
+	ClientIP func(*http.Request) string
 	Methods          []string         // the methods users may set up; empty: every configured one
 	Success          Success
 	block            Rules         // the block's rules (SignInField, Identity, Success), set by Normalize

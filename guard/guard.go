@@ -68,7 +68,7 @@ func New(cfg Config, svc *mfa.Service, logger *zap.Logger) (*Guard, error) {
 	if err != nil {
 		return nil, err
 	}
-	wc := web.Config{Prefix: cfg.Prefix, Issuer: cfg.Issuer, TemplateDir: cfg.TemplateDir}
+	wc := web.Config{Prefix: cfg.Prefix, Issuer: cfg.Issuer, TemplateDir: cfg.TemplateDir, ClientIP: cfg.ClientIP}
 	if cfg.Widget != nil {
 		wc.Widget = &web.WidgetInfo{UserHeader: cfg.Widget.UserHeader, TokenHeader: cfg.Widget.TokenHeader}
 	}
@@ -201,7 +201,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 		// Any client can send bad cookies at any rate: these lines are
 		// sampled, so a flood cannot fill the disk with them.
 		if c := g.sampled.Check(zapcore.InfoLevel, "session ended"); c != nil {
-			c.Write(zap.Stringer("reason", cur.Reason), zap.String("remote_ip", web.ClientIP(r)), zap.String("path", r.URL.Path))
+			c.Write(zap.Stringer("reason", cur.Reason), zap.String("remote_ip", g.site.ClientIP(r)), zap.String("path", r.URL.Path))
 		}
 	}
 	if active && len(sc.Stripped) > 0 {
@@ -408,13 +408,13 @@ func (g *Guard) redirectOrJSON(w http.ResponseWriter, r *http.Request, loc strin
 
 func (g *Guard) logDecision(r *http.Request, msg string, fields ...zap.Field) {
 	if c := g.log.Check(zapcore.InfoLevel, msg); c != nil {
-		c.Write(append(fields, zap.String("remote_ip", web.ClientIP(r)), zap.String("path", r.URL.Path))...)
+		c.Write(append(fields, zap.String("remote_ip", g.site.ClientIP(r)), zap.String("path", r.URL.Path))...)
 	}
 }
 
 // actor is the actor behind r, acting as user.
 func (g *Guard) actor(r *http.Request, user string) mfa.Actor {
-	a := web.ActorOf(r)
+	a := g.site.ActorOf(r)
 	a.User = user
 	return a
 }

@@ -62,7 +62,7 @@ func (g *Guard) checkWidget(w http.ResponseWriter, r *http.Request) (bool, error
 	g.svc.Stats().Widget(mode, verdict, cause)
 	if verdict == identity.Unverified && mode == identity.Enforce {
 		if c := g.log.Check(zapcore.DebugLevel, "widget request refused"); c != nil {
-			c.Write(zap.String("cause", string(cause)), zap.String("claimed_user", claimed), zap.String("remote_ip", web.ClientIP(r)))
+			c.Write(zap.String("cause", string(cause)), zap.String("claimed_user", claimed), zap.String("remote_ip", g.site.ClientIP(r)))
 		}
 		web.WriteJSON(w, http.StatusForbidden, map[string]string{"error": string(cause), "message": "Identity verification failed: " + cause.Words() + "."})
 		return true, nil

@@ -29,6 +29,9 @@ type Config struct {
 	Issuer      string      // name on the pages
 	TemplateDir string      // templates overriding the embedded pages
 	Widget      *WidgetInfo // nil: no widget traffic configured
+	// ClientIP is the client's address as the server determined it
+	// (honouring its trusted proxies); nil or "": the connection's peer.
+	ClientIP func(*http.Request) string
 }
 
 // WidgetInfo is what the admin page tells developers about widget tokens.
@@ -87,7 +90,7 @@ func (site *Site) Serve(w http.ResponseWriter, r *http.Request, rel string, now 
 		site.ui.Assets().ServeHTTP(w, sub)
 		return nil
 	}
-	c := &call{w: w, r: r, cur: site.realm.Lookup(site.jar.Value(r), now), now: now, actor: ActorOf(r)}
+	c := &call{w: w, r: r, cur: site.realm.Lookup(site.jar.Value(r), now), now: now, actor: site.ActorOf(r)}
 	if s := c.sess(); s != nil && s.State == session.Active {
 		s.Touch(now)
 	}
@@ -97,14 +100,27 @@ func (site *Site) Serve(w http.ResponseWriter, r *http.Request, rel string, now 
 	return site.servePage(c, rel)
 }
 
-// ActorOf is the actor behind a request: its address as Caddy resolved it
-// and its user agent. The user is filled in once a session names one.
-func ActorOf(r *http.Request) mfa.Actor {
-	return mfa.Actor{Address: ClientIP(r), Agent: r.UserAgent()}
+// ActorOf is the actor behind a request: its client address and its user
+// agent. The user is filled in once a session names one.
+func (site *Site) ActorOf(r *http.Request) mfa.Actor {
+	return mfa.Actor{Address: site.ClientIP(r), Agent: r.UserAgent()}
 }
 
-// ClientIP is the address wrong codes are counted against.
-func ClientIP(r *http.Request) string {
+// ClientIP is the client's address: the one the server determined
+// (Config.ClientIP: behind trusted proxies, from their headers), else the
+// connection's peer. Rate limits, lock-outs, sessions, the audit log and
+// the new-address checks all use it.
+func (site *Site) ClientIP(r *http.Request) string {
+	if site.cfg.ClientIP != nil {
+		if ip := site.cfg.ClientIP(r); ip != "" {
+			return ip
+		}
+	}
+	return peerIP(r)
+}
+
+// peerIP is the address of the connection's peer.
+func peerIP(r *http.Request) string {
 	host := r.RemoteAddr
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
 		host = host[:i]
@@ -268,7 +284,7 @@ func WantsJSON(r *http.Request) bool {
 
 func (site *Site) logDecision(r *http.Request, msg string, fields ...zap.Field) {
 	if c := site.log.Check(zapcore.InfoLevel, msg); c != nil {
-		c.Write(append(fields, zap.String("remote_ip", ClientIP(r)), zap.String("path", r.URL.Path))...)
+		c.Write(append(fields, zap.String("remote_ip", site.ClientIP(r)), zap.String("path", r.URL.Path))...)
 	}
 }
 
