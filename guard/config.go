@@ -108,30 +108,30 @@ type Config struct {
 	Texter           mfa.Texter       // sends text messages (SMS codes); nil: none configured
 	// ClientIP is the client's address as the server determined it
 	// (behind trusted proxies, from their headers); nil: the peer's.
-	ClientIP func(*http.Request) string
-	Methods          []string         // the methods users may set up; empty: every configured one
-	Success          Success
-	block            Rules         // the block's rules (SignInField, Identity, Success), set by Normalize
-	IdleTimeout      time.Duration // default 240m, 5m..1440m
-	MaxLifetime      time.Duration // default 12h: the second factor is asked again after it
-	PendingTTL       time.Duration // how long a password sign-in waits for its second factor, default 10m
-	Require2FA       bool          // users without a factor must enrol before they reach the app
-	CookieName       string        // default "mfa_session"; "__Host-" is prepended on HTTPS
-	Issuer           string        // name in authenticator apps and on pages
-	UserHeader       string        // header the upstream receives the user in, default "X-Mfa-User"
-	AALHeader        string        // default "X-Mfa-Aal"
-	StripHeaders     []string      // extra request headers to remove (e.g. Authorization) outside the sign-in
-	StripParams      []string      // query parameters to remove outside the sign-in (credential-bearing)
-	MaxAttempts      int           // wrong codes per user (and 4x per address) per AttemptWindow, default 5
-	MaxFailedCodes   int           // wrong authenticator codes in a row before it locks, default 100
-	RememberFor      time.Duration // how long "remember this browser" lasts; 0: not offered
-	AttemptWindow    time.Duration // default 15m
-	MaxBodyBytes     int64         // sign-in request and response bodies read at most, default 1 MiB
-	TemplateDir      string
-	Scope            string        // the population this block's policy applies to, default "default"
-	PolicyMaxAge     time.Duration // how stale a policy read from the store may be, default 5m
-	Admins           []string      // user ids allowed on the admin page (with AAL2)
-	GracePeriod      time.Duration // sessions from before "require 2FA" without it end after this, default 7 days
+	ClientIP       func(*http.Request) string
+	Methods        []string // the methods users may set up; empty: every configured one
+	Success        Success
+	block          Rules         // the block's rules (SignInField, Identity, Success), set by Normalize
+	IdleTimeout    time.Duration // default 240m, 5m..1440m
+	MaxLifetime    time.Duration // default 12h: the second factor is asked again after it
+	PendingTTL     time.Duration // how long a password sign-in waits for its second factor, default 10m
+	Require2FA     bool          // users without a factor must enrol before they reach the app
+	CookieName     string        // default "mfa_session"; "__Host-" is prepended on HTTPS
+	Issuer         string        // name in authenticator apps and on pages
+	UserHeader     string        // header the upstream receives the user in, default "X-Mfa-User"
+	AALHeader      string        // default "X-Mfa-Aal"
+	StripHeaders   []string      // extra request headers to remove (e.g. Authorization) outside the sign-in
+	StripParams    []string      // query parameters to remove outside the sign-in (credential-bearing)
+	MaxAttempts    int           // wrong codes per user (and 4x per address) per AttemptWindow, default 5
+	MaxFailedCodes int           // wrong authenticator codes in a row before it locks, default 100
+	RememberFor    time.Duration // how long "remember this browser" lasts; 0: not offered
+	AttemptWindow  time.Duration // default 15m
+	MaxBodyBytes   int64         // sign-in request and response bodies read at most, default 1 MiB
+	TemplateDir    string
+	Scope          string        // the population this block's policy applies to, default "default"
+	PolicyMaxAge   time.Duration // how stale a policy read from the store may be, default 5m
+	Admins         []string      // user ids allowed on the admin page (with AAL2)
+	GracePeriod    time.Duration // sessions from before "require 2FA" without it end after this, default 7 days
 	// Subrequest, if set, prepares the whoami call as a request of its own
 	// to the server's routes (the Caddy glue gives it a fresh context, so
 	// route groups such as handle blocks are matched afresh).
