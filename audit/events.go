@@ -69,6 +69,8 @@ const (
 	TypePrimaryChanged          = "primary_changed"
 	TypeDeviceRemembered        = "device_remembered"
 	TypeDeviceForgotten         = "device_forgotten"
+	TypeNewIPOnlyChanged        = "new_ip_only_changed"
+	TypeAddressForgotten        = "address_forgotten"
 )
 
 // Types lists every event type, in the order above, for the admin page's
@@ -84,7 +86,7 @@ func Types() []string {
 		TypeEnforcementNoticeSent, TypeIdentitySecretGenerated, TypeIdentityModeChanged,
 		TypeBackup, TypeAuthenticatorChanged, TypeSignInAbandoned,
 		TypeCodeSent, TypeMethodAdded, TypeMethodRemoved, TypePrimaryChanged,
-		TypeDeviceRemembered, TypeDeviceForgotten,
+		TypeDeviceRemembered, TypeDeviceForgotten, TypeNewIPOnlyChanged, TypeAddressForgotten,
 	}
 }
 

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -59,6 +60,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_attempts <n>
 //	    max_failed_codes <n>
 //	    remember_days <n>                       # 0 turns "remember this browser" off; default 30
+//	    trusted_networks <cidr>...              # the second factor is skipped there (never the password)
 //	    audit_max_events <n>
 //	    attempt_window <duration>
 //	    template_dir <dir>
@@ -298,6 +300,17 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				m.StripParams = append(m.StripParams, args...)
 			}
+		case "trusted_networks":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, a := range args {
+				if _, err := netip.ParsePrefix(a); err != nil {
+					return d.Errf("trusted_networks: %q is not a network like 10.0.0.0/8", a)
+				}
+			}
+			m.TrustedNetworks = append(m.TrustedNetworks, args...)
 		case "remember_days":
 			if err := once(name); err != nil {
 				return err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -109,6 +110,9 @@ type Gateway struct {
 	// How many days "remember this browser" skips the second factor;
 	// 0 turns it off. Default 30.
 	RememberDays *int `json:"remember_days,omitempty"`
+	// Client networks (CIDRs) where signing in skips the second factor
+	// for everyone. The app's password is still needed.
+	TrustedNetworks []string `json:"trusted_networks,omitempty"`
 	// Window for MaxAttempts. Default 15m.
 	AttemptWindow caddy.Duration `json:"attempt_window,omitempty"`
 	// Directory of templates overriding the embedded pages.
@@ -255,6 +259,14 @@ func (m *Gateway) serviceOptions() mfa.Options {
 }
 
 func (m *Gateway) config(ctx caddy.Context) (guard.Config, error) {
+	var nets []netip.Prefix
+	for _, n := range m.TrustedNetworks {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return guard.Config{}, fmt.Errorf("trusted_networks: %q is not a network like 10.0.0.0/8: %w", n, err)
+		}
+		nets = append(nets, p.Masked())
+	}
 	cfg := guard.Config{
 		Prefix: m.Prefix, SignInField: m.SignInField, AppCookies: m.SessionCookies,
 		Identity: m.UserFrom, Success: guard.Success{Kind: m.Success, Statuses: m.SuccessStatus, Cookies: m.SuccessCookies},
@@ -262,7 +274,7 @@ func (m *Gateway) config(ctx caddy.Context) (guard.Config, error) {
 		PendingTTL: time.Duration(m.PendingTimeout), Require2FA: m.Require2FA,
 		CookieName: m.CookieName, Issuer: m.Issuer, UserHeader: m.UserHeader, AALHeader: m.AALHeader,
 		StripHeaders: m.StripHeaders, StripParams: m.StripParams, SignOutOnRequest: m.SignOutOnRequest, NormalizeUsers: m.NormalizeUsers, MaxAttempts: m.MaxAttempts, MaxFailedCodes: m.MaxFailedCodes,
-		RememberFor:   rememberFor(m.RememberDays),
+		RememberFor: rememberFor(m.RememberDays), TrustedNetworks: nets,
 		AttemptWindow: time.Duration(m.AttemptWindow), TemplateDir: m.TemplateDir,
 		Scope: m.Scope, PolicyMaxAge: time.Duration(m.PolicyCache), Admins: m.Admins,
 		GracePeriod: time.Duration(m.GracePeriod),

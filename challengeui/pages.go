@@ -65,12 +65,13 @@ type SecurityPage struct {
 	RecoveryRemaining int
 	Next              string
 	Notice, Error     string
-	Setup             *SetupView   // the setup dialog
-	Change            *SetupView   // the "change authenticator app" dialog
-	Confirm           *ConfirmView // the dialog asking for a current code before a change
-	SentMethods       []MethodView // codes by email or text message: held, or offered to set up
-	Verify            *VerifyView  // the dialog asking for the code sent to a new destination
-	Devices           []DeviceView // remembered browsers; none hides the card
+	Setup             *SetupView     // the setup dialog
+	Change            *SetupView     // the "change authenticator app" dialog
+	Confirm           *ConfirmView   // the dialog asking for a current code before a change
+	SentMethods       []MethodView   // codes by email or text message: held, or offered to set up
+	Verify            *VerifyView    // the dialog asking for the code sent to a new destination
+	Devices           []DeviceView   // remembered browsers; none hides the card
+	Addresses         *AddressesView // "only from new addresses"; nil without a method
 	Codes             []string
 	CodesError        string
 	DownloadHref      template.URL  // data: URI built with DownloadURL
@@ -113,6 +114,20 @@ type MethodView struct {
 	SentTo  string // masked destination, when held
 	Primary bool
 	Allowed bool // the user may set it up here
+}
+
+// AddressesView is the user's choice to be asked for the second factor
+// only from new addresses, and the addresses they passed it from.
+type AddressesView struct {
+	On      bool
+	Current string // this request's address
+	Known   []KnownAddress
+}
+
+// KnownAddress is an address the user passed a challenge from.
+type KnownAddress struct {
+	Address  string
+	LastUsed time.Time
 }
 
 // DeviceView is a remembered browser on the security page.

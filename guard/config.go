@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"regexp"
@@ -125,13 +126,16 @@ type Config struct {
 	MaxAttempts    int           // wrong codes per user (and 4x per address) per AttemptWindow, default 5
 	MaxFailedCodes int           // wrong authenticator codes in a row before it locks, default 100
 	RememberFor    time.Duration // how long "remember this browser" lasts; 0: not offered
-	AttemptWindow  time.Duration // default 15m
-	MaxBodyBytes   int64         // sign-in request and response bodies read at most, default 1 MiB
-	TemplateDir    string
-	Scope          string        // the population this block's policy applies to, default "default"
-	PolicyMaxAge   time.Duration // how stale a policy read from the store may be, default 5m
-	Admins         []string      // user ids allowed on the admin page (with AAL2)
-	GracePeriod    time.Duration // sessions from before "require 2FA" without it end after this, default 7 days
+	// TrustedNetworks are client networks where the second factor is skipped
+	// for everyone.
+	TrustedNetworks []netip.Prefix
+	AttemptWindow   time.Duration // default 15m
+	MaxBodyBytes    int64         // sign-in request and response bodies read at most, default 1 MiB
+	TemplateDir     string
+	Scope           string        // the population this block's policy applies to, default "default"
+	PolicyMaxAge    time.Duration // how stale a policy read from the store may be, default 5m
+	Admins          []string      // user ids allowed on the admin page (with AAL2)
+	GracePeriod     time.Duration // sessions from before "require 2FA" without it end after this, default 7 days
 	// Subrequest, if set, prepares the whoami call as a request of its own
 	// to the server's routes (the Caddy glue gives it a fresh context, so
 	// route groups such as handle blocks are matched afresh).

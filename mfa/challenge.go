@@ -209,6 +209,7 @@ func (r *Realm) passChallenge(ctx context.Context, a Actor, s *session.Session, 
 		}
 		u.FailedCodes = 0
 		u.LastSignInAt = now
+		learnAddress(u, r.cfg.Scope, a.Address, now)
 		return nil
 	}, s, ns)
 	if err != nil {
@@ -268,6 +269,7 @@ func (r *Realm) useRecoveryCode(ctx context.Context, a Actor, s *session.Session
 		u.RecoveryHashes = recovery.Remove(u.RecoveryHashes, i)
 		removeAuthenticator(u)
 		u.LastSignInAt = now
+		learnAddress(u, r.cfg.Scope, a.Address, now)
 		return nil
 	}, s, ns)
 	if err != nil {

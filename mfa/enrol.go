@@ -510,6 +510,7 @@ func removeFactors(u *storage.User) {
 	removeAuthenticator(u)
 	u.EmailOTP, u.PhoneOTP, u.Primary, u.Codes = "", "", "", nil
 	u.RecoveryHashes, u.PendingCodes = nil, nil
+	u.NewIPOnly, u.KnownIPs = false, nil
 }
 
 // Status is a signed-in user's 2FA state, as the JSON API shows it.

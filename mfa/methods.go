@@ -355,6 +355,7 @@ func (r *Realm) passSentCode(ctx context.Context, a Actor, s *session.Session, m
 		}
 		if ok {
 			u.LastSignInAt = now
+			learnAddress(&u, r.cfg.Scope, a.Address, now)
 		}
 		u.UpdatedAt = now
 		if err := tx.PutUser(u); err != nil || !ok {

@@ -3,6 +3,7 @@ package mfa
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -44,8 +45,11 @@ type Config struct {
 	Texter         Texter        // nil: no text messages configured
 	Methods        []string      // the methods users may hold; empty: every one configured
 	RememberFor    time.Duration // how long "remember this browser" lasts; 0: not offered
-	EmailTemplate  string        // an address made from the user id when none is known
-	Classify       CookieClassifier
+	// TrustedNetworks are client networks where signing in skips the second
+	// factor for everyone (never the password).
+	TrustedNetworks []netip.Prefix
+	EmailTemplate   string // an address made from the user id when none is known
+	Classify        CookieClassifier
 	// Fold, if set, is how the realm folds user names (username.Fold): users
 	// stored under other spellings are moved to their folded id when the
 	// realm starts, and UserID folds names given to admin operations.

@@ -92,6 +92,21 @@ func (r *Realm) signIn(ctx context.Context, a Actor, in SignIn) (Changed, Outcom
 	} else if in.Device != "" && enrolled {
 		forget = true // remembering is off here: the token is of no use
 	}
+	if why := r.skipReason(u, a); enrolled && why != "" {
+		s := &session.Session{
+			User: in.User, Role: in.Role, AAL: 1, State: session.Active, CreatedAt: now, AuthAt: now,
+			ExpiresAt: now.Add(r.cfg.MaxLifetime), RemoteAddr: a.Address, UserAgent: truncate(a.Agent, 256), Next: in.Next,
+		}
+		s.SetBindings(append(append([]session.Binding(nil), in.Carried...), in.Set...))
+		id, err := r.Start(ctx, in.Old, s, now)
+		if err != nil {
+			return Changed{}, 0, fmt.Errorf("mfa: save session: %w", err)
+		}
+		r.touchSignIn(ctx, in.User, in.Email, now, true)
+		r.decision(a, "second factor skipped: "+why, fields...)
+		r.record(a, audit.TypeSignIn, in.User, map[string]string{"second_factor": "skipped: " + why})
+		return Changed{Session: s, ID: id, Held: in.Held, ForgetDevice: forget}, SignedIn, nil
+	}
 	if enrolled {
 		if u.CreatedAt.IsZero() || (in.Email != "" && in.Email != u.Email) {
 			r.touchSignIn(ctx, in.User, in.Email, now, false)

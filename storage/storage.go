@@ -63,6 +63,15 @@ type User struct {
 	Primary        string     `json:"primary,omitempty"`         // the method the challenge asks for first; empty: the first held
 	Codes          []SentCode `json:"sent_codes,omitempty"`      // emailed or texted codes waiting to be entered
 	Devices        []Device   `json:"devices,omitempty"`         // browsers remembered after a passed challenge
+	NewIPOnly      bool       `json:"new_ip_only,omitempty"`     // the user asked for the second factor only from new addresses
+	KnownIPs       []KnownIP  `json:"known_ips,omitempty"`       // addresses a challenge was passed from
+}
+
+// KnownIP is an address the user passed a challenge from.
+type KnownIP struct {
+	Address  string    `json:"address"`
+	Scope    string    `json:"scope"`
+	LastUsed time.Time `json:"last_used"`
 }
 
 // Device is a browser remembered after a passed challenge: signing in

@@ -176,6 +176,48 @@ func (site *Site) apiForgetDevice(c *call, body map[string]json.RawMessage) erro
 	return nil
 }
 
+func (site *Site) apiAddresses(c *call, _ map[string]json.RawMessage) error {
+	on, known, err := site.realm.Addresses(c.ctx(), c.sess().User)
+	if err != nil {
+		return site.fail(c, err, "addresses")
+	}
+	type addr struct {
+		Address  string    `json:"address"`
+		LastUsed time.Time `json:"last_used"`
+	}
+	out := []addr{}
+	for _, k := range known {
+		out = append(out, addr{k.Address, k.LastUsed})
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]any{"new_ip_only": on, "addresses": out})
+	return nil
+}
+
+func (site *Site) apiNewIPOnly(c *call, body map[string]json.RawMessage) error {
+	raw, ok := body["on"]
+	var on bool
+	if !ok || json.Unmarshal(raw, &on) != nil {
+		return WriteJSONError(c.w, ErrBadRequest.with("The field on must be true or false."))
+	}
+	if err := site.realm.SetNewIPOnly(c.ctx(), site.actor(c), c.sess(), on); err != nil {
+		return site.fail(c, err, "new address only")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true, "new_ip_only": on})
+	return nil
+}
+
+func (site *Site) apiForgetAddress(c *call, body map[string]json.RawMessage) error {
+	addr, e := stringField(body, "address")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	if err := site.realm.ForgetAddress(c.ctx(), site.actor(c), c.sess(), addr); err != nil {
+		return site.fail(c, err, "forget address")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true})
+	return nil
+}
+
 func (site *Site) apiTimeout(c *call, body map[string]json.RawMessage) error {
 	raw, ok := body["minutes"]
 	var n int

@@ -79,6 +79,7 @@ var (
 	errNotSent           = &Error{Status: http.StatusServiceUnavailable, Code: "not_sent", Message: "The code could not be sent. Try again in a moment, or use another method."}
 	errSendLimited       = &Error{Status: http.StatusTooManyRequests, Code: "send_limited", Message: "A new code cannot be sent yet."}
 	errUnknownDevice     = &Error{Status: http.StatusNotFound, Code: "unknown_device", Message: "No such remembered browser."}
+	errUnknownAddress    = &Error{Status: http.StatusNotFound, Code: "unknown_address", Message: "That address is not one you signed in from."}
 	errRememberOff       = &Error{Status: http.StatusConflict, Code: "remember_off", Message: "Remembering browsers is off here."}
 	ErrUnavailable       = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "Something went wrong on our side. Try again in a moment."}
 )
@@ -98,6 +99,7 @@ var domainErrors = []struct {
 	{mfa.ErrMethodNotSetUp, errMethodNotSetUp},
 	{mfa.ErrCodeExpired, errCodeExpired},
 	{mfa.ErrUnknownDevice, errUnknownDevice},
+	{mfa.ErrUnknownAddress, errUnknownAddress},
 	{mfa.ErrRememberOff, errRememberOff},
 	{mfa.ErrNotSent, errNotSent},
 	{mfa.ErrWrongRecovery, errWrongRecovery},

@@ -51,6 +51,8 @@ func (site *Site) pageRoutes() map[string]pageRoute {
 		"admin/timeout":                   {http.MethodPost, needAdmin, site.postAdminTimeout},
 		"admin/remember":                  {http.MethodPost, needAdmin, site.postAdminRemember},
 		"security/devices/forget":         {http.MethodPost, needActive, site.postForgetDevice},
+		"security/new-ip-only":            {http.MethodPost, needActive, site.postNewIPOnly},
+		"security/addresses/forget":       {http.MethodPost, needActive, site.postForgetAddress},
 		"admin/reset":                     {http.MethodPost, needAdmin, site.postAdminReset},
 		"admin/unlock":                    {http.MethodPost, needAdmin, site.postAdminUnlock},
 		"admin/methods/remove":            {http.MethodPost, needAdmin, site.postAdminRemoveMethod},
@@ -255,15 +257,17 @@ func (site *Site) postSignOut(c *call) error {
 }
 
 var notices = map[string]string{
-	"enabled":        "Two-factor authentication is on.",
-	"disabled":       "Two-factor authentication is off. Your authenticator and recovery codes were deleted.",
-	"regenerated":    "New recovery codes are active. The old ones no longer work.",
-	"revoked":        "The session was signed out.",
-	"changed":        "Your new authenticator app is set up. The old one no longer works.",
-	"method-added":   "The new way to get codes is set up.",
-	"method-removed": "That way to get codes was removed.",
-	"primary":        "Your primary method was changed: sign-in asks for it first.",
-	"forgotten":      "That browser is forgotten: signing in there asks for your code again.",
+	"enabled":           "Two-factor authentication is on.",
+	"disabled":          "Two-factor authentication is off. Your authenticator and recovery codes were deleted.",
+	"regenerated":       "New recovery codes are active. The old ones no longer work.",
+	"revoked":           "The session was signed out.",
+	"changed":           "Your new authenticator app is set up. The old one no longer works.",
+	"method-added":      "The new way to get codes is set up.",
+	"method-removed":    "That way to get codes was removed.",
+	"primary":           "Your primary method was changed: sign-in asks for it first.",
+	"forgotten":         "That browser is forgotten: signing in there asks for your code again.",
+	"addresses":         "Your choice is saved.",
+	"address-forgotten": "That address is forgotten: signing in from it asks for your code again.",
 }
 
 // secView is what the security page shows besides the user's state.
@@ -289,6 +293,15 @@ func (site *Site) securityPage(c *call, v secView) (challengeui.SecurityPage, *E
 		Notice: notices[q.Get("done")], Error: v.pageErr, CodesError: v.codesErr,
 		Sessions: sessionViews(c, site.svc.SessionList(s.User)), SentMethods: site.sentMethods(u),
 		Devices: site.deviceViews(c, s.User),
+	}
+	if len(mfa.Methods(u)) > 0 {
+		known := &challengeui.AddressesView{On: u.NewIPOnly, Current: c.actor.Address}
+		if _, ks, err := site.realm.Addresses(c.ctx(), s.User); err == nil {
+			for _, k := range ks {
+				known.Known = append(known.Known, challengeui.KnownAddress{Address: k.Address, LastUsed: k.LastUsed})
+			}
+		}
+		p.Addresses = known
 	}
 	if codes := site.svc.PendingCodes(u); len(codes) > 0 {
 		p.Codes = codes
@@ -534,6 +547,25 @@ func (site *Site) postForgetDevice(c *call) error {
 		return site.showSecurity(c, e.Status, false, "", "", e.Message)
 	}
 	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?done=forgotten#devices", http.StatusSeeOther)
+	return nil
+}
+
+func (site *Site) postNewIPOnly(c *call) error {
+	on := c.r.PostForm.Get("new_ip_only") == "on"
+	if err := site.realm.SetNewIPOnly(c.ctx(), site.actor(c), c.sess(), on); err != nil {
+		e := site.public(err, "new address only")
+		return site.showSecurity(c, e.Status, false, "", "", e.Message)
+	}
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?done=addresses#addresses", http.StatusSeeOther)
+	return nil
+}
+
+func (site *Site) postForgetAddress(c *call) error {
+	if err := site.realm.ForgetAddress(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("address")); err != nil {
+		e := site.public(err, "forget address")
+		return site.showSecurity(c, e.Status, false, "", "", e.Message)
+	}
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?done=address-forgotten#addresses", http.StatusSeeOther)
 	return nil
 }
 
