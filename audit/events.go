@@ -71,6 +71,7 @@ const (
 	TypeDeviceForgotten         = "device_forgotten"
 	TypeNewIPOnlyChanged        = "new_ip_only_changed"
 	TypeAddressForgotten        = "address_forgotten"
+	TypeNewLoginAlert           = "new_login_alert"
 )
 
 // Types lists every event type, in the order above, for the admin page's
@@ -86,7 +87,7 @@ func Types() []string {
 		TypeEnforcementNoticeSent, TypeIdentitySecretGenerated, TypeIdentityModeChanged,
 		TypeBackup, TypeAuthenticatorChanged, TypeSignInAbandoned,
 		TypeCodeSent, TypeMethodAdded, TypeMethodRemoved, TypePrimaryChanged,
-		TypeDeviceRemembered, TypeDeviceForgotten, TypeNewIPOnlyChanged, TypeAddressForgotten,
+		TypeDeviceRemembered, TypeDeviceForgotten, TypeNewIPOnlyChanged, TypeAddressForgotten, TypeNewLoginAlert,
 	}
 }
 

@@ -47,6 +47,7 @@ type PolicyView struct {
 	// block does not offer it); RememberAllowed is the team's switch.
 	RememberDays    int
 	RememberAllowed bool
+	LoginAlerts     bool   // members are emailed when they sign in from a new browser
 	Error           string // a rejected policy or timeout change, e.g. a timeout out of range
 }
 

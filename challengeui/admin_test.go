@@ -112,6 +112,7 @@ func TestRenderAdminPage(t *testing.T) {
 		fields []string
 	}{
 		"/_mfa/admin/policy":             {1, []string{`name="scope" value="agents"`, `type="checkbox" name="require_2fa" value="on" id="require_2fa" checked`}},
+		"/_mfa/admin/alerts":             {1, []string{`type="checkbox" name="alerts" id="alerts"`}},
 		"/_mfa/admin/timeout":            {1, []string{`name="scope" value="agents"`, `type="number" name="minutes" id="minutes" min="5" max="1440" step="1" inputmode="numeric" required value="120"`}},
 		"/_mfa/admin/reset":              {2, []string{`name="user" value="`}},
 		"/_mfa/admin/sessions/revoke":    {4, []string{`name="session" value="s-`}},

@@ -94,7 +94,7 @@ func (j *Jar) IsApp(name string) bool {
 // (its session, or a remembered browser), in either scheme's spelling and
 // any letter case. They never reach the app.
 func (j *Jar) isGateway(name string) bool {
-	for _, n := range []string{j.name, j.hostName, j.name + deviceSuffix, j.hostName + deviceSuffix} {
+	for _, n := range []string{j.name, j.hostName, j.name + deviceSuffix, j.hostName + deviceSuffix, j.name + seenSuffix, j.hostName + seenSuffix} {
 		if strings.EqualFold(name, n) {
 			return true
 		}
@@ -103,8 +103,12 @@ func (j *Jar) isGateway(name string) bool {
 }
 
 // deviceSuffix names the cookie of a remembered browser after the gateway
-// cookie: "mfa_session_device".
-const deviceSuffix = "_device"
+// cookie: "mfa_session_device"; seenSuffix the one that recognises a
+// browser a user signed in from before, for new-login alerts.
+const (
+	deviceSuffix = "_device"
+	seenSuffix   = "_seen"
+)
 
 // Name is the gateway cookie's name for r: "__Host-" on HTTPS, so a
 // sibling subdomain cannot plant one (RFC 6265bis §4.1.3.2).
@@ -127,6 +131,18 @@ func (j *Jar) SetDevice(h http.Header, r *http.Request, value string, maxAge tim
 	}
 	h.Add("Set-Cookie", c.String())
 }
+
+// SetSeen stamps the cookie that recognises this browser at later sign-ins.
+func (j *Jar) SetSeen(h http.Header, r *http.Request, value string) {
+	c := &http.Cookie{
+		Name: j.Name(r) + seenSuffix, Value: value, Path: "/", MaxAge: 400 * 24 * 3600,
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
+	}
+	h.Add("Set-Cookie", c.String())
+}
+
+// SeenValue is the browser-recognition cookie's value, "" if none.
+func (j *Jar) SeenValue(r *http.Request) string { return valueOf(r, j.Name(r)+seenSuffix) }
 
 // ClearDevice expires the remembered-browser cookie.
 func (j *Jar) ClearDevice(h http.Header, r *http.Request) {
@@ -159,7 +175,7 @@ func (j *Jar) Set(h http.Header, r *http.Request, value string) {
 // cookies for r.
 func (j *Jar) Own(r *http.Request, line string) bool {
 	n := j.Name(r)
-	return strings.HasPrefix(line, n+"=") || strings.HasPrefix(line, n+deviceSuffix+"=")
+	return strings.HasPrefix(line, n+"=") || strings.HasPrefix(line, n+deviceSuffix+"=") || strings.HasPrefix(line, n+seenSuffix+"=")
 }
 
 // Clear expires the gateway cookie and the app cookies the browser sent
@@ -268,6 +284,7 @@ func RemoveLines(h http.Header, drop []string) {
 type Scan struct {
 	Gateway   string   // value of the gateway cookie, "" if absent
 	Device    string   // value of the remembered-browser cookie, "" if absent
+	Seen      string   // value of the browser-recognition cookie, "" if absent
 	Forwarded []Pair   // app cookies bound to the session and passed on
 	Stripped  []string // names of app cookies removed
 }
@@ -328,6 +345,8 @@ func (j *Jar) Rewrite(r *http.Request, sess *session.Session) Scan {
 					sc.Gateway = v
 				case gwName + deviceSuffix:
 					sc.Device = v
+				case gwName + seenSuffix:
+					sc.Seen = v
 				}
 				keep = false
 			case j.IsApp(key):

@@ -133,6 +133,9 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 			return g.replaceResponse(iw, g.cfg.Prefix+"security?setup=1", web.ErrEnrolmentRequired, held)
 		}
 	}
+	if outcome == mfa.SignedIn {
+		g.site.SignedInFrom(h, iw.r, user, iw.scan.Seen) // a completed sign-in: new-login alerts
+	}
 	return iw.release()
 }
 

@@ -26,6 +26,9 @@ type Policy struct {
 	// NoRemember forbids "remember this browser": every sign-in asks for
 	// the second factor.
 	NoRemember bool `json:"no_remember,omitempty"`
+	// LoginAlerts emails users when they sign in from a browser they have
+	// not used before.
+	LoginAlerts bool `json:"login_alerts,omitempty"`
 }
 
 // idle returns the policy's idle timeout, or def.
@@ -143,7 +146,7 @@ func merge(def, stored Policy) Policy {
 	if stored.IdleMinutes > 0 {
 		p.IdleMinutes = stored.IdleMinutes
 	}
-	p.NoRemember = stored.NoRemember
+	p.NoRemember, p.LoginAlerts = stored.NoRemember, stored.LoginAlerts
 	return p
 }
 

@@ -65,6 +65,14 @@ type User struct {
 	Devices        []Device   `json:"devices,omitempty"`         // browsers remembered after a passed challenge
 	NewIPOnly      bool       `json:"new_ip_only,omitempty"`     // the user asked for the second factor only from new addresses
 	KnownIPs       []KnownIP  `json:"known_ips,omitempty"`       // addresses a challenge was passed from
+	Browsers       []Browser  `json:"browsers,omitempty"`        // browsers the user signed in from, for new-login alerts
+}
+
+// Browser is a browser a user signed in from, recognised by a cookie whose
+// keyed hash is kept.
+type Browser struct {
+	Hash     []byte    `json:"hash"`
+	LastUsed time.Time `json:"last_used"`
 }
 
 // KnownIP is an address the user passed a challenge from.

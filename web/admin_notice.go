@@ -100,6 +100,11 @@ func noticeText(n adminNotice, p challengeui.AdminPage) string {
 			return "Members may now tick \"Remember this browser\"" + inScope(p.Policy.Scope) + "."
 		}
 		return "\"Remember this browser\" is now off" + inScope(p.Policy.Scope) + ": every sign-in asks for the second factor."
+	case "alerts":
+		if p.Policy.LoginAlerts {
+			return "New-login alerts are on" + inScope(p.Policy.Scope) + ": members are emailed when they sign in from a new browser."
+		}
+		return "New-login alerts are off" + inScope(p.Policy.Scope) + "."
 	case "timeout":
 		return "Session timeout: now " + strconv.Itoa(p.Policy.IdleMinutes) + " minutes" + inScope(p.Policy.Scope) + "."
 	case "reset":

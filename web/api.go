@@ -47,6 +47,7 @@ func (site *Site) apiRoutes() map[string]apiRoute {
 		"admin/policy":               {http.MethodGet, needAdmin, site.apiPolicy},
 		"admin/timeout":              {http.MethodPost, needAdmin, site.apiTimeout},
 		"admin/remember":             {http.MethodPost, needAdmin, site.apiRemember},
+		"admin/alerts":               {http.MethodPost, needAdmin, site.apiAlerts},
 		"devices":                    {http.MethodGet, needActive, site.apiDevices},
 		"addresses":                  {http.MethodGet, needActive, site.apiAddresses},
 		"addresses/new-ip-only":      {http.MethodPost, needActive, site.apiNewIPOnly},
@@ -246,6 +247,7 @@ func (site *Site) apiChallenge(c *call, body map[string]json.RawMessage) error {
 		return site.fail(c, err, "challenge")
 	}
 	site.changed(c, ch)
+	site.signedIn(c)
 	if remember {
 		site.remember(c)
 	}
@@ -263,6 +265,7 @@ func (site *Site) apiRecovery(c *call, body map[string]json.RawMessage) error {
 		return site.fail(c, err, "recovery")
 	}
 	site.changed(c, ch)
+	site.signedIn(c)
 	WriteJSON(c.w, http.StatusOK, map[string]string{"next": site.cfg.Prefix + "security?setup=1"})
 	return nil
 }

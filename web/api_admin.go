@@ -119,12 +119,13 @@ type policyJSON struct {
 	IdleMinutes     int       `json:"idle_minutes"`
 	RememberDays    int       `json:"remember_days"`    // 0: the block does not offer it
 	RememberAllowed bool      `json:"remember_allowed"` // the team's switch
+	LoginAlerts     bool      `json:"login_alerts"`
 }
 
 func (site *Site) policyJSON() policyJSON {
 	p := site.realm.Policy()
 	return policyJSON{Scope: site.realm.Scope(), Require2FA: p.Require2FA, Since: p.Since, IdleMinutes: int(site.realm.IdleTimeout() / time.Minute),
-		RememberDays: int(site.realm.RememberFor() / (24 * time.Hour)), RememberAllowed: !p.NoRemember}
+		RememberDays: int(site.realm.RememberFor() / (24 * time.Hour)), RememberAllowed: !p.NoRemember, LoginAlerts: p.LoginAlerts}
 }
 
 func (site *Site) apiPolicy(c *call, body map[string]json.RawMessage) error {
@@ -150,6 +151,19 @@ func (site *Site) apiRemember(c *call, body map[string]json.RawMessage) error {
 	}
 	if _, err := site.realm.SetRememberAllowed(c.ctx(), site.actor(c), allowed); err != nil {
 		return site.fail(c, err, "set remember")
+	}
+	WriteJSON(c.w, http.StatusOK, site.policyJSON())
+	return nil
+}
+
+func (site *Site) apiAlerts(c *call, body map[string]json.RawMessage) error {
+	raw, ok := body["on"]
+	var on bool
+	if !ok || json.Unmarshal(raw, &on) != nil {
+		return WriteJSONError(c.w, ErrBadRequest.with("The field on must be true or false."))
+	}
+	if _, err := site.realm.SetLoginAlerts(c.ctx(), site.actor(c), on); err != nil {
+		return site.fail(c, err, "set alerts")
 	}
 	WriteJSON(c.w, http.StatusOK, site.policyJSON())
 	return nil

@@ -152,6 +152,25 @@ func (site *Site) abandon(c *call) error {
 	return err
 }
 
+// SignedInFrom records the browser of a completed sign-in of user (seen is
+// its recognition cookie, "" for none), raising a new-login alert where it
+// is new, and gives a browser without one its cookie.
+func (site *Site) SignedInFrom(h http.Header, r *http.Request, user, seen string) {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	sessions := scheme + "://" + r.Host + site.cfg.Prefix + "security#sessions"
+	if token := site.realm.SignedInFrom(r.Context(), site.ActorOf(r), user, seen, sessions); token != "" {
+		site.jar.SetSeen(h, r, token)
+	}
+}
+
+// signedIn is SignedInFrom for a challenge passed on the gateway's pages.
+func (site *Site) signedIn(c *call) {
+	site.SignedInFrom(c.w.Header(), c.r, c.sess().User, site.jar.SeenValue(c.r))
+}
+
 // remember remembers the call's browser after a passed challenge, when this
 // block offers it; a failure only costs the user a challenge next time.
 func (site *Site) remember(c *call) {

@@ -50,6 +50,7 @@ func (site *Site) pageRoutes() map[string]pageRoute {
 		"admin/policy":                    {http.MethodPost, needAdmin, site.postAdminPolicy},
 		"admin/timeout":                   {http.MethodPost, needAdmin, site.postAdminTimeout},
 		"admin/remember":                  {http.MethodPost, needAdmin, site.postAdminRemember},
+		"admin/alerts":                    {http.MethodPost, needAdmin, site.postAdminAlerts},
 		"security/devices/forget":         {http.MethodPost, needActive, site.postForgetDevice},
 		"security/new-ip-only":            {http.MethodPost, needActive, site.postNewIPOnly},
 		"security/addresses/forget":       {http.MethodPost, needActive, site.postForgetAddress},
@@ -176,6 +177,7 @@ func (site *Site) pageChallenge(c *call) error {
 		return site.render(c, e.Status, page)
 	}
 	site.changed(c, ch)
+	site.signedIn(c)
 	if c.r.PostForm.Get("remember") == "yes" {
 		site.remember(c)
 	}
@@ -201,6 +203,7 @@ func (site *Site) pageRecovery(c *call) error {
 		return site.render(c, e.Status, page)
 	}
 	site.changed(c, ch)
+	site.signedIn(c)
 	// Signed in: the security page opens on setting up a new authenticator,
 	// which the user may put off (unless the team requires it).
 	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?setup=1", http.StatusSeeOther)

@@ -44,6 +44,7 @@ func (site *Site) adminPage(c *call, notice, pageErr, policyErr string) (challen
 			GraceDays: int(site.realm.GracePeriod() / (24 * time.Hour)), IdleMinutes: int(site.realm.IdleTimeout() / time.Minute),
 			Unenrolled: mfa.Unenrolled(ms), Error: policyErr,
 			RememberDays: int(site.realm.RememberFor() / (24 * time.Hour)), RememberAllowed: !pol.NoRemember,
+			LoginAlerts: pol.LoginAlerts,
 		},
 		Sessions:        sessionViews(c, site.svc.SessionList("")),
 		EmailConfigured: site.realm.EmailConfigured(),
@@ -115,6 +116,14 @@ func (site *Site) postAdminRemember(c *call) error {
 		return site.showAdmin(c, e.Status, "", "", e.Message)
 	}
 	return site.adminDone(c, adminNotice{Done: "remember"})
+}
+
+func (site *Site) postAdminAlerts(c *call) error {
+	if _, err := site.realm.SetLoginAlerts(c.ctx(), site.actor(c), c.r.PostForm.Get("alerts") == "on"); err != nil {
+		e := site.public(err, "set alerts")
+		return site.showAdmin(c, e.Status, "", "", e.Message)
+	}
+	return site.adminDone(c, adminNotice{Done: "alerts"})
 }
 
 func (site *Site) postAdminReset(c *call) error {
