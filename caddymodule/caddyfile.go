@@ -61,6 +61,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_failed_codes <n>
 //	    remember_days <n>                       # 0 turns "remember this browser" off; default 30
 //	    trusted_networks <cidr>...              # the second factor is skipped there (never the password)
+//	    enrol_email_proof on|off                # prove the reported email before a first factor; default on
 //	    audit_max_events <n>
 //	    attempt_window <duration>
 //	    template_dir <dir>
@@ -300,6 +301,19 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				m.StripParams = append(m.StripParams, args...)
 			}
+		case "enrol_email_proof":
+			if err := once(name); err != nil {
+				return err
+			}
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if v != "on" && v != "off" {
+				return d.Errf("enrol_email_proof %q: want on or off", v)
+			}
+			on := v == "on"
+			m.EnrolEmailProof = &on
 		case "trusted_networks":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

@@ -113,6 +113,10 @@ type Gateway struct {
 	// Client networks (CIDRs) where signing in skips the second factor
 	// for everyone. The app's password is still needed.
 	TrustedNetworks []string `json:"trusted_networks,omitempty"`
+	// Whether a user held at the setup (require 2FA, no factor yet) whose
+	// email address the app reported must prove it with a code before the
+	// first factor. Default: on (it needs smtp).
+	EnrolEmailProof *bool `json:"enrol_email_proof,omitempty"`
 	// Window for MaxAttempts. Default 15m.
 	AttemptWindow caddy.Duration `json:"attempt_window,omitempty"`
 	// Directory of templates overriding the embedded pages.
@@ -274,7 +278,7 @@ func (m *Gateway) config(ctx caddy.Context) (guard.Config, error) {
 		PendingTTL: time.Duration(m.PendingTimeout), Require2FA: m.Require2FA,
 		CookieName: m.CookieName, Issuer: m.Issuer, UserHeader: m.UserHeader, AALHeader: m.AALHeader,
 		StripHeaders: m.StripHeaders, StripParams: m.StripParams, SignOutOnRequest: m.SignOutOnRequest, NormalizeUsers: m.NormalizeUsers, MaxAttempts: m.MaxAttempts, MaxFailedCodes: m.MaxFailedCodes,
-		RememberFor: rememberFor(m.RememberDays), TrustedNetworks: nets,
+		RememberFor: rememberFor(m.RememberDays), TrustedNetworks: nets, EnrolEmailProof: m.EnrolEmailProof == nil || *m.EnrolEmailProof,
 		AttemptWindow: time.Duration(m.AttemptWindow), TemplateDir: m.TemplateDir,
 		Scope: m.Scope, PolicyMaxAge: time.Duration(m.PolicyCache), Admins: m.Admins,
 		GracePeriod: time.Duration(m.GracePeriod),

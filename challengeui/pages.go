@@ -72,6 +72,7 @@ type SecurityPage struct {
 	Verify            *VerifyView    // the dialog asking for the code sent to a new destination
 	Devices           []DeviceView   // remembered browsers; none hides the card
 	Addresses         *AddressesView // "only from new addresses"; nil without a method
+	Proof             *ProofView     // the dialog proving the email address before a first factor
 	Codes             []string
 	CodesError        string
 	DownloadHref      template.URL  // data: URI built with DownloadURL
@@ -94,7 +95,7 @@ type SessionView struct {
 
 // modal reports whether a dialog is open, making the rest of the page inert.
 func (p SecurityPage) modal() bool {
-	return p.Setup != nil || p.Change != nil || p.Confirm != nil || p.Verify != nil || len(p.Codes) > 0
+	return p.Setup != nil || p.Change != nil || p.Confirm != nil || p.Verify != nil || p.Proof != nil || len(p.Codes) > 0
 }
 
 // ConfirmView asks for fresh proof, a current authenticator or recovery
@@ -114,6 +115,14 @@ type MethodView struct {
 	SentTo  string // masked destination, when held
 	Primary bool
 	Allowed bool // the user may set it up here
+}
+
+// ProofView asks for the code sent to the user's email address before the
+// first factor can be set up.
+type ProofView struct {
+	SentTo string
+	Notice string
+	Error  string
 }
 
 // AddressesView is the user's choice to be asked for the second factor

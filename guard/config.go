@@ -126,6 +126,9 @@ type Config struct {
 	MaxAttempts    int           // wrong codes per user (and 4x per address) per AttemptWindow, default 5
 	MaxFailedCodes int           // wrong authenticator codes in a row before it locks, default 100
 	RememberFor    time.Duration // how long "remember this browser" lasts; 0: not offered
+	// EnrolEmailProof asks users held at the setup to prove the email
+	// address the app reported before their first factor (with email set up).
+	EnrolEmailProof bool
 	// TrustedNetworks are client networks where the second factor is skipped
 	// for everyone.
 	TrustedNetworks []netip.Prefix

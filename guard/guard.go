@@ -60,7 +60,7 @@ func New(cfg Config, svc *mfa.Service, logger *zap.Logger) (*Guard, error) {
 		Scope: cfg.Scope, Issuer: cfg.Issuer, Require2FA: cfg.Require2FA,
 		IdleTimeout: cfg.IdleTimeout, MaxLifetime: cfg.MaxLifetime, PendingTTL: cfg.PendingTTL,
 		MaxAttempts: cfg.MaxAttempts, AttemptWindow: cfg.AttemptWindow, MaxFailedCodes: cfg.MaxFailedCodes,
-		RememberFor: cfg.RememberFor, TrustedNetworks: cfg.TrustedNetworks,
+		RememberFor: cfg.RememberFor, TrustedNetworks: cfg.TrustedNetworks, EnrolEmailProof: cfg.EnrolEmailProof,
 		PolicyMaxAge: cfg.PolicyMaxAge, GracePeriod: cfg.GracePeriod,
 		Admins: cfg.Admins, AdminRoles: cfg.AdminRoles, Mailer: cfg.Mailer, Texter: cfg.Texter, Methods: cfg.Methods, EmailTemplate: cfg.EmailTemplate,
 		Classify: jar.Classify, Fold: fold,

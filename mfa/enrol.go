@@ -235,6 +235,9 @@ func (r *Realm) ConfirmSetup(ctx context.Context, a Actor, s *session.Session, c
 		if !first && s.AAL < 2 {
 			return abort{ErrAAL2Required}
 		}
+		if first && r.needsProof(*u, s, now) {
+			return abort{ErrEmailProofNeeded}
+		}
 		// The confirmation code is consumed too: it cannot be replayed at the
 		// challenge a moment later.
 		if err := r.checkTOTP(u, code, now); err != nil {

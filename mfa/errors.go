@@ -38,6 +38,8 @@ var (
 	ErrBadDestination    = errors.New("bad destination")
 	ErrCodeExpired       = errors.New("code expired or replaced")
 	ErrNotSent           = errors.New("the code could not be sent")
+	ErrEmailProofNeeded  = errors.New("prove the email address first")
+	ErrNoProofNeeded     = errors.New("no email proof is needed")
 )
 
 // LockedError is a refused code while the user or the address is locked out.

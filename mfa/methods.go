@@ -449,6 +449,9 @@ func (r *Realm) ConfirmMethod(ctx context.Context, a Actor, s *session.Session, 
 			return abort{&errWrongSent{u: *u}}
 		}
 		first = !HasFactor(*u)
+		if first && r.needsProof(*u, s, now) && !(method == MethodEmail && dest == u.Email) {
+			return abort{ErrEmailProofNeeded} // proving the reported address itself would do
+		}
 		u.Devices = nil
 		if method == MethodEmail {
 			u.EmailOTP = dest

@@ -45,6 +45,11 @@ type Config struct {
 	Texter         Texter        // nil: no text messages configured
 	Methods        []string      // the methods users may hold; empty: every one configured
 	RememberFor    time.Duration // how long "remember this browser" lasts; 0: not offered
+	// EnrolEmailProof asks a user whose team requires 2FA, who has no factor
+	// yet and whose email address the app reported, to prove that address
+	// with a code before confirming a first factor: a stolen password alone
+	// cannot enrol an attacker's authenticator.
+	EnrolEmailProof bool
 	// TrustedNetworks are client networks where signing in skips the second
 	// factor for everyone (never the password).
 	TrustedNetworks []netip.Prefix

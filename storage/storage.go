@@ -66,6 +66,10 @@ type User struct {
 	NewIPOnly      bool       `json:"new_ip_only,omitempty"`     // the user asked for the second factor only from new addresses
 	KnownIPs       []KnownIP  `json:"known_ips,omitempty"`       // addresses a challenge was passed from
 	Browsers       []Browser  `json:"browsers,omitempty"`        // browsers the user signed in from, for new-login alerts
+	// EnrolProof is the sign-in session that proved the user's email
+	// address before a first factor it must confirm, and until when.
+	EnrolProof      string    `json:"enrol_proof,omitempty"`
+	EnrolProofUntil time.Time `json:"enrol_proof_until,omitzero"`
 }
 
 // Browser is a browser a user signed in from, recognised by a cookie whose

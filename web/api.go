@@ -50,6 +50,8 @@ func (site *Site) apiRoutes() map[string]apiRoute {
 		"admin/alerts":               {http.MethodPost, needAdmin, site.apiAlerts},
 		"devices":                    {http.MethodGet, needActive, site.apiDevices},
 		"addresses":                  {http.MethodGet, needActive, site.apiAddresses},
+		"enrol-proof/send":           {http.MethodPost, needActive, site.apiEnrolProofSend},
+		"enrol-proof":                {http.MethodPost, needActive, site.apiEnrolProof},
 		"addresses/new-ip-only":      {http.MethodPost, needActive, site.apiNewIPOnly},
 		"addresses/forget":           {http.MethodPost, needActive, site.apiForgetAddress},
 		"devices/forget":             {http.MethodPost, needActive, site.apiForgetDevice},
@@ -369,4 +371,24 @@ func (site *Site) apiMethodSendConfirm(c *call, body map[string]json.RawMessage)
 		return site.fail(c, err, "send confirmation code")
 	}
 	return sentTo(c, masked)
+}
+
+func (site *Site) apiEnrolProofSend(c *call, _ map[string]json.RawMessage) error {
+	masked, err := site.realm.SendEnrolProof(c.ctx(), site.actor(c), c.sess())
+	if err != nil {
+		return site.fail(c, err, "send email proof")
+	}
+	return sentTo(c, masked)
+}
+
+func (site *Site) apiEnrolProof(c *call, body map[string]json.RawMessage) error {
+	code, e := stringField(body, "code")
+	if e != nil {
+		return WriteJSONError(c.w, e)
+	}
+	if err := site.realm.ConfirmEnrolProof(c.ctx(), site.actor(c), c.sess(), code); err != nil {
+		return site.fail(c, err, "email proof")
+	}
+	WriteJSON(c.w, http.StatusOK, map[string]bool{"ok": true})
+	return nil
 }

@@ -80,6 +80,8 @@ var (
 	errSendLimited       = &Error{Status: http.StatusTooManyRequests, Code: "send_limited", Message: "A new code cannot be sent yet."}
 	errUnknownDevice     = &Error{Status: http.StatusNotFound, Code: "unknown_device", Message: "No such remembered browser."}
 	errUnknownAddress    = &Error{Status: http.StatusNotFound, Code: "unknown_address", Message: "That address is not one you signed in from."}
+	errEmailProof        = &Error{Status: http.StatusForbidden, Code: "email_proof_required", Message: "First confirm it's you with the code we email to your address, then set up your second factor."}
+	errNoProofNeeded     = &Error{Status: http.StatusConflict, Code: "no_proof_needed", Message: "No email confirmation is needed here."}
 	errRememberOff       = &Error{Status: http.StatusConflict, Code: "remember_off", Message: "Remembering browsers is off here."}
 	ErrUnavailable       = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "Something went wrong on our side. Try again in a moment."}
 )
@@ -99,6 +101,8 @@ var domainErrors = []struct {
 	{mfa.ErrMethodNotSetUp, errMethodNotSetUp},
 	{mfa.ErrCodeExpired, errCodeExpired},
 	{mfa.ErrUnknownDevice, errUnknownDevice},
+	{mfa.ErrEmailProofNeeded, errEmailProof},
+	{mfa.ErrNoProofNeeded, errNoProofNeeded},
 	{mfa.ErrUnknownAddress, errUnknownAddress},
 	{mfa.ErrRememberOff, errRememberOff},
 	{mfa.ErrNotSent, errNotSent},

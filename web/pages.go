@@ -53,6 +53,8 @@ func (site *Site) pageRoutes() map[string]pageRoute {
 		"admin/alerts":                    {http.MethodPost, needAdmin, site.postAdminAlerts},
 		"security/devices/forget":         {http.MethodPost, needActive, site.postForgetDevice},
 		"security/new-ip-only":            {http.MethodPost, needActive, site.postNewIPOnly},
+		"security/enrol-proof":            {http.MethodPost, needActive, site.postEnrolProof},
+		"security/enrol-proof/send":       {http.MethodPost, needActive, site.postEnrolProofSend},
 		"security/addresses/forget":       {http.MethodPost, needActive, site.postForgetAddress},
 		"admin/reset":                     {http.MethodPost, needAdmin, site.postAdminReset},
 		"admin/unlock":                    {http.MethodPost, needAdmin, site.postAdminUnlock},
@@ -281,6 +283,7 @@ type secView struct {
 	change                      bool   // open the change-authenticator dialog
 	changeErr                   string // an error about its code
 	verify                      *challengeui.VerifyView
+	proofErr, proofNotice       string
 }
 
 func (site *Site) securityPage(c *call, v secView) (challengeui.SecurityPage, *Error) {
@@ -311,8 +314,23 @@ func (site *Site) securityPage(c *call, v secView) (challengeui.SecurityPage, *E
 		p.DownloadHref = challengeui.DownloadURL(recovery.Text(codes, site.cfg.Issuer, s.User))
 		return p, nil
 	}
+	setup := !u.TOTPConfirmed && (v.openSetup || s.MustEnrol || q.Get("setup") == "1")
+	if setup {
+		// A user held at the setup may first have to prove their address.
+		if need, sentTo, err := site.realm.EnrolProof(c.ctx(), s); err != nil {
+			return p, site.public(err, "email proof")
+		} else if need {
+			p.Proof = &challengeui.ProofView{SentTo: sentTo, Notice: v.proofNotice, Error: v.proofErr}
+			if sent, err := site.realm.EnsureEnrolProof(c.ctx(), site.actor(c), s); err != nil && p.Proof.Error == "" {
+				p.Proof.Error = site.public(err, "send email proof").Message
+			} else if sent {
+				p.Proof.Notice = "We sent a code to " + sentTo + "."
+			}
+			return p, nil
+		}
+	}
 	switch {
-	case !u.TOTPConfirmed && (v.openSetup || s.MustEnrol || q.Get("setup") == "1"):
+	case setup:
 		st, err := site.realm.Setup(c.ctx(), site.actor(c), s.User, true)
 		if err != nil {
 			return p, site.public(err, "setup")
@@ -570,6 +588,26 @@ func (site *Site) postForgetAddress(c *call) error {
 	}
 	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?done=address-forgotten#addresses", http.StatusSeeOther)
 	return nil
+}
+
+func (site *Site) postEnrolProof(c *call) error {
+	if err := site.realm.ConfirmEnrolProof(c.ctx(), site.actor(c), c.sess(), c.r.PostForm.Get("code")); err != nil {
+		e := site.public(err, "email proof")
+		setRetryAfter(c.w, e)
+		return site.security(c, e.Status, secView{openSetup: true, proofErr: e.Message})
+	}
+	http.Redirect(c.w, c.r, site.cfg.Prefix+"security?setup=1", http.StatusSeeOther)
+	return nil
+}
+
+func (site *Site) postEnrolProofSend(c *call) error {
+	sentTo, err := site.realm.SendEnrolProof(c.ctx(), site.actor(c), c.sess())
+	if err != nil {
+		e := site.public(err, "send email proof")
+		setRetryAfter(c.w, e)
+		return site.security(c, e.Status, secView{openSetup: true, proofErr: e.Message})
+	}
+	return site.security(c, http.StatusOK, secView{openSetup: true, proofNotice: "We sent a new code to " + sentTo + "."})
 }
 
 func (site *Site) postChange(c *call) error {
