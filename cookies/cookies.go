@@ -94,12 +94,20 @@ func (j *Jar) IsApp(name string) bool {
 // (its session, or a remembered browser), in either scheme's spelling and
 // any letter case. They never reach the app.
 func (j *Jar) isGateway(name string) bool {
-	for _, n := range []string{j.name, j.hostName, j.name + deviceSuffix, j.hostName + deviceSuffix, j.name + seenSuffix, j.hostName + seenSuffix} {
-		if strings.EqualFold(name, n) {
-			return true
-		}
+	rest, ok := cutPrefixFold(name, j.name)
+	if !ok {
+		rest, ok = cutPrefixFold(name, j.hostName)
 	}
-	return false
+	return ok && (rest == "" || strings.EqualFold(rest, deviceSuffix) || strings.EqualFold(rest, seenSuffix))
+}
+
+// cutPrefixFold is strings.CutPrefix ignoring letter case. It runs for
+// every cookie of every request: no allocation.
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) < len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
+		return "", false
+	}
+	return s[len(prefix):], true
 }
 
 // deviceSuffix names the cookie of a remembered browser after the gateway

@@ -326,3 +326,23 @@ func TestRewriteCookiesSameAsJoined(t *testing.T) {
 		}
 	}
 }
+
+// TestIsGateway: the gateway's cookies, its session, a remembered browser
+// and the browser-recognition cookie, in either scheme's spelling and any
+// letter case, and nothing else.
+func TestIsGateway(t *testing.T) {
+	j, err := NewJar("mfa_session", []string{"sid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{
+		"mfa_session": true, "MFA_Session": true, "__Host-mfa_session": true, "__host-MFA_SESSION": true,
+		"mfa_session_device": true, "__Host-mfa_session_device": true, "MFA_SESSION_SEEN": true, "__Host-mfa_session_seen": true,
+		"mfa_sessionx": false, "mfa_session_devices": false, "mfa_session_": false, "mfa": false, "sid": false, "": false,
+		"x__Host-mfa_session": false, "__Host-mfa_session_other": false,
+	} {
+		if got := j.isGateway(name); got != want {
+			t.Errorf("isGateway(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
