@@ -117,6 +117,28 @@ func TestRememberedBrowsersEnd(t *testing.T) {
 	if p := c.get("/_mfa/challenge"); strings.Contains(p.Body, "Remember this browser") {
 		t.Fatal("the challenge offers to remember a browser while the team forbids it")
 	}
+
+	if c.cookie(deviceCookie) != "" {
+		t.Fatal("with remembering off, the browser kept its token")
+	}
+
+	// Allowed again; an admin reset forgets a member's remembered browsers.
+	if r := admin.api("admin/remember", map[string]bool{"allowed": true}); r.StatusCode != 200 {
+		t.Fatalf("switch on: %d", r.StatusCode)
+	}
+	daveSecret, _, _ := e.enrolled("dave")
+	d := e.pending("dave")
+	rememberIn(t, d, daveSecret)
+	if ds := d.api("devices", nil).Body; !strings.Contains(ds, `"id"`) {
+		t.Fatalf("dave's browser is not listed: %s", ds)
+	}
+	if r := admin.api("admin/reset", map[string]string{"user": "dave"}); r.StatusCode != 200 {
+		t.Fatalf("reset: %d %s", r.StatusCode, r.Body)
+	}
+	d.signIn("dave", "dave-password") // no factor now: signed in at once
+	if ds := d.api("devices", nil); ds.StatusCode != 200 || strings.Contains(ds.Body, `"id"`) {
+		t.Fatalf("a reset left dave's remembered browser: %d %s", ds.StatusCode, ds.Body)
+	}
 }
 
 // TestRememberDaysOff: remember_days 0 offers nothing, and a request to
