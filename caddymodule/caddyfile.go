@@ -61,6 +61,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_failed_codes <n>
 //	    remember_days <n>                       # 0 turns "remember this browser" off; default 30
 //	    trusted_networks <cidr>...              # the second factor is skipped there (never the password)
+//	    store_outage_limit <duration>           # signed-in traffic goes on from memory this long; default 60s
 //	    enrol_email_proof on|off                # prove the reported email before a first factor; default on
 //	    audit_max_events <n>
 //	    attempt_window <duration>
@@ -254,7 +255,7 @@ func (m *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("normalize_users %q: want fold or none", v)
 			}
 			*m.stringField(name) = v
-		case "idle_timeout", "max_lifetime", "pending_timeout", "attempt_window", "policy_cache", "grace_period", "identity_overlap", "identity_leeway", "audit_retention":
+		case "idle_timeout", "max_lifetime", "pending_timeout", "attempt_window", "policy_cache", "grace_period", "identity_overlap", "identity_leeway", "audit_retention", "store_outage_limit":
 			if err := once(name); err != nil {
 				return err
 			}
@@ -378,7 +379,7 @@ func (m *Gateway) durationField(name string) *caddy.Duration {
 	return map[string]*caddy.Duration{
 		"idle_timeout": &m.IdleTimeout, "max_lifetime": &m.MaxLifetime,
 		"pending_timeout": &m.PendingTimeout, "attempt_window": &m.AttemptWindow,
-		"policy_cache": &m.PolicyCache, "grace_period": &m.GracePeriod,
+		"policy_cache": &m.PolicyCache, "grace_period": &m.GracePeriod, "store_outage_limit": &m.StoreOutageLimit,
 		"identity_overlap": &m.IdentityOverlap, "identity_leeway": &m.IdentityLeeway, "audit_retention": &m.AuditRetention,
 	}[name]
 }

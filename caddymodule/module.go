@@ -110,6 +110,9 @@ type Gateway struct {
 	// How many days "remember this browser" skips the second factor;
 	// 0 turns it off. Default 30.
 	RememberDays *int `json:"remember_days,omitempty"`
+	// How long signed-in traffic goes on from memory while the store does
+	// not answer; past it, signed-in requests answer 503 too. Default 60s.
+	StoreOutageLimit caddy.Duration `json:"store_outage_limit,omitempty"`
 	// Client networks (CIDRs) where signing in skips the second factor
 	// for everyone. The app's password is still needed.
 	TrustedNetworks []string `json:"trusted_networks,omitempty"`
@@ -257,7 +260,7 @@ func (r *guardRef) load() *guard.Guard {
 // first to open its store.
 func (m *Gateway) serviceOptions() mfa.Options {
 	return mfa.Options{
-		AuditRetention: time.Duration(m.AuditRetention), AuditMaxEvents: m.AuditMaxEvents,
+		AuditRetention: time.Duration(m.AuditRetention), AuditMaxEvents: m.AuditMaxEvents, OutageLimit: time.Duration(m.StoreOutageLimit),
 		IdentityOverlap: time.Duration(m.IdentityOverlap), IdentityLeeway: time.Duration(m.IdentityLeeway),
 	}
 }

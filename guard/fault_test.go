@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -100,5 +101,71 @@ func TestBadCookieLinesSampled(t *testing.T) {
 	n := logs.FilterMessage("session ended").Len()
 	if n == 0 || n > 2*logPerSecond {
 		t.Fatalf("%d 'session ended' lines for 500 bad cookies, want 1 to %d", n, 2*logPerSecond)
+	}
+}
+
+// TestStoreOutageFailsClosedAfterTheLimit: while the store does not answer,
+// signed-in traffic goes on from memory up to the outage limit, then fails
+// closed (503) until the store answers again.
+func TestStoreOutageFailsClosedAfterTheLimit(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "mfa.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := faultstore.New(db)
+	svc, err := mfa.Open(mfa.Options{Store: store, Key: bytes.Repeat([]byte{7}, 32), FlushInterval: 20 * time.Millisecond, OutageLimit: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Close() })
+	g, err := New(minimalConfig(), svc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		if r.URL.Path == "/login" {
+			http.SetCookie(w, &http.Cookie{Name: "sid", Value: "app-session"})
+		}
+		return nil
+	})
+	r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader("username=alice&password=pw"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	if err := g.ServeHTTP(w, r, app); err != nil {
+		t.Fatal(err)
+	}
+	var cookie []string
+	for _, c := range w.Result().Cookies() {
+		cookie = append(cookie, c.Name+"="+c.Value)
+	}
+	page := func() int {
+		r := httptest.NewRequest(http.MethodGet, "/page", nil)
+		r.Header.Set("Cookie", strings.Join(cookie, "; "))
+		w := httptest.NewRecorder()
+		if err := g.ServeHTTP(w, r, app); err != nil {
+			t.Fatal(err)
+		}
+		return w.Code
+	}
+	if st := page(); st != http.StatusOK {
+		t.Fatalf("signed in: %d", st)
+	}
+	store.Set(faultstore.FailReads)
+	if st := page(); st != http.StatusOK { // well within the limit
+		t.Fatalf("early in the outage: %d, want the request to go on from memory", st)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for page() != http.StatusServiceUnavailable {
+		if time.Now().After(deadline) {
+			t.Fatal("past the outage limit, signed-in traffic still goes on")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	store.Set(0)
+	for page() != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("the store answers again, but signed-in traffic is still refused")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -178,6 +178,11 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 			fwd = nil // a decision holds its cookies
 		}
 	}
+	if fwd != nil && fwd.State == session.Active && g.svc.StoreDown(now) {
+		// Past the outage limit a revocation made elsewhere could not be
+		// learned: signed-in traffic fails closed too.
+		return g.site.WriteError(w, r, errStoreDown)
+	}
 	sc := g.jar.Rewrite(r, fwd)
 	active := fwd != nil && fwd.State == session.Active
 	iw := &interceptWriter{d: g, limit: g.cfg.MaxBodyBytes, w: w, r: r, cur: cur, scan: sc, signin: signin, now: now,
@@ -214,6 +219,8 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 }
 
 var aalValue = [...]string{"0", "1", "2", "3"}
+
+var errStoreDown = web.ErrUnavailable.With("The gateway cannot reach its database, so it cannot vouch for your session. Try again in a moment.")
 
 // logPerSecond is how many lines of one message the sampled log writes per
 // second; the rest of that second's are dropped.

@@ -63,6 +63,8 @@ type Service struct {
 	identityOverlap time.Duration
 	sweepIdle       atomic.Int64 // the longest idle timeout of the configs using this service
 	sweepEvery      atomic.Int64 // how often sessions are swept: a minute, less for short grace periods
+	outageLimit     time.Duration
+	failingSince    atomic.Int64 // unix nanoseconds of the first failed store probe in a row; 0: the store answers
 
 	// undeleted holds the stored ids of ended sessions whose deletion the
 	// store refused; the background loop deletes them again until it takes.
@@ -78,12 +80,16 @@ type Service struct {
 
 // Options configures Open.
 type Options struct {
-	Store           storage.Store
-	Key             []byte // 32-byte master key; subkeys are derived from it
-	Logger          *zap.Logger
-	Now             func() time.Time
-	Rand            io.Reader
-	FlushInterval   time.Duration // how often activity is written, default 5s
+	Store         storage.Store
+	Key           []byte // 32-byte master key; subkeys are derived from it
+	Logger        *zap.Logger
+	Now           func() time.Time
+	Rand          io.Reader
+	FlushInterval time.Duration // how often activity is written, default 5s
+	// OutageLimit is how long signed-in traffic goes on from memory while
+	// the store cannot be read; past it, signed-in requests fail closed
+	// too. Default 60s.
+	OutageLimit     time.Duration
 	AuditRetention  time.Duration // how long audit events are kept, default 90 days
 	AuditMaxEvents  int           // the most audit events kept, default 250,000
 	IdentityOverlap time.Duration // how long a rotated identity secret stays valid, default 24h
@@ -104,6 +110,9 @@ func Open(opts Options) (*Service, error) {
 	}
 	if opts.FlushInterval <= 0 {
 		opts.FlushInterval = 5 * time.Second
+	}
+	if opts.OutageLimit <= 0 {
+		opts.OutageLimit = DefaultOutageLimit
 	}
 	box, err := seal.New(opts.Key, opts.Rand)
 	if err != nil {
@@ -135,6 +144,7 @@ func Open(opts Options) (*Service, error) {
 	svc.Audit = audit.New(opts.Store.Audit(), audit.Options{Retention: opts.AuditRetention, MaxEvents: opts.AuditMaxEvents, Now: opts.Now, Logger: opts.Logger.Named("audit")})
 	svc.sweepIdle.Store(int64(DefaultIdleTimeout))
 	svc.sweepEvery.Store(int64(time.Minute))
+	svc.outageLimit = opts.OutageLimit
 	if err := svc.load(); err != nil {
 		return nil, err
 	}
@@ -193,6 +203,7 @@ func (svc *Service) loop(every time.Duration) {
 			svc.FlushActivity()
 			return
 		case <-flush.C:
+			svc.probeStore()
 			svc.FlushActivity()
 			svc.retryDeletes()
 		case now := <-tick.C:
@@ -321,6 +332,39 @@ func (svc *Service) retryDeletes() {
 	}
 	svc.undeletedMu.Unlock()
 	svc.logger.Info("delete sessions: retry succeeded", zap.Int("sessions", len(ids)))
+}
+
+// DefaultOutageLimit is how long signed-in traffic goes on from memory
+// while the store cannot be read.
+const DefaultOutageLimit = 60 * time.Second
+
+// probeStore reads the store once, to know whether it answers: the
+// per-request check never reads it, so without a probe an outage would go
+// unnoticed by signed-in traffic.
+func (svc *Service) probeStore() {
+	err := svc.Store.View(context.Background(), func(tx storage.Tx) error {
+		_, err := tx.Setting("probe")
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	switch {
+	case err == nil:
+		if svc.failingSince.Swap(0) != 0 {
+			svc.logger.Info("store answers again: signed-in traffic goes on")
+		}
+	case svc.failingSince.CompareAndSwap(0, svc.now().UnixNano()):
+		svc.logger.Error("store does not answer: signed-in traffic goes on from memory for a while", zap.Duration("for", svc.outageLimit), zap.Error(err))
+	}
+}
+
+// StoreDown reports whether the store has not answered for longer than the
+// outage limit: then signed-in requests fail closed as well, since
+// revocations and policy changes made elsewhere can no longer be learned.
+func (svc *Service) StoreDown(now time.Time) bool {
+	since := svc.failingSince.Load()
+	return since != 0 && now.UnixNano()-since > int64(svc.outageLimit)
 }
 
 // SameKey reports whether key is the key this service was opened with: a
