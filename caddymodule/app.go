@@ -50,6 +50,9 @@ type appState struct {
 	stopped  bool
 }
 
+// sharedStore is a Store several Caddy instances may use at once.
+type sharedStore interface{ Shared() bool }
+
 // Store is a storage backend of the mfa app (module namespace mfa.stores).
 type Store interface {
 	// StoreKey names the database: configs naming the same one share one
@@ -193,6 +196,9 @@ func openService(st Store, key []byte, opts mfa.Options, logger *zap.Logger) (se
 	}
 	store := instrumented.Wrap(raw)
 	opts.Store, opts.Key, opts.Logger = store, key, logger
+	if sh, ok := st.(sharedStore); ok && sh.Shared() {
+		opts.Shared = true // learn other instances' sessions and policies each second
+	}
 	svc, err := mfa.Open(opts)
 	if err != nil {
 		_ = store.Close()

@@ -87,6 +87,10 @@ func (p *PostgresStore) OpenStore() (storage.Store, error) {
 // would make instances unable to read each other's records.
 func (p *PostgresStore) DefaultKeyFile() string { return "" }
 
+// Shared implements sharedStore: several Caddy instances may use one
+// database.
+func (p *PostgresStore) Shared() bool { return true }
+
 // Interface guards.
 var (
 	_ caddy.Provisioner = (*PostgresStore)(nil)

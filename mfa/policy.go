@@ -234,8 +234,5 @@ func (svc *Service) enforceGrace(ctx context.Context, now time.Time) []*session.
 			ended = append(ended, s)
 		}
 	}
-	if len(ended) > 0 {
-		svc.deleteSessions(ended)
-	}
-	return ended
+	return svc.endedHere(ended)
 }

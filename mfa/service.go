@@ -64,6 +64,7 @@ type Service struct {
 	sweepIdle       atomic.Int64 // the longest idle timeout of the configs using this service
 	sweepEvery      atomic.Int64 // how often sessions are swept: a minute, less for short grace periods
 	outageLimit     time.Duration
+	shared          bool
 	failingSince    atomic.Int64 // unix nanoseconds of the first failed store probe in a row; 0: the store answers
 
 	// undeleted holds the stored ids of ended sessions whose deletion the
@@ -89,7 +90,12 @@ type Options struct {
 	// OutageLimit is how long signed-in traffic goes on from memory while
 	// the store cannot be read; past it, signed-in requests fail closed
 	// too. Default 60s.
-	OutageLimit     time.Duration
+	OutageLimit time.Duration
+	// Shared says other gateway instances use the same store: each second
+	// this one re-reads the stored sessions and policies, so a session
+	// started, ended or revoked, or a policy changed, on another instance
+	// is known here within about a second.
+	Shared          bool
 	AuditRetention  time.Duration // how long audit events are kept, default 90 days
 	AuditMaxEvents  int           // the most audit events kept, default 250,000
 	IdentityOverlap time.Duration // how long a rotated identity secret stays valid, default 24h
@@ -144,7 +150,7 @@ func Open(opts Options) (*Service, error) {
 	svc.Audit = audit.New(opts.Store.Audit(), audit.Options{Retention: opts.AuditRetention, MaxEvents: opts.AuditMaxEvents, Now: opts.Now, Logger: opts.Logger.Named("audit")})
 	svc.sweepIdle.Store(int64(DefaultIdleTimeout))
 	svc.sweepEvery.Store(int64(time.Minute))
-	svc.outageLimit = opts.OutageLimit
+	svc.outageLimit, svc.shared = opts.OutageLimit, opts.Shared
 	if err := svc.load(); err != nil {
 		return nil, err
 	}
@@ -207,6 +213,9 @@ func (svc *Service) loop(every time.Duration) {
 			svc.FlushActivity()
 			svc.retryDeletes()
 		case now := <-tick.C:
+			if svc.shared {
+				svc.SyncSessions()
+			}
 			if now.Sub(last) >= time.Duration(svc.sweepEvery.Load()) {
 				last = now
 				svc.Sweep()
@@ -249,10 +258,7 @@ func (svc *Service) Sweep() {
 	now := svc.now()
 	idle := time.Duration(svc.sweepIdle.Load())
 	gone := svc.Sessions.Sweep(now, idle, anonymousIdle)
-	if len(gone) > 0 {
-		svc.deleteSessions(gone)
-	}
-	for _, s := range gone {
+	for _, s := range svc.endedHere(gone) {
 		if s.State != session.Anonymous && !s.Revoked() {
 			svc.Audit.Record(audit.Event{Type: audit.TypeSessionExpired, Actor: audit.ActorSystem, Subject: s.User,
 				Remote: s.RemoteAddr, UserAgent: s.UserAgent, Detail: map[string]string{"scope": s.Scope}})
@@ -300,6 +306,45 @@ func (svc *Service) deleteSessions(ss []*session.Session) error {
 	return nil
 }
 
+// endedHere deletes the stored records of sessions the background work
+// ended, and returns those whose audit events and emails are this
+// instance's to send: all of them, or, on a shared store where every
+// instance sweeps the same sessions, those whose record this one deleted.
+func (svc *Service) endedHere(ss []*session.Session) []*session.Session {
+	if len(ss) == 0 {
+		return nil
+	}
+	if !svc.shared {
+		svc.deleteSessions(ss)
+		return ss
+	}
+	var mine []*session.Session
+	err := svc.Store.Batch(context.Background(), func(tx storage.Tx) error {
+		mine = mine[:0] // in case the store runs fn again
+		for _, s := range ss {
+			if s.State == session.Anonymous {
+				continue // in memory only
+			}
+			id := s.Key.String()
+			if _, err := tx.Session(id); errors.Is(err, storage.ErrNotFound) {
+				continue // another instance got there first
+			} else if err != nil {
+				return err
+			}
+			if err := tx.DeleteSession(id); err != nil {
+				return err
+			}
+			mine = append(mine, s)
+		}
+		return nil
+	})
+	if err != nil {
+		svc.deleteSessions(ss) // remembered and retried
+		return ss
+	}
+	return mine
+}
+
 func (svc *Service) deleteStored(ids []string) error {
 	return svc.Store.Batch(context.Background(), func(tx storage.Tx) error {
 		for _, id := range ids {
@@ -332,6 +377,66 @@ func (svc *Service) retryDeletes() {
 	}
 	svc.undeletedMu.Unlock()
 	svc.logger.Info("delete sessions: retry succeeded", zap.Int("sessions", len(ids)))
+}
+
+// SyncSessions makes the in-memory table agree with the stored sessions,
+// and re-reads the policies, for a store that several instances share: a
+// signed-in session whose record is gone was ended elsewhere and stops
+// working here; a stored session this instance does not hold was started
+// elsewhere and is loaded. Anonymous sessions live in memory only and are
+// left alone.
+func (svc *Service) SyncSessions() {
+	// What this instance held before the read began: a session it started
+	// was stored before it entered the table, so the read sees it unless it
+	// was ended since.
+	held := svc.Sessions.Snapshot(func(s *session.Session) bool { return s.State != session.Anonymous })
+	stored := map[session.Key]storage.Session{}
+	err := svc.Store.View(context.Background(), func(tx storage.Tx) error {
+		clear(stored) // in case the store runs fn again
+		return tx.ForEachSession(func(rec storage.Session) error {
+			if k, err := session.ParseKey(rec.ID); err == nil {
+				stored[k] = rec
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		svc.logger.Error("sync sessions with the shared store", zap.Error(err))
+		return
+	}
+	for _, s := range held {
+		rec, ok := stored[s.Key]
+		if !ok {
+			svc.Sessions.Remove(s.Key) // ended on another instance
+			continue
+		}
+		s.SeenElsewhere(rec.LastSeen) // used on another instance: not idle here
+	}
+	now := svc.now()
+	svc.undeletedMu.Lock()
+	for k, rec := range stored {
+		if _, refused := svc.undeleted[rec.ID]; refused || svc.Sessions.Get(k) != nil {
+			continue // ended here, its deletion still to be stored
+		}
+		s, err := svc.fromRecord(rec)
+		if err != nil || (!s.ExpiresAt.IsZero() && now.After(s.ExpiresAt)) {
+			continue
+		}
+		svc.Sessions.Revive(s) // not one this instance ended lately
+	}
+	svc.undeletedMu.Unlock()
+	svc.Sessions.Age()
+	svc.pol.mu.Lock()
+	caches := make([]*policyCache, 0, len(svc.pol.m))
+	for _, pc := range svc.pol.m {
+		caches = append(caches, pc)
+	}
+	svc.pol.mu.Unlock()
+	for _, pc := range caches {
+		if p, err := svc.loadPolicy(context.Background(), pc.scope, *pc.def.Load()); err == nil {
+			pc.cur.Store(&cachedPolicy{p: p, loaded: now})
+		}
+	}
 }
 
 // DefaultOutageLimit is how long signed-in traffic goes on from memory

@@ -199,6 +199,22 @@ func (s *Session) SetLastSeen(t time.Time) {
 	s.flushed.Store(t.UnixNano())
 }
 
+// SeenElsewhere advances the activity time to t, the last activity another
+// instance stored, if that is later; it is not flushed back.
+func (s *Session) SeenElsewhere(t time.Time) {
+	n := t.UnixNano()
+	for {
+		cur := s.lastSeen.Load()
+		if n <= cur {
+			return
+		}
+		if s.lastSeen.CompareAndSwap(cur, n) {
+			s.flushed.CompareAndSwap(cur, n)
+			return
+		}
+	}
+}
+
 // Dirty reports whether activity happened since the last flush, and marks it flushed.
 func (s *Session) takeDirty() (time.Time, bool) {
 	seen := s.lastSeen.Load()
@@ -266,6 +282,10 @@ type Table struct {
 	anon    int // anonymous sessions in m
 	pending int // pending sessions in m
 	maxAnon int
+	// gone and goneOld hold the keys of stored sessions removed lately (this
+	// and the previous Age): Revive never brings them back while their
+	// deletion may still be on its way to a shared store.
+	gone, goneOld map[Key]struct{}
 }
 
 // MaxAnonymous is the default cap on anonymous sessions: about 25 MB.
@@ -301,6 +321,7 @@ func (t *Table) Replace(old, s *Session) {
 	if old != nil {
 		old.Revoke()
 		t.deleteLocked(old.Key)
+		t.markGoneLocked(old)
 	}
 	t.putLocked(s)
 	t.mu.Unlock()
@@ -310,11 +331,46 @@ func (t *Table) Replace(old, s *Session) {
 func (t *Table) Remove(k Key) *Session {
 	t.mu.Lock()
 	s := t.deleteLocked(k)
+	t.markGoneLocked(s)
 	t.mu.Unlock()
 	if s != nil {
 		s.Revoke()
 	}
 	return s
+}
+
+// markGoneLocked remembers that s, a stored session, was removed.
+func (t *Table) markGoneLocked(s *Session) {
+	if s == nil || s.State == Anonymous {
+		return
+	}
+	if t.gone == nil {
+		t.gone = map[Key]struct{}{}
+	}
+	t.gone[s.Key] = struct{}{}
+}
+
+// Revive adds s, a session read from a store other instances share, unless
+// this table holds one under its key or removed one lately. It reports
+// whether s was added.
+func (t *Table) Revive(s *Session) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, g1 := t.gone[s.Key]
+	_, g2 := t.goneOld[s.Key]
+	if g1 || g2 || t.m[s.Key] != nil {
+		return false
+	}
+	t.putLocked(s)
+	return true
+}
+
+// Age forgets the removals older than the previous call: a removed key is
+// kept from Revive for one to two calls.
+func (t *Table) Age() {
+	t.mu.Lock()
+	t.goneOld, t.gone = t.gone, nil
+	t.mu.Unlock()
 }
 
 func (t *Table) putLocked(s *Session) {
@@ -433,6 +489,7 @@ func (t *Table) Sweep(now time.Time, idle, anonIdle time.Duration) []*Session {
 		}
 		if s.Check(now, limit) != Valid {
 			t.deleteLocked(k)
+			t.markGoneLocked(s)
 			gone = append(gone, s)
 		}
 	}

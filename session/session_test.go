@@ -96,6 +96,53 @@ func TestTableSweepAndActivity(t *testing.T) {
 	}
 }
 
+// TestReviveAndSeenElsewhere: what a shared store's sync relies on. A
+// session removed here is not revived from the store for one to two Age
+// calls (its deletion may still be on its way); activity stored by another
+// instance only moves the activity time forward and is not flushed back.
+func TestReviveAndSeenElsewhere(t *testing.T) {
+	tb := NewTable()
+	now := time.Now()
+	mk := func(st State) *Session {
+		id, err := NewID(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &Session{Key: id.Key(), State: st, ExpiresAt: now.Add(time.Hour)}
+		s.SetLastSeen(now)
+		return s
+	}
+	s := mk(Active)
+	if !tb.Revive(s) || tb.Get(s.Key) != s {
+		t.Fatal("a new session was not revived")
+	}
+	if tb.Revive(mk(Active)) == false || tb.Revive(s) {
+		t.Fatal("revive replaced a held session")
+	}
+	tb.Remove(s.Key)
+	copyOf := &Session{Key: s.Key, State: Active}
+	for i, want := range []bool{false, false, true} {
+		if got := tb.Revive(copyOf); got != want {
+			t.Fatalf("revive after %d ages = %v, want %v", i, got, want)
+		}
+		tb.Age()
+	}
+
+	a := mk(Active)
+	a.SeenElsewhere(now.Add(-time.Minute))
+	if !a.LastSeen().Equal(now) {
+		t.Fatal("older activity moved the time back")
+	}
+	a.SeenElsewhere(now.Add(time.Minute))
+	if !a.LastSeen().Equal(now.Add(time.Minute)) {
+		t.Fatal("newer activity was not taken")
+	}
+	tb.Put(a)
+	if acts := tb.TakeActivity(); len(acts) != 0 {
+		t.Fatalf("activity read from the store was flushed back: %d", len(acts))
+	}
+}
+
 func TestHashValueMatchesSHA256(t *testing.T) {
 	for _, n := range []int{0, 1, 32, 255, 256, 257, 4096} {
 		v := strings.Repeat("a", n)

@@ -1,0 +1,146 @@
+package mfa
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/mfagate/mfagate/audit"
+	"github.com/mfagate/mfagate/internal/pgtest"
+	"github.com/mfagate/mfagate/storage/postgres"
+)
+
+// within polls cond for up to 5 s and returns how long it took, failing
+// the test if it never held.
+func within(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("%s: not within 5 s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// TestSharedStoreInstances: two instances on one PostgreSQL database learn
+// each other's sessions, revocations and policy changes from the store
+// (each re-reads it every second).
+func TestSharedStoreInstances(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	ctx := context.Background()
+	open := func() *Service {
+		st, err := postgres.Open(ctx, postgres.Options{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := Open(Options{Store: st, Key: bytes.Repeat([]byte{7}, 32), Shared: true, FlushInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = svc.Close() })
+		return svc
+	}
+	a, b := open(), open()
+	ra, rb := newRealm(t, a, nil), newRealm(t, b, nil)
+
+	ch, out, err := ra.SignIn(ctx, alice, SignIn{User: "alice"})
+	if err != nil || out != SignedIn {
+		t.Fatalf("sign-in on A: %v %v", out, err)
+	}
+	cookie := ra.CookieValue(ch.ID, ch.Session, time.Now())
+	known := within(t, "B knows A's session", func() bool { return rb.Lookup(cookie, time.Now()).Session != nil })
+
+	if _, err := a.RevokeSession(ctx, Operator, ch.Session.Key.String(), "", "operator"); err != nil {
+		t.Fatal(err)
+	}
+	revoked := within(t, "B refuses the session A revoked", func() bool { return rb.Lookup(cookie, time.Now()).Session == nil })
+
+	if _, _, err := a.SetRequire2FA(ctx, Operator, "default", true); err != nil {
+		t.Fatal(err)
+	}
+	policy := within(t, "B sees A's policy", rb.Require2FA)
+	t.Logf("B learned: a new session in %v, a revocation in %v, a policy change in %v", known.Round(time.Millisecond), revoked.Round(time.Millisecond), policy.Round(time.Millisecond))
+
+	// A session B ended is not brought back by A's records on its way out.
+	ch2, _, _ := rb.SignIn(ctx, Actor{User: "bob", Address: "192.0.2.2"}, SignIn{User: "bob"})
+	c2 := rb.CookieValue(ch2.ID, ch2.Session, time.Now())
+	rb.SignOut(ctx, Actor{User: "bob"}, ch2.Session)
+	for range 3 {
+		b.SyncSessions()
+		if rb.Lookup(c2, time.Now()).Session != nil {
+			t.Fatal("a session signed out on B came back from the store")
+		}
+	}
+}
+
+// TestSharedStoreSweepsOnce: every instance sweeps the sessions it holds,
+// and all hold the same ones; the expiry is audited once, by the instance
+// that deleted the record, and activity on one instance keeps the session
+// alive on the other.
+func TestSharedStoreSweepsOnce(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	ctx := context.Background()
+	clk := &clock{t: time.Now()}
+	open := func() *Service {
+		st, err := postgres.Open(ctx, postgres.Options{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// No background loop: the test calls Sync, Flush and Sweep itself.
+		svc, err := Open(Options{Store: st, Key: bytes.Repeat([]byte{7}, 32), Shared: true, Now: clk.now, FlushInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = svc.Close() })
+		return svc
+	}
+	a, b := open(), open()
+	ra, rb := newRealm(t, a, nil), newRealm(t, b, nil)
+	idle := ra.IdleTimeout()
+	ch, _, err := ra.SignIn(ctx, alice, SignIn{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie := ra.CookieValue(ch.ID, ch.Session, clk.now())
+	b.SyncSessions()
+
+	// Used on A two thirds into the idle time; A writes its activity, B
+	// reads it: past the first idle deadline the session lives on B too.
+	clk.add(idle * 2 / 3)
+	sa := ra.Lookup(cookie, clk.now()).Session
+	if sa == nil {
+		t.Fatal("A lost the session before its idle time")
+	}
+	sa.Touch(clk.now())                           // a request, as the guard records it
+	cookie = ra.CookieValue(ch.ID, sa, clk.now()) // and the cookie it sends back
+	a.FlushActivity()
+	b.SyncSessions()
+	clk.add(idle / 2)
+	b.Sweep()
+	if rb.Lookup(cookie, clk.now()).Session == nil {
+		t.Fatal("B expired a session used on A within its idle time")
+	}
+
+	clk.add(DefaultIdleTimeout + time.Minute) // sweeps use the longest idle time allowed
+	a.Sweep()
+	b.Sweep()
+	n := 0
+	for _, svc := range []*Service{a, b} {
+		if err := svc.Audit.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		evs, _, err := svc.Audit.Query(ctx, audit.Filter{Type: audit.TypeSessionExpired}, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n = len(evs) // both read the same shared log
+	}
+	if n != 1 {
+		t.Fatalf("the expiry was audited %d times, want once", n)
+	}
+}
