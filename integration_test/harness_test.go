@@ -97,6 +97,23 @@ func (e *env) load(block string) {
 // watched for deadlocks).
 func (e *env) tryLoad(block string) error {
 	e.gateway = block
+	cf := e.caddyfile(block)
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	cfg, warns, err := adapter.Adapt([]byte(cf), nil)
+	if err != nil {
+		return fmt.Errorf("adapt Caddyfile: %v\n%s", err, cf)
+	}
+	for _, w := range warns {
+		e.t.Logf("caddyfile warning: %v", w)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		return fmt.Errorf("load config: %v", err)
+	}
+	return e.waitUp()
+}
+
+// caddyfile is the whole Caddyfile for e with block as the mfa_gateway body.
+func (e *env) caddyfile(block string) string {
 	if !strings.Contains(block, "db_path") && !strings.Contains(e.global, "store") {
 		block += "\n\t\tdb_path " + e.DBPath
 	}
@@ -107,7 +124,7 @@ func (e *env) tryLoad(block string) error {
 	if e.site != "" {
 		body = strings.NewReplacer("{gateway}", "mfa_gateway {\n"+block+"\n}", "{upstream}", e.upstream).Replace(e.site)
 	}
-	cf := fmt.Sprintf(`{
+	return fmt.Sprintf(`{
 	admin %s
 	auto_https off
 	persist_config off
@@ -120,17 +137,10 @@ http://127.0.0.1:%d {
 %s
 }
 `, adminDirective(e.Admin), filepath.Join(filepath.Dir(e.DBPath), "caddy-storage"), globalOptions(e.global), e.port, body)
-	adapter := caddyconfig.GetAdapter("caddyfile")
-	cfg, warns, err := adapter.Adapt([]byte(cf), nil)
-	if err != nil {
-		return fmt.Errorf("adapt Caddyfile: %v\n%s", err, cf)
-	}
-	for _, w := range warns {
-		e.t.Logf("caddyfile warning: %v", w)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		return fmt.Errorf("load config: %v", err)
-	}
+}
+
+// waitUp waits until the gateway at e.Base answers.
+func (e *env) waitUp() error {
 	// The old server closes its idle keep-alive connections as it stops; a
 	// client must not pick one of them for its next request. A request on a
 	// connection of its own must get an answer before the test goes on.

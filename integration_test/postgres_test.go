@@ -1,8 +1,14 @@
 package integration_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -147,4 +153,115 @@ func TestPostgresStoreUnreachable(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:"+strconv.Itoa(port)) || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("start on an unreachable database: %v", err)
 	}
+}
+
+// TestPostgresTwoInstances runs two gateways on one database, as behind a
+// load balancer: the in-process Caddy (A) and the built binary (B), both
+// in front of the same app. A browser signed in on one is signed in on the
+// other at once; a sign-out on one is refused on the other, and a policy
+// switched on with one holds on the other, within the gateway's sync period
+// (about a second): the test allows 5 s and logs what it took.
+func TestPostgresTwoInstances(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	t.Setenv("MFA_PG_DSN", dsn)
+	a := startGlobal(t, optsWith(manyUsers()), pgGlobal, defaultGateway)
+
+	b := *a
+	b.port, b.Admin = freePort(t), "127.0.0.1:"+strconv.Itoa(freePort(t))
+	b.Base = "http://127.0.0.1:" + strconv.Itoa(b.port)
+	b.DBPath = filepath.Join(t.TempDir(), "unused.db")
+	conf := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(conf, []byte(b.caddyfile(defaultGateway)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(buildCaddy(t), "run", "--config", conf, "--adapter", "caddyfile")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if err := dialWithin(b.Base[len("http://"):], 20*time.Second); err != nil {
+		t.Fatalf("instance B did not start: %v\n%s", err, out.String())
+	}
+	if err := b.waitUp(); err != nil {
+		t.Fatalf("instance B: %v\n%s", err, out.String())
+	}
+	on := func(c *client, e *env) *client { return &client{t: t, e: e, jar: c.jar, http: c.http} }
+	within := func(what string, cond func() bool) {
+		t.Helper()
+		start := time.Now()
+		for !cond() {
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("%s: not within 5 s\ninstance B:\n%s", what, out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("%s: %v", what, time.Since(start).Round(10*time.Millisecond))
+	}
+
+	// Enrolled and signed in on A; the same browser on B.
+	_, _, alice := a.enrolled("alice")
+	aliceOnB := on(alice, &b)
+	// B has not synced yet: it reads the session from the database at the
+	// browser's first request, so the browser stays signed in.
+	if u := aliceOnB.dashboardUser(); u != "alice" {
+		t.Fatalf("alice's first request on B: dashboard %q\n%s", u, out.String())
+	}
+
+	// B's operator revokes the session (the app's own session stays good):
+	// A refuses the browser's cookies.
+	held := alice.cookieHeader()
+	if r := a.raw("GET", "/api/me", held, nil, nil); !strings.Contains(r.Body, `"alice"`) {
+		t.Fatalf("before the revocation, A: %d %s", r.StatusCode, r.Body)
+	}
+	var list struct {
+		Sessions []struct{ ID string } `json:"sessions"`
+	}
+	if err := json.Unmarshal([]byte(operator(t, "GET", "http://"+b.Admin+"/mfa_gateway/sessions?user=alice", "")), &list); err != nil || len(list.Sessions) != 1 {
+		t.Fatalf("alice's sessions on B: %+v %v", list, err)
+	}
+	operator(t, "POST", "http://"+b.Admin+"/mfa_gateway/sessions/revoke", `{"session":"`+list.Sessions[0].ID+`"}`)
+	within("A refuses the session revoked on B", func() bool {
+		r := a.raw("GET", "/api/me", held, nil, nil)
+		return !strings.Contains(r.Body, `"alice"`)
+	})
+	direct := &env{t: t, Base: a.AppURL}
+	if r := direct.raw("GET", "/api/me", held, nil, nil); !strings.Contains(r.Body, `"alice"`) {
+		t.Fatalf("the app itself no longer knows alice (%s): the test proves nothing", r.Body)
+	}
+
+	// Before the policy: bob, with no factor, signs in on A with his password.
+	bob := a.newClient()
+	if r := bob.signIn("bob", "bob-password"); r.StatusCode != 303 || strings.HasPrefix(r.Location(), "/_mfa/") {
+		t.Fatalf("bob before the policy: %d %q", r.StatusCode, r.Location())
+	}
+	// B's operator turns on "require 2FA"; A holds bob to it.
+	operator(t, "POST", "http://"+b.Admin+"/mfa_gateway/policy", `{"scope":"default","require_2fa":true}`)
+	within("A holds a new sign-in to the policy set on B", func() bool {
+		r := a.newClient().signIn("bob", "bob-password")
+		return r.StatusCode == 303 && strings.HasPrefix(r.Location(), "/_mfa/security")
+	})
+}
+
+// operator calls Caddy's admin endpoint and returns the body, failing the
+// test unless it answers 200.
+func operator(t *testing.T, method, url, body string) string {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		t.Fatalf("%s %s: %d %s", method, url, res.StatusCode, b)
+	}
+	return string(b)
 }

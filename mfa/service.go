@@ -410,7 +410,13 @@ func (svc *Service) SyncSessions() {
 			svc.Sessions.Remove(s.Key) // ended on another instance
 			continue
 		}
-		s.SeenElsewhere(rec.LastSeen) // used on another instance: not idle here
+		s.SeenElsewhere(rec.LastSeen)  // used on another instance: not idle here
+		if rec.Version > s.Version() { // changed in place on another instance
+			if fresh, err := svc.fromRecord(rec); err == nil {
+				fresh.SeenElsewhere(s.LastSeen())
+				svc.Sessions.Refresh(s, fresh)
+			}
+		}
 	}
 	now := svc.now()
 	svc.undeletedMu.Lock()
@@ -574,7 +580,7 @@ func (svc *Service) toRecord(s *session.Session) (storage.Session, error) {
 		ID: s.Key.String(), User: s.User, State: uint8(s.State), AAL: s.AAL, MustEnrol: s.MustEnrol,
 		Scope: s.Scope, Role: s.Role,
 		Next: s.Next, CreatedAt: s.CreatedAt, AuthAt: s.AuthAt, LastSeen: s.LastSeen(),
-		ExpiresAt: s.ExpiresAt, RemoteAddr: s.RemoteAddr, UserAgent: s.UserAgent,
+		ExpiresAt: s.ExpiresAt, RemoteAddr: s.RemoteAddr, UserAgent: s.UserAgent, Version: s.Version(),
 	}
 	for _, b := range s.Bindings() {
 		rec.Bindings = append(rec.Bindings, storage.Binding{Name: b.Name, Hash: append([]byte(nil), b.Hash[:]...)})
@@ -603,6 +609,7 @@ func (svc *Service) fromRecord(rec storage.Session) (*session.Session, error) {
 		RemoteAddr: rec.RemoteAddr, UserAgent: rec.UserAgent,
 	}
 	s.SetLastSeen(rec.LastSeen)
+	s.SetVersion(rec.Version)
 	var bs []session.Binding
 	for _, b := range rec.Bindings {
 		var h [32]byte

@@ -2,6 +2,7 @@ package mfa
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/mfagate/mfagate/audit"
 	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/storage"
 )
 
 // The session lifecycle: every gateway session is found, started, rotated,
@@ -58,6 +60,10 @@ func (r *Realm) Lookup(value string, now time.Time) Current {
 		return cur
 	}
 	s := r.svc.Sessions.Get(key)
+	if s == nil && r.svc.shared && cl.AAL > 0 { // anonymous sessions are not stored
+		s = r.svc.readThrough(key, now)
+	}
+
 	if s == nil {
 		cur.Reason = session.Revoked
 		return cur
@@ -84,6 +90,48 @@ func (r *Realm) Lookup(value string, now time.Time) Current {
 	cur.Stale = s.State != session.Anonymous && cl.IdleDeadline < now.Add(idle-time.Minute).Unix()
 	return cur
 }
+
+// readThrough loads a session another instance on a shared store started
+// and this one has not synced yet, so that a browser the load balancer moves
+// between instances stays signed in. Only a cookie signed with this
+// gateway's key gets here. A session this instance ended lately is not
+// read again, and a miss (or a store that does not answer) is remembered
+// until the next sync but one, so a stale cookie costs at most one read a
+// second.
+func (svc *Service) readThrough(k session.Key, now time.Time) *session.Session {
+	if svc.Sessions.Gone(k) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readThroughTimeout)
+	defer cancel()
+	var rec storage.Session
+	err := svc.Store.View(ctx, func(tx storage.Tx) error {
+		var err error
+		rec, err = tx.Session(k.String())
+		return err
+	})
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		svc.logger.Error("read a session from the shared store", zap.Error(err))
+	}
+	var s *session.Session
+	if err == nil {
+		s, err = svc.fromRecord(rec)
+	}
+	svc.undeletedMu.Lock()
+	_, refused := svc.undeleted[k.String()]
+	svc.undeletedMu.Unlock()
+	if err != nil || refused || (!s.ExpiresAt.IsZero() && now.After(s.ExpiresAt)) {
+		svc.Sessions.MarkGone(k)
+		return nil
+	}
+	if !svc.Sessions.Revive(s) {
+		return svc.Sessions.Get(k) // a concurrent request revived it first
+	}
+	return s
+}
+
+// readThroughTimeout bounds a request's wait for a shared store.
+const readThroughTimeout = 2 * time.Second
 
 // CookieValue is the signed gateway cookie value naming s under id, with
 // the idle deadline in force from now.

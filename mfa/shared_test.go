@@ -8,6 +8,7 @@ import (
 
 	"github.com/mfagate/mfagate/audit"
 	"github.com/mfagate/mfagate/internal/pgtest"
+	"github.com/mfagate/mfagate/session"
 	"github.com/mfagate/mfagate/storage/postgres"
 )
 
@@ -53,6 +54,13 @@ func TestSharedStoreInstances(t *testing.T) {
 	}
 	cookie := ra.CookieValue(ch.ID, ch.Session, time.Now())
 	known := within(t, "B knows A's session", func() bool { return rb.Lookup(cookie, time.Now()).Session != nil })
+
+	// The app refreshes its cookie through A: B binds the new value too.
+	ra.Rebind(ctx, ch.Session, []session.Binding{{Name: "app", Hash: session.HashValue("two")}}, nil)
+	within(t, "B learns the app's new cookie", func() bool {
+		s := rb.Lookup(cookie, time.Now()).Session
+		return s != nil && s.Bound("app", "two")
+	})
 
 	if _, err := a.RevokeSession(ctx, Operator, ch.Session.Key.String(), "", "operator"); err != nil {
 		t.Fatal(err)

@@ -110,8 +110,9 @@ type Session struct {
 	Held       []string // app Set-Cookie lines held while pending
 
 	bindings atomic.Pointer[[]Binding]
-	lastSeen atomic.Int64 // unix nanoseconds
-	flushed  atomic.Int64 // lastSeen as last written to the store
+	version  atomic.Uint64 // counts changes made under this key; stored with the record
+	lastSeen atomic.Int64  // unix nanoseconds
+	flushed  atomic.Int64  // lastSeen as last written to the store
 	revoked  atomic.Bool
 	gate     atomic.Int32 // see decision.go
 	mismatch atomic.Bool  // a foreign app cookie was seen with this session (reported once)
@@ -128,6 +129,14 @@ func (s *Session) Bindings() []Binding {
 	}
 	return nil
 }
+
+// Version counts the changes made to the session under its key (bindings,
+// a clone in place): of two copies, on two instances sharing a store, the
+// one with the higher version is the newer.
+func (s *Session) Version() uint64 { return s.version.Load() }
+
+// SetVersion sets the version outright (loading from the store).
+func (s *Session) SetVersion(v uint64) { s.version.Store(v) }
 
 // SetBindings replaces the bound cookies (copy-on-write).
 func (s *Session) SetBindings(b []Binding) {
@@ -177,6 +186,7 @@ func (s *Session) UpdateBindings(set []Binding, deleted []string) bool {
 	}
 	if changed {
 		s.bindings.Store(&next)
+		s.version.Add(1)
 	}
 	return changed
 }
@@ -268,6 +278,7 @@ func (s *Session) Clone(k Key) *Session {
 	}
 	c.SetBindings(s.Bindings())
 	c.lastSeen.Store(s.lastSeen.Load())
+	c.version.Store(s.version.Load() + 1) // newer than s, should it keep the key
 	return c
 }
 
@@ -341,13 +352,22 @@ func (t *Table) Remove(k Key) *Session {
 
 // markGoneLocked remembers that s, a stored session, was removed.
 func (t *Table) markGoneLocked(s *Session) {
-	if s == nil || s.State == Anonymous {
-		return
+	if s != nil && s.State != Anonymous {
+		t.goneKeyLocked(s.Key)
 	}
+}
+
+func (t *Table) goneKeyLocked(k Key) {
 	if t.gone == nil {
 		t.gone = map[Key]struct{}{}
 	}
-	t.gone[s.Key] = struct{}{}
+	t.gone[k] = struct{}{}
+}
+
+func (t *Table) goneLocked(k Key) bool {
+	_, g1 := t.gone[k]
+	_, g2 := t.goneOld[k]
+	return g1 || g2
 }
 
 // Revive adds s, a session read from a store other instances share, unless
@@ -356,13 +376,40 @@ func (t *Table) markGoneLocked(s *Session) {
 func (t *Table) Revive(s *Session) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, g1 := t.gone[s.Key]
-	_, g2 := t.goneOld[s.Key]
-	if g1 || g2 || t.m[s.Key] != nil {
+	if t.goneLocked(s.Key) || t.m[s.Key] != nil {
 		return false
 	}
 	t.putLocked(s)
 	return true
+}
+
+// Refresh puts fresh, a newer copy read from a store other instances share,
+// in place of held, unless held was replaced here meanwhile or is as new.
+// Requests already holding held finish with it; it is not revoked.
+func (t *Table) Refresh(held, fresh *Session) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if held.Key != fresh.Key || t.m[held.Key] != held || fresh.Version() <= held.Version() {
+		return false
+	}
+	t.putLocked(fresh)
+	return true
+}
+
+// Gone reports whether a stored session under k was removed lately, or
+// looked for and not found (MarkGone).
+func (t *Table) Gone(k Key) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.goneLocked(k)
+}
+
+// MarkGone remembers that no stored session under k is to be had, until the
+// second Age from now.
+func (t *Table) MarkGone(k Key) {
+	t.mu.Lock()
+	t.goneKeyLocked(k)
+	t.mu.Unlock()
 }
 
 // Age forgets the removals older than the previous call: a removed key is

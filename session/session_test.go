@@ -128,6 +128,22 @@ func TestReviveAndSeenElsewhere(t *testing.T) {
 		tb.Age()
 	}
 
+	// Refresh: only a newer copy replaces the held one, and only if the
+	// held one is still in the table.
+	rt := NewTable()
+	h := mk(Active)
+	rt.Put(h)
+	fresh := h.Clone(h.Key) // version + 1
+	if rt.Refresh(fresh, h) || !rt.Refresh(h, fresh) || rt.Get(h.Key) != fresh || h.Revoked() {
+		t.Fatal("refresh: the newer copy did not replace the held one alone")
+	}
+	if rt.Refresh(h, fresh.Clone(h.Key)) {
+		t.Fatal("refresh replaced a session no longer held")
+	}
+	if h.UpdateBindings([]Binding{{Name: "app"}}, nil); h.Version() != 1 {
+		t.Fatalf("a binding change left the version at %d", h.Version())
+	}
+
 	a := mk(Active)
 	a.SeenElsewhere(now.Add(-time.Minute))
 	if !a.LastSeen().Equal(now) {

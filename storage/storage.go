@@ -129,6 +129,7 @@ type Session struct {
 	Scope       string    `json:"scope,omitempty"` // the policy population the session belongs to
 	Role        string    `json:"role,omitempty"`  // the role the app reported at sign-in (admin checks)
 	Bindings    []Binding `json:"bindings,omitempty"`
+	Version     uint64    `json:"version,omitempty"`      // counts changes under this ID: the higher is the newer
 	HeldCookies []byte    `json:"held_cookies,omitempty"` // sealed Set-Cookie lines held until the challenge is passed
 	Next        string    `json:"next,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
