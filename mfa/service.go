@@ -48,7 +48,7 @@ type Service struct {
 	recoveryKey []byte
 	sentKey     []byte // keys the hashes of codes sent by email or text
 	deviceKey   []byte // keys the hashes of remembered browsers' tokens
-	attempts    *limiter
+	attempts    attemptCounter
 	stats       *Stats
 	rand        io.Reader
 	now         func() time.Time
@@ -151,6 +151,9 @@ func Open(opts Options) (*Service, error) {
 	svc.sweepIdle.Store(int64(DefaultIdleTimeout))
 	svc.sweepEvery.Store(int64(time.Minute))
 	svc.outageLimit, svc.shared = opts.OutageLimit, opts.Shared
+	if svc.shared {
+		svc.attempts = &sharedLimiter{store: opts.Store, local: newLimiter(), logger: opts.Logger.Named("limits")}
+	}
 	if err := svc.load(); err != nil {
 		return nil, err
 	}

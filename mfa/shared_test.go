@@ -3,6 +3,7 @@ package mfa
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/mfagate/mfagate/internal/pgtest"
 	"github.com/mfagate/mfagate/session"
 	"github.com/mfagate/mfagate/storage/postgres"
+	"github.com/mfagate/mfagate/totp"
 )
 
 // within polls cond for up to 5 s and returns how long it took, failing
@@ -150,5 +152,54 @@ func TestSharedStoreSweepsOnce(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("the expiry was audited %d times, want once", n)
+	}
+}
+
+// TestSharedStoreAttempts: wrong codes spread over two instances meet one
+// count: after max_attempts in all, both refuse even the right code.
+func TestSharedStoreAttempts(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	ctx := context.Background()
+	clk := &clock{t: time.Now()}
+	open := func() *Service {
+		st, err := postgres.Open(ctx, postgres.Options{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := Open(Options{Store: st, Key: bytes.Repeat([]byte{7}, 32), Shared: true, Now: clk.now, FlushInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = svc.Close() })
+		return svc
+	}
+	a, b := open(), open()
+	ra, rb := newRealm(t, a, nil), newRealm(t, b, nil)
+	secret, _, _ := enrol(t, ra, clk)
+	clk.add(30 * time.Second) // the next TOTP step: enrolment spent this one
+	pa, _, err := ra.SignIn(ctx, alice, SignIn{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, _, err := rb.SignIn(ctx, alice, SignIn{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := "000000"
+	if totp.Code(secret, clk.now()) == wrong {
+		wrong = "111111"
+	}
+	for i, on := range []struct {
+		r  *Realm
+		ch Changed
+	}{{ra, pa}, {rb, pb}, {ra, pa}} { // max_attempts is 3 in the test config
+		if _, err := on.r.PassChallenge(ctx, alice, on.ch.Session, wrong); !errors.Is(err, ErrWrongCode) {
+			t.Fatalf("wrong code %d: %v", i+1, err)
+		}
+	}
+	var locked *LockedError
+	if _, err := rb.PassChallenge(ctx, alice, pb.Session, totp.Code(secret, clk.now())); !errors.As(err, &locked) {
+		t.Fatalf("the right code on B after 3 wrong ones over A and B: %v, want a lock-out", err)
 	}
 }
