@@ -28,6 +28,27 @@ func within(t *testing.T, what string, cond func() bool) time.Duration {
 	return time.Since(start)
 }
 
+// openShared opens a Service on the PostgreSQL database dsn as one of
+// several instances; clk nil is the real clock. The background loop's
+// flush is left to the test.
+func openShared(t *testing.T, dsn string, clk *clock) *Service {
+	t.Helper()
+	st, err := postgres.Open(context.Background(), postgres.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Store: st, Key: bytes.Repeat([]byte{7}, 32), Shared: true, FlushInterval: time.Hour}
+	if clk != nil {
+		opts.Now = clk.now
+	}
+	svc, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Close() })
+	return svc
+}
+
 // TestSharedStoreInstances: two instances on one PostgreSQL database learn
 // each other's sessions, revocations and policy changes from the store
 // (each re-reads it every second).
@@ -35,19 +56,7 @@ func TestSharedStoreInstances(t *testing.T) {
 	srv := pgtest.Start(t)
 	dsn := srv.NewDatabase(t)
 	ctx := context.Background()
-	open := func() *Service {
-		st, err := postgres.Open(ctx, postgres.Options{DSN: dsn})
-		if err != nil {
-			t.Fatal(err)
-		}
-		svc, err := Open(Options{Store: st, Key: bytes.Repeat([]byte{7}, 32), Shared: true, FlushInterval: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = svc.Close() })
-		return svc
-	}
-	a, b := open(), open()
+	a, b := openShared(t, dsn, nil), openShared(t, dsn, nil)
 	ra, rb := newRealm(t, a, nil), newRealm(t, b, nil)
 
 	ch, out, err := ra.SignIn(ctx, alice, SignIn{User: "alice"})
@@ -96,20 +105,7 @@ func TestSharedStoreSweepsOnce(t *testing.T) {
 	dsn := srv.NewDatabase(t)
 	ctx := context.Background()
 	clk := &clock{t: time.Now()}
-	open := func() *Service {
-		st, err := postgres.Open(ctx, postgres.Options{DSN: dsn})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// No background loop: the test calls Sync, Flush and Sweep itself.
-		svc, err := Open(Options{Store: st, Key: bytes.Repeat([]byte{7}, 32), Shared: true, Now: clk.now, FlushInterval: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = svc.Close() })
-		return svc
-	}
-	a, b := open(), open()
+	a, b := openShared(t, dsn, clk), openShared(t, dsn, clk)
 	ra, rb := newRealm(t, a, nil), newRealm(t, b, nil)
 	idle := ra.IdleTimeout()
 	ch, _, err := ra.SignIn(ctx, alice, SignIn{User: "alice"})
@@ -162,19 +158,7 @@ func TestSharedStoreAttempts(t *testing.T) {
 	dsn := srv.NewDatabase(t)
 	ctx := context.Background()
 	clk := &clock{t: time.Now()}
-	open := func() *Service {
-		st, err := postgres.Open(ctx, postgres.Options{DSN: dsn})
-		if err != nil {
-			t.Fatal(err)
-		}
-		svc, err := Open(Options{Store: st, Key: bytes.Repeat([]byte{7}, 32), Shared: true, Now: clk.now, FlushInterval: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = svc.Close() })
-		return svc
-	}
-	a, b := open(), open()
+	a, b := openShared(t, dsn, clk), openShared(t, dsn, clk)
 	ra, rb := newRealm(t, a, nil), newRealm(t, b, nil)
 	secret, _, _ := enrol(t, ra, clk)
 	clk.add(30 * time.Second) // the next TOTP step: enrolment spent this one
