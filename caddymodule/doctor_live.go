@@ -14,7 +14,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/mfagate/mfagate/doctor"
 	"github.com/mfagate/mfagate/guard"
@@ -193,6 +195,11 @@ func (m *Gateway) withDoctorRoute(r *http.Request, next caddyhttp.Handler) *http
 	return r.WithContext(context.WithValue(r.Context(), doctorCtxKey{}, rt))
 }
 
+// errDebugLog: at DEBUG the reverse proxy logs each round trip with its
+// URL, and the doctor sends the password in a query string on purpose (to
+// see whether the app accepts it there).
+var errDebugLog = fmt.Errorf("%w: Caddy logs at DEBUG, and the reverse proxy's debug lines show each request's URL, which would put the test password in the log (the check also sends it in a query string). Run the check with the log at INFO or above, or use caddy mfa doctor", web.ErrDoctorInput)
+
 // errNoRoute: the run was not started by a request through this handler.
 var errNoRoute = fmt.Errorf("%w: it runs only from a request to this gateway's pages", web.ErrDoctorInput)
 
@@ -205,6 +212,9 @@ func (m *Gateway) runDoctor(ctx context.Context, user, password, wrong string) (
 	}
 	if m.doctorErr != nil {
 		return nil, fmt.Errorf("%w: %w", web.ErrDoctorInput, m.doctorErr)
+	}
+	if m.debugLog {
+		return nil, errDebugLog
 	}
 	cfg := m.doctorCfg
 	scheme := "http"
@@ -321,6 +331,12 @@ func (r *routeRecorder) Write(b []byte) (int, error) {
 		r.body.Write(b[:min(len(b), room)])
 	}
 	return len(b), nil
+}
+
+// debugLogging reports whether this handler or a reverse proxy logs at
+// DEBUG: the handlers after the gateway log requests, URL and all, there.
+func debugLogging(ctx caddy.Context, own *zap.Logger) bool {
+	return own.Core().Enabled(zapcore.DebugLevel) || ctx.Logger(reverseproxy.Handler{}).Core().Enabled(zapcore.DebugLevel)
 }
 
 // logDoctorSetup logs, at provision, why the admin page cannot check this

@@ -177,6 +177,7 @@ type Gateway struct {
 	// or why they cannot be described.
 	doctorCfg doctor.Config
 	doctorErr error
+	debugLog  bool // Caddy logs at DEBUG: the check would put the password in the log
 }
 
 // CaddyModule returns the Caddy module information.
@@ -204,6 +205,7 @@ func (m *Gateway) provisionOn(ctx caddy.Context, app *App) error {
 	m.logger = ctx.Logger()
 	// Before the matchers load: loading clears their raw fields.
 	m.doctorCfg, m.doctorErr = liveDoctorConfig(m)
+	m.debugLog = debugLogging(ctx, m.logger)
 	m.logDoctorSetup()
 	cfg, err := m.config(ctx)
 	if err != nil {

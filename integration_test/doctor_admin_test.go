@@ -58,6 +58,12 @@ func (l *appLog) mark() int {
 // and Caddy's log at INFO and above in a file of its own.
 func startDoctorEnv(t *testing.T, opts demoapp.Options, block string) (*env, *appLog, *httptest.Server, string) {
 	t.Helper()
+	return startDoctorEnvLog(t, opts, block, "INFO")
+}
+
+// startDoctorEnvLog is startDoctorEnv with the file's log level.
+func startDoctorEnvLog(t *testing.T, opts demoapp.Options, block, level string) (*env, *appLog, *httptest.Server, string) {
+	t.Helper()
 	app := demoapp.New(opts)
 	rec := &appLog{next: app}
 	srv := httptest.NewServer(rec)
@@ -68,7 +74,7 @@ func startDoctorEnv(t *testing.T, opts demoapp.Options, block string) (*env, *ap
 		t: t, App: app, AppURL: srv.URL, port: freePort(t),
 		DBPath:   filepath.Join(dir, "mfagate.db"),
 		upstream: strings.TrimPrefix(srv.URL, "http://"),
-		global:   fmt.Sprintf("\tlog capture {\n\t\toutput file %s\n\t\tformat json\n\t\tlevel INFO\n\t}", logFile),
+		global:   fmt.Sprintf("\tlog capture {\n\t\toutput file %s\n\t\tformat json\n\t\tlevel %s\n\t}", logFile, level),
 	}
 	e.Base = fmt.Sprintf("http://127.0.0.1:%d", e.port)
 	e.load(block)
@@ -234,4 +240,24 @@ func TestDoctorAdminPageUnsafe(t *testing.T) {
 		t.Fatal(err)
 	}
 	noSecret(t, "Caddy's log", string(logs), "dave-password", "not-daves-password")
+}
+
+// TestDoctorAdminPageDebugLog: with Caddy logging at DEBUG, the reverse
+// proxy logs each round trip with its URL, and the check's query-string
+// probe carries the password: the page refuses to run the check and says
+// why, and the password stays out of the log.
+func TestDoctorAdminPageDebugLog(t *testing.T) {
+	e, app, _, logFile := startDoctorEnvLog(t, optsWith(manyUsers()), defaultGateway+"\t\tadmins admin\n", "DEBUG")
+	_, _, admin := e.enrolled("admin")
+	mark := app.mark()
+	r := doctorCheck(t, admin, "carol", "carol-password", "")
+	adminWantPage(t, "the check", r, 422, "The configuration could not be checked: Caddy logs at DEBUG")
+	if n := len(app.since(mark)); n != 0 {
+		t.Errorf("the refused check sent %d requests to the app", n)
+	}
+	logs, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noSecret(t, "Caddy's debug log", string(logs), "carol-password")
 }
