@@ -262,7 +262,15 @@ const maxRouteAnswer = 2 << 20
 // admin's request, only its cancellation), a fresh replacer and variables,
 // and nothing of the admin's request but the site's host and the client
 // address.
-func (rt *doctorRoute) RoundTrip(req *http.Request) (*http.Response, error) {
+func (rt *doctorRoute) RoundTrip(req *http.Request) (res *http.Response, err error) {
+	defer func() {
+		// A proxy that loses the app mid-answer aborts with a panic (as
+		// net/http's own does); here that is one failed request, not the
+		// admin's page.
+		if p := recover(); p != nil {
+			res, err = nil, fmt.Errorf("the handler after mfa_gateway aborted the answer: %v", p)
+		}
+	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	if dl, ok := req.Context().Deadline(); ok {
 		ctx, cancel = context.WithDeadline(context.Background(), dl)

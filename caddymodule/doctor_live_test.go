@@ -161,6 +161,9 @@ func TestDoctorRoute(t *testing.T) {
 		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 		seen = append(seen, routeSeen{method: r.Method, uri: r.RequestURI, host: r.Host, remote: r.RemoteAddr, body: string(b),
 			header: r.Header.Clone(), fresh: r.Context().Value(doctorCtxKey{}) == nil && r.Context().Value(adminMark{}) == nil, replacer: repl, tls: r.TLS != nil})
+		if r.URL.Path == "/abort" {
+			panic(http.ErrAbortHandler)
+		}
 		if r.URL.Path == "/down" {
 			return caddyhttp.Error(http.StatusBadGateway, errors.New("dial tcp 127.0.0.1:1: connect: connection refused"))
 		}
@@ -227,6 +230,11 @@ func TestDoctorRoute(t *testing.T) {
 	down, _ := http.NewRequestWithContext(admin.Context(), http.MethodGet, "http://gw.example/down", nil)
 	if _, err := rt.RoundTrip(down); err == nil || !strings.Contains(err.Error(), "(502)") || !strings.Contains(err.Error(), "connection refused") {
 		t.Errorf("a failing route: %v", err)
+	}
+
+	abort, _ := http.NewRequestWithContext(admin.Context(), http.MethodGet, "http://gw.example/abort", nil)
+	if _, err := rt.RoundTrip(abort); err == nil || !strings.Contains(err.Error(), "aborted") {
+		t.Errorf("an aborted answer: %v", err)
 	}
 
 	// Without a request through the handler there is no route: the run says so.
