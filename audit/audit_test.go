@@ -373,8 +373,8 @@ func TestTypes(t *testing.T) {
 		}
 		seen[ty] = true
 	}
-	if len(types) != 37 {
-		t.Fatalf("%d types, want 37", len(types))
+	if len(types) != 38 {
+		t.Fatalf("%d types, want 38", len(types))
 	}
 	types[0] = "changed"
 	if Types()[0] != TypeEnrolStarted {

@@ -72,6 +72,7 @@ const (
 	TypeNewIPOnlyChanged        = "new_ip_only_changed"
 	TypeAddressForgotten        = "address_forgotten"
 	TypeNewLoginAlert           = "new_login_alert"
+	TypeDoctorRun               = "doctor_run" // an admin checked the configuration against the app with a test account
 )
 
 // Types lists every event type, in the order above, for the admin page's
@@ -88,6 +89,7 @@ func Types() []string {
 		TypeBackup, TypeAuthenticatorChanged, TypeSignInAbandoned,
 		TypeCodeSent, TypeMethodAdded, TypeMethodRemoved, TypePrimaryChanged,
 		TypeDeviceRemembered, TypeDeviceForgotten, TypeNewIPOnlyChanged, TypeAddressForgotten, TypeNewLoginAlert,
+		TypeDoctorRun,
 	}
 }
 

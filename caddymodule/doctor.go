@@ -191,8 +191,13 @@ func describeGateway(cfg *doctor.Config, seg caddyfile.Segment) error {
 			cfg.NormalizeRef = at
 		}
 	}
-	// A sign-in's own rules win; what it leaves out is the block's, as the
-	// gateway fills them in (guard.Rules).
+	fillSignIns(cfg, signIns, blockField, fieldRef, blockSuccess, successRef)
+	return nil
+}
+
+// fillSignIns adds the sign-ins to cfg: a sign-in's own rules win; what it
+// leaves out is the block's, as the gateway fills them in (guard.Rules).
+func fillSignIns(cfg *doctor.Config, signIns []doctor.SignIn, blockField *guard.Field, fieldRef doctor.Ref, blockSuccess guard.Success, successRef doctor.Ref) {
 	for _, si := range signIns {
 		if si.Field == nil {
 			si.Field, si.FieldRef = blockField, fieldRef
@@ -205,7 +210,6 @@ func describeGateway(cfg *doctor.Config, seg caddyfile.Segment) error {
 		}
 		cfg.SignIns = append(cfg.SignIns, si)
 	}
-	return nil
 }
 
 func asksApp(srcs []doctor.Source) bool {

@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/mfagate/mfagate/doctor"
 	"github.com/mfagate/mfagate/guard"
 	"github.com/mfagate/mfagate/mail"
 	"github.com/mfagate/mfagate/mfa"
@@ -172,6 +173,11 @@ type Gateway struct {
 	outbox *mail.Outbox
 	texts  *sms.Outbox
 	logger *zap.Logger
+	// The admin page's doctor: this handler's settings for package doctor,
+	// or why they cannot be described.
+	doctorCfg doctor.Config
+	doctorErr error
+	debugLog  bool // Caddy logs at DEBUG: the check would put the password in the log
 }
 
 // CaddyModule returns the Caddy module information.
@@ -197,6 +203,10 @@ func (m *Gateway) Provision(ctx caddy.Context) error {
 // provisionOn is Provision with the mfa app of the config being loaded.
 func (m *Gateway) provisionOn(ctx caddy.Context, app *App) error {
 	m.logger = ctx.Logger()
+	// Before the matchers load: loading clears their raw fields.
+	m.doctorCfg, m.doctorErr = liveDoctorConfig(m)
+	m.debugLog = debugLogging(ctx, m.logger)
+	m.logDoctorSetup()
 	cfg, err := m.config(ctx)
 	if err != nil {
 		return err
@@ -228,6 +238,7 @@ func (m *Gateway) provisionOn(ctx caddy.Context, app *App) error {
 	cfg.Identified = setPlaceholders
 	cfg.ClientIP = clientIP
 	cfg.Subrequest = subrequest
+	cfg.Doctor = m.runDoctor
 	m.cfg = cfg
 	if m.EncryptionKey != "" {
 		if m.key, err = parseKey(repl, m.EncryptionKey); err != nil {
@@ -380,7 +391,7 @@ func (m *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return caddyhttp.Error(http.StatusServiceUnavailable, err)
 		}
 	}
-	err := gw.ServeHTTP(w, r, next)
+	err := gw.ServeHTTP(w, m.withDoctorRoute(r, next), next)
 	var fault *web.Error
 	if errors.As(err, &fault) {
 		// The guard answers its own failures; one it left unanswered gets

@@ -20,6 +20,7 @@ import (
 //	Prefix+"admin/sessions/revoke"     session (SessionView.ID)
 //	Prefix+"admin/identity/secret"     (nothing else)
 //	Prefix+"admin/identity/mode"       mode (off, monitor or enforce)
+//	Prefix+"admin/doctor"              user, password, wrong_password (optional)
 //
 // The audit filter is a GET form to Prefix+"admin" with user and type; the
 // "Older events" link adds before=AuditView.Next.
@@ -32,6 +33,51 @@ type AdminPage struct {
 	Audit           AuditView
 	Identity        *IdentityView // nil hides the identity verification section
 	EmailConfigured bool          // false: the policy and reset texts say users won't be emailed
+	Doctor          *DoctorView   // nil hides "Check this configuration" (#doctor)
+}
+
+// DoctorView is "Check this configuration": a form for a test account of
+// the app, and the report of the check just run. It never holds a password:
+// the form's password fields are always empty.
+type DoctorView struct {
+	User   string        // the test account just checked with, put back in the form
+	Error  string        // why the check was refused or could not be made
+	Result *DoctorResult // the report of the check just run; nil: none
+}
+
+// DoctorResult is a check's report.
+type DoctorResult struct {
+	Verdict   string // "safe", "safe with warnings" or "unsafe"
+	Level     int    // 0 safe, 1 safe with warnings, 2 unsafe
+	Requests  int    // requests sent to the app
+	Findings  []DoctorFinding
+	Exchanges []DoctorExchange
+}
+
+// DoctorFinding is one finding of a check.
+type DoctorFinding struct {
+	Severity         string // ok, info, warn or fail
+	Topic, Text, Fix string
+	Where            string // the line or directive to change; "" for none
+}
+
+// Problems counts the findings to act on (warn and fail).
+func (r DoctorResult) Problems() int {
+	n := 0
+	for _, f := range r.Findings {
+		if f.Severity == "warn" || f.Severity == "fail" {
+			n++
+		}
+	}
+	return n
+}
+
+// DoctorExchange is one request a check sent, credentials hidden.
+type DoctorExchange struct {
+	Label, Request string
+	Status         int
+	Location       string
+	Cookies        []string
 }
 
 // PolicyView is the "Require 2FA" switch and the session timeout of one scope.

@@ -624,3 +624,48 @@ func TestRenderEnforceGateOpens(t *testing.T) {
 		t.Errorf("an open gate still shows when it opens")
 	}
 }
+
+// TestRenderAdminDoctor: "Check this configuration" shows its form, and
+// after a check the verdict, each finding with its severity and what to
+// change; the password fields are always empty.
+func TestRenderAdminDoctor(t *testing.T) {
+	r := newTestRenderer(t, Options{Prefix: "/_mfa/"})
+	unsafe := &DoctorResult{Verdict: "unsafe", Level: 2, Requests: 23, Findings: []DoctorFinding{
+		{Severity: "fail", Topic: "cookies", Text: "the sign-in sets demo_session, which no session_cookie pattern covers", Where: "session_cookie sid", Fix: "add demo_session to session_cookie"},
+		{Severity: "ok", Topic: "success", Text: "success whoami holds for the right password (303)", Where: "user_from whoami /api/me user"},
+	}, Exchanges: []DoctorExchange{{Label: "sign-in, right password", Request: "POST /login (form: password=****, username=tester)", Status: 303, Location: "/", Cookies: []string{"sets demo_session (HttpOnly): looks like a session cookie, not covered by session_cookie"}}}}
+	for _, tc := range []struct {
+		name string
+		view *DoctorView
+		want []string
+		not  []string
+	}{
+		{"hidden", nil, nil, []string{`id="doctor"`, `href="#doctor"`}},
+		{"form", &DoctorView{}, []string{`href="#doctor"`, `action="/_mfa/admin/doctor#doctor"`, `name="user" id="doctor-user" value=""`,
+			`type="password" name="password" id="doctor-password" value=""`, `name="wrong_password" id="doctor-wrong" value=""`}, []string{`id="doctor-result"`, `id="doctor-error"`}},
+		{"refused", &DoctorView{User: "tester", Error: "Enter the test account's password."},
+			[]string{`role="alert" id="doctor-error"`, "Enter the test account&#39;s password.", `value="tester"`, `aria-describedby="doctor-error"`}, []string{`id="doctor-result"`}},
+		{"unsafe", &DoctorView{User: "tester", Result: unsafe}, []string{`<span class="badge badge-fail">`, "Verdict: unsafe.", "1 finding needs attention",
+			"23 requests sent to the app", `class="finding finding-fail"`, "Fails open", "<code>session_cookie sid</code>", "Fix: add demo_session to session_cookie",
+			"POST /login (form: password=****, username=tester)", `type="password" name="password" id="doctor-password" value=""`}, nil},
+		{"safe", &DoctorView{User: "tester", Result: &DoctorResult{Verdict: "safe", Requests: 20, Findings: []DoctorFinding{{Severity: "ok", Topic: "cookies", Text: "covered"}}}},
+			[]string{`<span class="badge badge-on">Safe</span>`, "Verdict: safe.", "Nothing to change."}, []string{"badge-fail", "Fix:"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := sampleAdminPage(Base{CSRF: testCSRF, User: "alice@example.com"})
+			p.Doctor = tc.view
+			body := renderBody(t, r, p)
+			checkForms(t, body, "/_mfa/")
+			for _, w := range tc.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("the page lacks %q", w)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(body, w) {
+					t.Errorf("the page has %q", w)
+				}
+			}
+		})
+	}
+}

@@ -56,6 +56,18 @@ func TestWritePreview(t *testing.T) {
 	id.NewSecret, id.PrevUntil = "ha_secret_Zq8vN3xK1mW7pR5tY2uB9cE4dF6gH0jLq2w3e4r5t6y7", t0.Add(24*time.Hour)
 	id.Health, id.Failures, id.TopCauseWords, id.EnforceAllowed = "healthy", nil, "", true
 	adminNewSecret.Identity = &id
+	adminDoctor := admin
+	adminDoctor.Notice = ""
+	adminDoctor.Doctor = &DoctorView{User: "tester", Result: &DoctorResult{Verdict: "unsafe", Level: 2, Requests: 23, Findings: []DoctorFinding{
+		{Severity: "ok", Topic: "identity", Text: "before sign-in, whoami /api/me names nobody", Where: "user_from whoami /api/me user"},
+		{Severity: "fail", Topic: "cookies", Text: "the sign-in sets demo_session, which looks like a session cookie, and no session_cookie pattern covers it: it would reach the app without the gateway session", Where: "session_cookie sid", Fix: "add demo_session to session_cookie"},
+		{Severity: "warn", Topic: "sign-out", Text: "the app's sign-out deletes no cookie that session_cookie covers, and without a whoami the gateway cannot see it", Where: "sign_out /logout", Fix: "sign_out_on_request, or user_from whoami <path> <field>"},
+		{Severity: "info", Topic: "rotation", Text: "the app starts its session at sign-in (no session cookie before it)"},
+	}, Exchanges: []DoctorExchange{{Label: "sign-in, right password", Request: "POST /login (form: password=****, username=tester)", Status: 303, Location: "/",
+		Cookies: []string{"sets demo_session (HttpOnly): looks like a session cookie, not covered by session_cookie"}}}}}
+	adminDoctorError := admin
+	adminDoctorError.Notice = ""
+	adminDoctorError.Doctor = &DoctorView{User: "tester", Error: "The app could not be reached through this gateway's route: GET /login: the handler after mfa_gateway failed (502): dial tcp 127.0.0.1:9080: connect: connection refused."}
 	pages := []struct {
 		file string
 		page Page
@@ -80,6 +92,8 @@ func TestWritePreview(t *testing.T) {
 			RecoveryRemaining: 8, Next: "/dashboard", Sessions: sampleSessions(base.User)}},
 		{"admin", admin},
 		{"admin-new-secret", adminNewSecret},
+		{"admin-doctor", adminDoctor},
+		{"admin-doctor-error", adminDoctorError},
 		{"admin-empty", AdminPage{Base: Base{CSRF: base.CSRF, User: base.User, IsAdmin: true},
 			Policy: PolicyView{GraceDays: 7, IdleMinutes: 240, Error: "The timeout must be between 5 and 1440 minutes."},
 			Audit:  AuditView{Types: []string{"enrol", "challenge_failed"}},

@@ -52,11 +52,11 @@ func (d *run) checkSignIn(ctx context.Context, si *SignIn) (*attempt, error) {
 			return nil, nil
 		}
 		if a.whoKnown && a.whoami == "" && a.landing == unknown {
-			return nil, fmt.Errorf("%w: the app did not sign %q in with the given password (%s answered %d); check --user and --password, or the sign_in and user_from lines",
+			return nil, fmt.Errorf("%w: the app did not sign %q in with the given password (%s answered %d); check the user name and the password, or the sign_in and user_from lines",
 				ErrBadInput, d.opts.User, a.req, a.ans.Status)
 		}
 		if a.signedIn() == no {
-			return nil, fmt.Errorf("%w: the app did not sign %q in with the given password (%s answered %d); check --user and --password, or the sign_in line",
+			return nil, fmt.Errorf("%w: the app did not sign %q in with the given password (%s answered %d); check the user name and the password, or the sign_in line",
 				ErrBadInput, d.opts.User, a.req, a.ans.Status)
 		}
 		d.rep.add(Warn, "sign-in", si.Match.Ref, "add user_from whoami <path> <field>",
@@ -249,7 +249,7 @@ func (d *run) checkWrongPassword(ctx context.Context, si *SignIn, right *attempt
 		return err
 	}
 	if w.signedIn() == yes {
-		d.rep.add(Warn, "success", si.Match.Ref, "", "the app signed %q in with the wrong password: check --wrong-password", d.opts.User)
+		d.rep.add(Warn, "success", si.Match.Ref, "", "the app signed %q in with the wrong password: check the wrong password given", d.opts.User)
 		return nil
 	}
 	if n := d.notes(w.ans); slices.ContainsFunc(n, func(c CookieNote) bool { return !c.Deleted && len(c.CoveredBy) > 0 }) {

@@ -15,16 +15,22 @@ import (
 	"github.com/mfagate/mfagate/guard"
 )
 
-// Ref is where a configuration item was written.
+// Ref is where a configuration item was written: its line in a file, or,
+// for a configuration that has no file (a running handler's), the
+// directive as it would be written.
 type Ref struct {
-	File string
-	Line int
+	File      string
+	Line      int
+	Directive string // e.g. "session_cookie sid"; used when Line is 0
 }
+
+// IsZero reports whether the ref names nothing: the item was not written.
+func (r Ref) IsZero() bool { return r.Line == 0 && r.Directive == "" }
 
 func (r Ref) String() string {
 	switch {
 	case r.Line == 0:
-		return ""
+		return r.Directive
 	case r.File == "":
 		return fmt.Sprintf("line %d", r.Line)
 	}
@@ -119,7 +125,7 @@ func (s SignIn) successKind() string {
 // successRef is the line to change for the success rule: the success
 // line, else the source or sign_in it defaults from.
 func (s SignIn) successRef() Ref {
-	if s.SuccessRef.Line != 0 {
+	if !s.SuccessRef.IsZero() {
 		return s.SuccessRef
 	}
 	if a := s.asksApp(); a != nil {

@@ -217,6 +217,45 @@ func TestFindingsNameTheLine(t *testing.T) {
 	t.Fatalf("no cookie failure: %+v", rep.Findings)
 }
 
+// TestFindingsNameTheDirective: a configuration without lines (a running
+// handler's) names the directive to change instead, in the report too.
+func TestFindingsNameTheDirective(t *testing.T) {
+	cfg := Config{BlockRef: Ref{Directive: "mfa_gateway"},
+		SignIns:  []SignIn{{Match: Match{Methods: []string{"POST"}, Paths: []string{"/login"}, Ref: Ref{Directive: "sign_in POST /login"}}}},
+		SignOuts: []Match{{Paths: []string{"/logout"}, Ref: Ref{Directive: "sign_out /logout"}}},
+		Cookies:  []Pattern{{Name: "sid", Ref: Ref{Directive: "session_cookie sid"}}},
+	}
+	src := Source{IdentitySource: guard.IdentitySource{Kind: guard.FromWhoami, Path: "/api/me", Field: "user"}, Ref: Ref{Directive: "user_from whoami /api/me user"}}
+	cfg.Identity, cfg.SignIns[0].Identity = []Source{src}, []Source{src}
+	rep, err := run1(t, shape(nil), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := rep.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"[FAIL] cookies, session_cookie sid: the sign-in sets demo_session", "[ok] success, user_from whoami /api/me user: success whoami holds"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the report lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, r := range []Ref{{}, {File: "Caddyfile"}} {
+		if !r.IsZero() {
+			t.Errorf("%+v is not zero", r)
+		}
+		if r.String() != "" {
+			t.Errorf("%+v reads %q, want nothing", r, r.String())
+		}
+	}
+	if (Ref{Directive: "success status 200"}).IsZero() {
+		t.Error("a ref with a directive is zero")
+	}
+	if got := (Ref{File: "Caddyfile", Line: 4, Directive: "session_cookie sid"}).String(); got != "Caddyfile:4" {
+		t.Errorf("a ref with a line reads %q, want the line", got)
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	t.Run("wrong password", func(t *testing.T) {
 		_, err := run1(t, shape(nil), block(whoami), Options{User: "alice", Password: "not-her-password"})

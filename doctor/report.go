@@ -119,8 +119,8 @@ func (r *Report) Write(w io.Writer) error {
 	b.WriteString("\nFindings\n")
 	for _, f := range r.Findings {
 		fmt.Fprintf(&b, "  [%s] %s", f.Severity, f.Topic)
-		if f.Ref.Line != 0 {
-			fmt.Fprintf(&b, ", %s", f.Ref)
+		if at := f.Ref.String(); at != "" {
+			fmt.Fprintf(&b, ", %s", at)
 		}
 		fmt.Fprintf(&b, ": %s\n", f.Text)
 		if f.Fix != "" {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mfagate/mfagate/cookies"
 	"github.com/mfagate/mfagate/mfa"
+	"github.com/mfagate/mfagate/web"
 )
 
 // Handler is the next handler in the chain (caddyhttp.Handler has this shape).
@@ -146,6 +147,9 @@ type Config struct {
 	// Identified, if set, is told the user and AAL of every request with an
 	// active session (the Caddy glue sets placeholders from them).
 	Identified func(r *http.Request, user string, aal uint8)
+	// Doctor, if set, checks this configuration against the app from the
+	// admin page (the Caddy glue runs package doctor through the route).
+	Doctor web.Doctor
 }
 
 // Defaults.

@@ -68,7 +68,7 @@ func New(cfg Config, svc *mfa.Service, logger *zap.Logger) (*Guard, error) {
 	if err != nil {
 		return nil, err
 	}
-	wc := web.Config{Prefix: cfg.Prefix, Issuer: cfg.Issuer, TemplateDir: cfg.TemplateDir, ClientIP: cfg.ClientIP}
+	wc := web.Config{Prefix: cfg.Prefix, Issuer: cfg.Issuer, TemplateDir: cfg.TemplateDir, ClientIP: cfg.ClientIP, Doctor: cfg.Doctor}
 	if cfg.Widget != nil {
 		wc.Widget = &web.WidgetInfo{UserHeader: cfg.Widget.UserHeader, TokenHeader: cfg.Widget.TokenHeader}
 	}

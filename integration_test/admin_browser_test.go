@@ -4,8 +4,8 @@ package integration_test
 // Chromium: sign in, get refused at AAL1, turn on 2FA, open the page from
 // the header link, switch "Require 2FA for everyone" on, set the session
 // timeout (and try an out-of-range one), reset a member's 2FA through the
-// confirm step, sign out another member's session, and look at the page on
-// a phone. Screenshots go to integration_test/artifacts/admin-NN-….png.
+// confirm step, sign out another member's session, check the configuration
+// with a test account, and look at the page on a phone. Screenshots go to integration_test/artifacts/admin-NN-….png.
 //
 // It reuses browser_test.go's tab (allocator, options, helpers).
 
@@ -297,7 +297,31 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 		}
 	})
 
-	// ---- 6. On a phone --------------------------------------------------
+	// ---- 6. Check this configuration --------------------------------------
+	b.part("configuration check", func() {
+		b.navigate("/_mfa/admin")
+		tabType(b, chromedp.ID("doctor-user"), "erin")
+		tabType(b, chromedp.ID("doctor-password"), "erin-password")
+		if st := tabSubmit(b, "click Check the configuration", byButton("Check the configuration")); st != 200 {
+			t.Errorf("the check ends on a %d page", st)
+		}
+		b.wantPath("/_mfa/admin/doctor")
+		tabWantContains(b, chromedp.ID("doctor-result"), "Verdict: safe.")
+		tabWantContains(b, chromedp.CSS("#doctor .card-head .badge"), "Safe")
+		if v := tabRun(b, "read the password field", chromedp.Value(chromedp.ID("doctor-password"))); v != "" {
+			t.Errorf("after the check the password field holds %q, want it empty", v)
+		}
+		if v := tabRun(b, "read the user field", chromedp.Value(chromedp.ID("doctor-user"))); v != "erin" {
+			t.Errorf("after the check the user field holds %q, want erin", v)
+		}
+		if html := tabRun(b, "read the page", chromedp.Evaluate[string](`document.documentElement.outerHTML`)); strings.Contains(html, "erin-password") {
+			t.Error("the page after the check holds the password")
+		}
+		b.shot("admin-09-configuration-check.png")
+		b.axe("admin page, configuration check result")
+	})
+
+	// ---- 7. On a phone --------------------------------------------------
 	b.part("phone", func() {
 		b.do("phone viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(2)))
 		b.navigate("/_mfa/admin")
@@ -321,7 +345,7 @@ func TestAdminBrowserTeamPage(t *testing.T) {
 			}).slice(0, 6).map(e => e.tagName.toLowerCase() + "." + e.className + " (" + JSON.stringify(e.textContent.trim().slice(0, 30)) + ", right edge " + Math.round(e.getBoundingClientRect().right) + "px)")`))
 			t.Errorf("BUG: at 390px wide the admin page is %dpx wide and scrolls sideways (clientWidth %d); sticking out: %q", sw, cw, culprits)
 		}
-		b.shot("admin-09-phone-390.png")
+		b.shot("admin-10-phone-390.png")
 		b.axe("admin page, phone 390x844")
 		b.do("desktop viewport", clearViewport())
 	})

@@ -62,6 +62,7 @@ func (site *Site) apiRoutes() map[string]apiRoute {
 		"admin/identity":             {http.MethodGet, needAdmin, site.apiIdentity},
 		"admin/identity/secret":      {http.MethodPost, needAdmin, site.apiIdentity},
 		"admin/identity/mode":        {http.MethodPost, needAdmin, site.apiIdentity},
+		"admin/doctor":               {http.MethodPost, needAdmin, site.apiAdminDoctor},
 	}
 }
 

@@ -32,6 +32,9 @@ type Config struct {
 	// ClientIP is the client's address as the server determined it
 	// (honouring its trusted proxies); nil or "": the connection's peer.
 	ClientIP func(*http.Request) string
+	// Doctor checks this configuration against the app, for the admin
+	// page's "Check this configuration"; nil hides it.
+	Doctor Doctor
 }
 
 // WidgetInfo is what the admin page tells developers about widget tokens.
@@ -50,6 +53,8 @@ type Site struct {
 	log   *zap.Logger
 	pages map[string]pageRoute
 	api   map[string]apiRoute
+	// doctorGate bounds the configuration checks run from this site.
+	doctorGate doctorGate
 }
 
 // New builds the surface for realm.

@@ -64,6 +64,7 @@ func (site *Site) pageRoutes() map[string]pageRoute {
 		"admin/audit.csv":                 {http.MethodGet, needAdmin, site.pageAuditCSV},
 		"admin/identity/secret":           {http.MethodPost, needAdmin, site.postIdentitySecret},
 		"admin/identity/mode":             {http.MethodPost, needAdmin, site.postIdentityMode},
+		"admin/doctor":                    {http.MethodPost, needAdmin, site.postAdminDoctor},
 	}
 }
 

@@ -50,6 +50,9 @@ func (site *Site) adminPage(c *call, notice, pageErr, policyErr string) (challen
 		EmailConfigured: site.realm.EmailConfigured(),
 	}
 	p.Identity = site.identityView("", "")
+	if site.cfg.Doctor != nil {
+		p.Doctor = &challengeui.DoctorView{}
+	}
 	if p.Audit, err2 = site.auditView(c); err2 != nil {
 		return p, err2
 	}
