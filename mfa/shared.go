@@ -59,7 +59,8 @@ type sharedSync struct {
 
 	notices <-chan struct{} // nil without a feed: never ready
 
-	failingSince atomic.Int64 // unix ns of the first failed catch-up in a row; 0: in step
+	failingSince atomic.Int64              // unix ns of the first failed catch-up in a row; 0: in step
+	syncedAt     atomic.Pointer[time.Time] // the end of the last catch-up that succeeded (the load counts)
 	listenerDown atomic.Bool
 	fullReads    atomic.Int64 // whole-state reads since Open (the load counts), for tests
 	changesRead  atomic.Int64 // changes applied, for tests
@@ -72,6 +73,8 @@ func (svc *Service) openShared() error {
 	if !svc.shared {
 		return nil
 	}
+	now := svc.now()
+	svc.sync.syncedAt.Store(&now)
 	feed := storage.FeedOf(svc.Store)
 	if feed == nil {
 		return nil
@@ -156,6 +159,8 @@ func (svc *Service) catchUpLocked(ctx context.Context) error {
 // logs the first failure in a row and the recovery.
 func (svc *Service) noteSync(err error) {
 	if err == nil {
+		now := svc.now()
+		svc.sync.syncedAt.Store(&now)
 		if since := svc.sync.failingSince.Swap(0); since != 0 {
 			svc.logger.Info("shared store: in step again", zap.Duration("after", svc.now().Sub(time.Unix(0, since))))
 		}
@@ -169,11 +174,21 @@ func (svc *Service) noteSync(err error) {
 	svc.logger.Debug("shared store: still out of step", zap.Error(err))
 }
 
-// outOfStep reports whether the instance has failed to learn other
-// instances' changes for longer than the outage limit.
+// stuckSlack is how much longer than the outage limit a catch-up may be
+// missing altogether (not failing: not run, the background loop being held
+// up elsewhere) before the instance counts as out of step. It covers the
+// once-a-second tick, so that a short limit does not trip between ticks.
+const stuckSlack = 2 * time.Second
+
+// outOfStep reports whether the instance has not learned other instances'
+// changes for longer than the outage limit: its catch-ups have failed for
+// that long, or none has succeeded for that long and a little more.
 func (svc *Service) outOfStep(now time.Time) bool {
-	since := svc.sync.failingSince.Load()
-	return since != 0 && now.UnixNano()-since > int64(svc.outageLimit)
+	if since := svc.sync.failingSince.Load(); since != 0 && now.UnixNano()-since > int64(svc.outageLimit) {
+		return true
+	}
+	at := svc.sync.syncedAt.Load()
+	return at != nil && now.Sub(*at) > svc.outageLimit+stuckSlack
 }
 
 // storedSession is a record read again for a change: absent when deleted.

@@ -347,8 +347,9 @@ func TestSharedStoreBehindPrunedLog(t *testing.T) {
 }
 
 // TestSharedStoreFeedFailsClosed: when an instance cannot read the change
-// feed while the store otherwise answers, signed-in traffic fails closed
-// past the outage limit, and goes on once the feed reads again.
+// feed while the store otherwise answers, or does not get to read it,
+// signed-in traffic fails closed past the outage limit, and goes on once
+// the feed reads again.
 func TestSharedStoreFeedFailsClosed(t *testing.T) {
 	// The store probe runs every 100ms and keeps answering: the feed alone
 	// must bring the instance down.
@@ -358,5 +359,13 @@ func TestSharedStoreFeedFailsClosed(t *testing.T) {
 	down := within(t, "the instance fails closed", func() bool { return a.StoreDown(time.Now()) })
 	t.Logf("failed closed %v after the feed broke (limit 500ms)", down.Round(time.Millisecond))
 	execSQL(t, dsn, "ALTER TABLE mfagate.changes_away RENAME TO changes")
+	within(t, "the instance answers again", func() bool { return !a.StoreDown(time.Now()) })
+
+	// A catch-up that does not fail but does not happen either (the
+	// background loop held up) fails closed too, a little later.
+	a.sync.mu.Lock()
+	stuck := within(t, "the held-up instance fails closed", func() bool { return a.StoreDown(time.Now()) })
+	a.sync.mu.Unlock()
+	t.Logf("failed closed %v after catch-ups stopped (limit 500ms + %v)", stuck.Round(time.Millisecond), stuckSlack)
 	within(t, "the instance answers again", func() bool { return !a.StoreDown(time.Now()) })
 }
