@@ -369,3 +369,24 @@ func TestSharedStoreFeedFailsClosed(t *testing.T) {
 	t.Logf("failed closed %v after catch-ups stopped (limit 500ms + %v)", stuck.Round(time.Millisecond), stuckSlack)
 	within(t, "the instance answers again", func() bool { return !a.StoreDown(time.Now()) })
 }
+
+// TestSharedStoreTableEmptied: emptying the sessions table by hand (which
+// no row change reports) makes every instance read the whole state again,
+// and so stop every session.
+func TestSharedStoreTableEmptied(t *testing.T) {
+	svcs, _, dsn := sharedInstances(t, 2, nil)
+	a, b := svcs[0], svcs[1]
+	ra, rb := newRealm(t, a, nil), newRealm(t, b, nil)
+	ch, _, err := ra.SignIn(context.Background(), alice, SignIn{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie := ra.CookieValue(ch.ID, ch.Session, time.Now())
+	within(t, "B knows A's session", func() bool { return rb.Lookup(cookie, time.Now()).Session != nil })
+	execSQL(t, dsn, "TRUNCATE mfagate.sessions")
+	within(t, "B drops the session", func() bool { return rb.Lookup(cookie, time.Now()).Session == nil })
+	within(t, "A drops the session", func() bool { return ra.Lookup(cookie, time.Now()).Session == nil })
+	if n := b.sync.fullReads.Load(); n != 2 {
+		t.Fatalf("B read the whole state %d times, want twice (start, and after the table was emptied)", n)
+	}
+}
