@@ -225,11 +225,25 @@ func (svc *Service) applyChanges(ctx context.Context, cs []storage.Change) (rese
 	}
 	if len(sessions) > 0 {
 		err := svc.Store.View(ctx, func(tx storage.Tx) error {
+			for _, st := range sessions {
+				st.present = false // in case the store runs fn again
+			}
+			if r, ok := tx.(storage.SessionReader); ok {
+				ids := make([]string, 0, len(sessions))
+				for id := range sessions {
+					ids = append(ids, id)
+				}
+				return r.SessionsByID(ids, func(rec storage.Session) error {
+					if st := sessions[rec.ID]; st != nil {
+						st.rec, st.present = rec, true
+					}
+					return nil
+				})
+			}
 			for id, st := range sessions {
 				rec, err := tx.Session(id)
 				switch {
 				case errors.Is(err, storage.ErrNotFound):
-					st.present = false
 				case err != nil:
 					return err
 				default:

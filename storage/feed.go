@@ -96,6 +96,15 @@ type ChangeFeed interface {
 	Listen(ctx context.Context, report func(error)) <-chan struct{}
 }
 
+// SessionReader may be implemented by a Tx: it reads many sessions at once
+// (one query rather than one per ID), for a reader of a change feed that
+// reads every changed session again. fn is called for each ID present, in
+// no particular order; absent IDs are skipped. fn must not write within
+// the read.
+type SessionReader interface {
+	SessionsByID(ids []string, fn func(Session) error) error
+}
+
 // Unwrapper is a Store that wraps another (for instance to time it), so that
 // optional interfaces of the inner store can still be found.
 type Unwrapper interface {

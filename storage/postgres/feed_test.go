@@ -25,6 +25,7 @@ func TestChangeFeed(t *testing.T) {
 	t.Run("PrunedHorizon", func(t *testing.T) { testFeedPruned(t, srv) })
 	t.Run("PagedReads", func(t *testing.T) { testFeedPaged(t, srv) })
 	t.Run("ListenerReconnects", func(t *testing.T) { testFeedReconnect(t, srv) })
+	t.Run("SessionsByID", func(t *testing.T) { testSessionsByID(t, srv) })
 }
 
 func update(t *testing.T, s storage.Store, fn func(storage.Tx) error) {
@@ -330,5 +331,40 @@ func listenerPID(t *testing.T, dsn string) int {
 			t.Fatalf("%d listening connections, want 1", len(pids))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// testSessionsByID: the feed reader's batch read returns the sessions
+// present among the IDs asked for, each once, and nothing for the others.
+func testSessionsByID(t *testing.T, srv *pgtest.Server) {
+	s := open(t, postgres.Options{DSN: srv.NewDatabase(t)})
+	now := time.Now()
+	update(t, s, func(tx storage.Tx) error {
+		for _, id := range []string{"a", "b\x00nul", "c"} {
+			if err := tx.PutSession(session(id, now)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var got []string
+	err := s.View(context.Background(), func(tx storage.Tx) error {
+		got = got[:0]
+		return tx.(storage.SessionReader).SessionsByID([]string{"a", "b\x00nul", "absent"}, func(rec storage.Session) error {
+			if rec.UserAgent != session(rec.ID, now).UserAgent {
+				t.Errorf("session %q read back as %+v", rec.ID, rec)
+			}
+			got = append(got, rec.ID)
+			return nil
+		})
+	})
+	slices.Sort(got)
+	if err != nil || !slices.Equal(got, []string{"a", "b\x00nul"}) {
+		t.Fatalf("sessions by id: %q, %v", got, err)
+	}
+	if err := s.View(context.Background(), func(tx storage.Tx) error {
+		return tx.(storage.SessionReader).SessionsByID(nil, func(storage.Session) error { return errors.New("called for nothing") })
+	}); err != nil {
+		t.Fatalf("sessions by no id: %v", err)
 	}
 }

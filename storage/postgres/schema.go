@@ -243,6 +243,7 @@ func currentVersion(ctx context.Context, tx pgx.Tx, schema string) (int, error) 
 type queries struct {
 	getUser, putUser, delUser, listUsers             string
 	getSession, putSession, delSession, listSessions string
+	getSessions                                      string
 	getSetting, putSetting, listSettings             string
 	appendAudit, scanAudit, pruneAudit, trimAudit    string
 }
@@ -265,6 +266,7 @@ func newQueries(schema string) queries {
 	return queries{
 		getUser: get("users"), putUser: put("users"), delUser: del("users"), listUsers: list("users"),
 		getSession: get("sessions"), putSession: put("sessions"), delSession: del("sessions"), listSessions: list("sessions"),
+		getSessions:  r.Replace("SELECT id, data FROM {s}.sessions WHERE id = ANY($1)"),
 		getSetting:   r.Replace("SELECT value FROM {s}.settings WHERE key = $1"),
 		listSettings: r.Replace(fmt.Sprintf("SELECT key, value FROM {s}.settings WHERE key > $1 ORDER BY key LIMIT %d", page)),
 		putSetting:   r.Replace("INSERT INTO {s}.settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"),

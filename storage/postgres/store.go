@@ -93,6 +93,7 @@ var (
 	_ storage.AuditStore    = auditLog{}
 	_ storage.AuditTx       = (*txn)(nil)
 	_ storage.SettingLister = (*txn)(nil)
+	_ storage.SessionReader = (*txn)(nil)
 )
 
 // connectTimeout bounds each connection attempt when the DSN sets none, so
