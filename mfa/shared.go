@@ -57,7 +57,8 @@ type sharedSync struct {
 	pos    storage.FeedPosition
 	behind bool // pos is lost: read everything next time
 
-	notices <-chan struct{} // nil without a feed: never ready
+	notices  <-chan struct{} // nil without a feed: never ready
+	prunedAt time.Time       // the background loop's own
 
 	failingSince atomic.Int64              // unix ns of the first failed catch-up in a row; 0: in step
 	syncedAt     atomic.Pointer[time.Time] // the end of the last catch-up that succeeded (the load counts)
@@ -86,7 +87,8 @@ func (svc *Service) openShared() error {
 		return fmt.Errorf("mfa: shared store: %w", err)
 	}
 	svc.sync.feed, svc.sync.pos = feed, pos
-	svc.sync.fullReads.Add(1) // load is the first
+	svc.sync.prunedAt = time.Now() // the first prune a minute after start
+	svc.sync.fullReads.Add(1)      // load is the first
 	// Listening ends when the store closes.
 	svc.sync.notices = feed.Listen(context.Background(), svc.listenerReport)
 	return nil
@@ -107,12 +109,35 @@ func (svc *Service) listenerReport(err error) {
 	}
 }
 
+// pruneEvery is how often an instance prunes the shared change log.
+const pruneEvery = time.Minute
+
 // syncTick is the background loop's once-a-second catch-up. It also ages
 // the table's record of sessions removed here, which keeps a session ended
-// here from coming back from a read that began before its deletion.
+// here from coming back from a read that began before its deletion, and
+// now and then prunes the change log.
 func (svc *Service) syncTick() {
 	svc.catchUp()
 	svc.Sessions.Age()
+	if svc.sync.feed != nil && time.Since(svc.sync.prunedAt) >= pruneEvery {
+		svc.sync.prunedAt = time.Now()
+		svc.pruneChanges()
+	}
+}
+
+// pruneChanges prunes the shared change log, and returns how many changes
+// it deleted.
+func (svc *Service) pruneChanges() int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+	defer cancel()
+	n, err := svc.sync.feed.Prune(ctx)
+	switch {
+	case err != nil:
+		svc.logger.Warn("shared store: prune the change log", zap.Error(err))
+	case n > 0:
+		svc.logger.Debug("shared store: change log pruned", zap.Int64("changes", n))
+	}
+	return n
 }
 
 // catchUp brings the table and the policies in step with the store: by

@@ -13,8 +13,8 @@ import (
 	"github.com/mfagate/mfagate/storage/postgres"
 )
 
-// within polls cond for up to 5 s and returns how long it took, failing
-// the test if it never held.
+// within polls cond (every 5 ms) for up to 5 s and returns how long it
+// took, failing the test if it never held.
 func within(t *testing.T, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
@@ -22,7 +22,7 @@ func within(t *testing.T, what string, cond func() bool) time.Duration {
 		if time.Since(start) > 5*time.Second {
 			t.Fatalf("%s: not within 5 s", what)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	return time.Since(start)
 }
@@ -157,12 +157,20 @@ func TestSharedStoreSweepsOnce(t *testing.T) {
 // sets, and returns them with their stores.
 func sharedInstances(t *testing.T, n int, mod func(*Options)) ([]*Service, []*postgres.Store, string) {
 	t.Helper()
+	return sharedInstancesOn(t, n, postgres.Options{}, mod)
+}
+
+// sharedInstancesOn is sharedInstances with store options (the DSN is
+// filled in).
+func sharedInstancesOn(t *testing.T, n int, stOpts postgres.Options, mod func(*Options)) ([]*Service, []*postgres.Store, string) {
+	t.Helper()
 	srv := pgtest.Start(t)
 	dsn := srv.NewDatabase(t)
+	stOpts.DSN = dsn
 	var svcs []*Service
 	var sts []*postgres.Store
 	for range n {
-		st, err := postgres.Open(context.Background(), postgres.Options{DSN: dsn})
+		st, err := postgres.Open(context.Background(), stOpts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -388,5 +396,41 @@ func TestSharedStoreTableEmptied(t *testing.T) {
 	within(t, "A drops the session", func() bool { return ra.Lookup(cookie, time.Now()).Session == nil })
 	if n := b.sync.fullReads.Load(); n != 2 {
 		t.Fatalf("B read the whole state %d times, want twice (start, and after the table was emptied)", n)
+	}
+}
+
+// TestSharedStorePrunesChangeLog: an instance prunes the shared change log
+// to the store's retention, and reads on from its position afterwards.
+func TestSharedStorePrunesChangeLog(t *testing.T) {
+	svcs, _, dsn := sharedInstancesOn(t, 2, postgres.Options{ChangeRetention: time.Millisecond}, nil)
+	a, b := svcs[0], svcs[1]
+	ra, rb := newRealm(t, a, nil), newRealm(t, b, nil)
+	ch, _, err := ra.SignIn(context.Background(), alice, SignIn{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie := ra.CookieValue(ch.ID, ch.Session, time.Now())
+	within(t, "B knows A's session", func() bool { return rb.Lookup(cookie, time.Now()).Session != nil })
+	time.Sleep(10 * time.Millisecond) // older than the retention
+	b.catchUp()                       // B has read every change there is
+	if n := a.pruneChanges(); n == 0 {
+		t.Fatal("nothing pruned")
+	}
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var left int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM mfagate.changes").Scan(&left); err != nil || left != 0 {
+		t.Fatalf("%d changes left after pruning (%v)", left, err)
+	}
+	// B had read everything pruned: it follows on without a full read.
+	if _, err := a.RevokeSession(context.Background(), Operator, ch.Session.Key.String(), "", "operator"); err != nil {
+		t.Fatal(err)
+	}
+	within(t, "B refuses the session A revoked", func() bool { return rb.Lookup(cookie, time.Now()).Session == nil })
+	if n := b.sync.fullReads.Load(); n != 1 {
+		t.Fatalf("B read the whole state %d times, want once", n)
 	}
 }

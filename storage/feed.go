@@ -94,6 +94,11 @@ type ChangeFeed interface {
 	// established. Listening stops when ctx ends or the store closes. A
 	// store listens for one caller: call Listen once.
 	Listen(ctx context.Context, report func(error)) <-chan struct{}
+
+	// Prune deletes the changes older than the feed keeps them and returns
+	// how many. Readers call it now and then (every instance may: it is
+	// idempotent); it keeps the log's size bounded.
+	Prune(ctx context.Context) (int64, error)
 }
 
 // SessionReader may be implemented by a Tx: it reads many sessions at once

@@ -152,10 +152,15 @@ func changeKind(k string) storage.ChangeKind {
 	return storage.Reset
 }
 
+// Prune implements storage.ChangeFeed: it deletes the changes older than
+// Options.ChangeRetention.
+func (s *Store) Prune(ctx context.Context) (int64, error) {
+	return s.PruneChanges(ctx, s.retention)
+}
+
 // PruneChanges deletes the changes logged longer than olderThan ago (by the
-// database's clock) and returns how many. Every instance prunes the shared
-// log once a minute while it listens; two doing it at once delete each
-// row once.
+// database's clock) and returns how many. Two instances doing it at once
+// delete each row once.
 func (s *Store) PruneChanges(ctx context.Context, olderThan time.Duration) (int64, error) {
 	var n int64
 	if err := s.pool.QueryRow(ctx, s.fq.prune, olderThan.Microseconds()).Scan(&n); err != nil {
@@ -166,8 +171,7 @@ func (s *Store) PruneChanges(ctx context.Context, olderThan time.Duration) (int6
 
 // Listen implements storage.ChangeFeed. The listener holds a connection of
 // its own, outside the pool: LISTEN belongs to a session, and a pooled
-// connection would carry it to whoever borrows it next. Listen also starts
-// the pruning of the change log.
+// connection would carry it to whoever borrows it next.
 func (s *Store) Listen(ctx context.Context, report func(error)) <-chan struct{} {
 	if report == nil {
 		report = func(error) {}
@@ -179,16 +183,12 @@ func (s *Store) Listen(ctx context.Context, report func(error)) <-chan struct{} 
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(s.life, cancel)
-	s.bg.Add(2)
+	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
 		defer stop()
 		defer cancel()
 		s.listen(ctx, notices, report)
-	}()
-	go func() {
-		defer s.bg.Done()
-		s.pruneLoop(ctx, report)
 	}()
 	return notices
 }
@@ -260,27 +260,6 @@ func (s *Store) listenOnce(ctx context.Context, connected func(), notices chan<-
 			}
 		default:
 			return fmt.Errorf("wait for announcements: %w", err)
-		}
-	}
-}
-
-// pruneLoop prunes the change log every tenth of the retention (at most a
-// minute apart) until ctx ends.
-func (s *Store) pruneLoop(ctx context.Context, report func(error)) {
-	every := min(s.retention/10, time.Minute)
-	t := time.NewTicker(max(every, time.Second))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			pctx, cancel := context.WithTimeout(ctx, time.Minute)
-			_, err := s.PruneChanges(pctx, s.retention)
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				report(err)
-			}
 		}
 	}
 }
