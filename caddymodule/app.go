@@ -197,7 +197,7 @@ func openService(st Store, key []byte, opts mfa.Options, logger *zap.Logger) (se
 	store := instrumented.Wrap(raw)
 	opts.Store, opts.Key, opts.Logger = store, key, logger
 	if sh, ok := st.(sharedStore); ok && sh.Shared() {
-		opts.Shared = true // learn other instances' sessions and policies each second
+		opts.Shared = true // follow other instances' sessions and policies through the store's change feed
 	}
 	svc, err := mfa.Open(opts)
 	if err != nil {

@@ -739,3 +739,39 @@ func TestChangeAuthenticator(t *testing.T) {
 		t.Fatal("an admin reset left the waiting replacement authenticator")
 	}
 }
+
+// TestRebindDoesNotBringBackAnEndedSession: a request that began before its
+// session was ended (revoked here, rotated or signed out in another tab)
+// may finish with the app's new cookie; binding it must not write the
+// ended session's record back, where a restart would find it.
+func TestRebindDoesNotBringBackAnEndedSession(t *testing.T) {
+	svc, _ := newService(t)
+	r := newRealm(t, svc, nil)
+	ctx := context.Background()
+	ch, _, err := r.SignIn(ctx, alice, SignIn{User: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func() bool {
+		t.Helper()
+		err := svc.Store.View(ctx, func(tx storage.Tx) error {
+			_, err := tx.Session(ch.Session.Key.String())
+			return err
+		})
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	r.Rebind(ctx, ch.Session, []session.Binding{{Name: "app", Hash: session.HashValue("two")}}, nil)
+	if !stored() {
+		t.Fatal("a live session's new binding was not stored")
+	}
+	if _, err := svc.RevokeSession(ctx, Operator, ch.Session.Key.String(), "", "operator"); err != nil {
+		t.Fatal(err)
+	}
+	r.Rebind(ctx, ch.Session, []session.Binding{{Name: "app", Hash: session.HashValue("three")}}, nil)
+	if stored() {
+		t.Fatal("binding the app's cookie to a revoked session wrote its record back")
+	}
+}

@@ -65,6 +65,7 @@ type Service struct {
 	sweepEvery      atomic.Int64 // how often sessions are swept: a minute, less for short grace periods
 	outageLimit     time.Duration
 	shared          bool
+	sync            sharedSync   // following the other instances on a shared store (shared.go)
 	failingSince    atomic.Int64 // unix nanoseconds of the first failed store probe in a row; 0: the store answers
 
 	// undeleted holds the stored ids of ended sessions whose deletion the
@@ -91,10 +92,10 @@ type Options struct {
 	// the store cannot be read; past it, signed-in requests fail closed
 	// too. Default 60s.
 	OutageLimit time.Duration
-	// Shared says other gateway instances use the same store: each second
-	// this one re-reads the stored sessions and policies, so a session
-	// started, ended or revoked, or a policy changed, on another instance
-	// is known here within about a second.
+	// Shared says other gateway instances use the same store: this one
+	// follows their changes (see shared.go), so a session started, ended
+	// or revoked, or a policy changed, on another instance is known here
+	// within about a second, at once with the store's change feed.
 	Shared          bool
 	AuditRetention  time.Duration // how long audit events are kept, default 90 days
 	AuditMaxEvents  int           // the most audit events kept, default 250,000
@@ -153,6 +154,10 @@ func Open(opts Options) (*Service, error) {
 	svc.outageLimit, svc.shared = opts.OutageLimit, opts.Shared
 	if svc.shared {
 		svc.attempts = &sharedLimiter{store: opts.Store, local: newLimiter(), logger: opts.Logger.Named("limits")}
+	}
+	if err := svc.openShared(); err != nil {
+		svc.Audit.Close()
+		return nil, err
 	}
 	if err := svc.load(); err != nil {
 		return nil, err
@@ -215,9 +220,11 @@ func (svc *Service) loop(every time.Duration) {
 			svc.probeStore()
 			svc.FlushActivity()
 			svc.retryDeletes()
+		case <-svc.sync.notices: // another instance changed something
+			svc.catchUp()
 		case now := <-tick.C:
 			if svc.shared {
-				svc.SyncSessions()
+				svc.syncTick()
 			}
 			if now.Sub(last) >= time.Duration(svc.sweepEvery.Load()) {
 				last = now
@@ -382,72 +389,6 @@ func (svc *Service) retryDeletes() {
 	svc.logger.Info("delete sessions: retry succeeded", zap.Int("sessions", len(ids)))
 }
 
-// SyncSessions makes the in-memory table agree with the stored sessions,
-// and re-reads the policies, for a store that several instances share: a
-// signed-in session whose record is gone was ended elsewhere and stops
-// working here; a stored session this instance does not hold was started
-// elsewhere and is loaded. Anonymous sessions live in memory only and are
-// left alone.
-func (svc *Service) SyncSessions() {
-	// What this instance held before the read began: a session it started
-	// was stored before it entered the table, so the read sees it unless it
-	// was ended since.
-	held := svc.Sessions.Snapshot(func(s *session.Session) bool { return s.State != session.Anonymous })
-	stored := map[session.Key]storage.Session{}
-	err := svc.Store.View(context.Background(), func(tx storage.Tx) error {
-		clear(stored) // in case the store runs fn again
-		return tx.ForEachSession(func(rec storage.Session) error {
-			if k, err := session.ParseKey(rec.ID); err == nil {
-				stored[k] = rec
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		svc.logger.Error("sync sessions with the shared store", zap.Error(err))
-		return
-	}
-	for _, s := range held {
-		rec, ok := stored[s.Key]
-		if !ok {
-			svc.Sessions.Remove(s.Key) // ended on another instance
-			continue
-		}
-		s.SeenElsewhere(rec.LastSeen)  // used on another instance: not idle here
-		if rec.Version > s.Version() { // changed in place on another instance
-			if fresh, err := svc.fromRecord(rec); err == nil {
-				fresh.SeenElsewhere(s.LastSeen())
-				svc.Sessions.Refresh(s, fresh)
-			}
-		}
-	}
-	now := svc.now()
-	svc.undeletedMu.Lock()
-	for k, rec := range stored {
-		if _, refused := svc.undeleted[rec.ID]; refused || svc.Sessions.Get(k) != nil {
-			continue // ended here, its deletion still to be stored
-		}
-		s, err := svc.fromRecord(rec)
-		if err != nil || (!s.ExpiresAt.IsZero() && now.After(s.ExpiresAt)) {
-			continue
-		}
-		svc.Sessions.Revive(s) // not one this instance ended lately
-	}
-	svc.undeletedMu.Unlock()
-	svc.Sessions.Age()
-	svc.pol.mu.Lock()
-	caches := make([]*policyCache, 0, len(svc.pol.m))
-	for _, pc := range svc.pol.m {
-		caches = append(caches, pc)
-	}
-	svc.pol.mu.Unlock()
-	for _, pc := range caches {
-		if p, err := svc.loadPolicy(context.Background(), pc.scope, *pc.def.Load()); err == nil {
-			pc.cur.Store(&cachedPolicy{p: p, loaded: now})
-		}
-	}
-}
-
 // DefaultOutageLimit is how long signed-in traffic goes on from memory
 // while the store cannot be read.
 const DefaultOutageLimit = 60 * time.Second
@@ -474,11 +415,13 @@ func (svc *Service) probeStore() {
 }
 
 // StoreDown reports whether the store has not answered for longer than the
-// outage limit: then signed-in requests fail closed as well, since
-// revocations and policy changes made elsewhere can no longer be learned.
+// outage limit, or (on a shared store) this instance has not been able to
+// read the others' changes for that long: then signed-in requests fail
+// closed as well, since revocations and policy changes made elsewhere can
+// no longer be learned.
 func (svc *Service) StoreDown(now time.Time) bool {
 	since := svc.failingSince.Load()
-	return since != 0 && now.UnixNano()-since > int64(svc.outageLimit)
+	return since != 0 && now.UnixNano()-since > int64(svc.outageLimit) || svc.outOfStep(now)
 }
 
 // SameKey reports whether key is the key this service was opened with: a
@@ -652,6 +595,24 @@ func (svc *Service) saveSession(ctx context.Context, s, old *session.Session) er
 		}
 		if s.State == session.Anonymous {
 			return nil
+		}
+		return tx.PutSession(rec)
+	})
+}
+
+// updateSession writes s's changed record if it is still stored: a
+// request that began before s was rotated or ended (another tab's, or
+// another instance's) must not bring its record back.
+func (svc *Service) updateSession(ctx context.Context, s *session.Session) error {
+	rec, err := svc.toRecord(s)
+	if err != nil {
+		return err
+	}
+	return svc.Store.Batch(ctx, func(tx storage.Tx) error {
+		if _, err := tx.Session(rec.ID); errors.Is(err, storage.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
 		}
 		return tx.PutSession(rec)
 	})

@@ -163,7 +163,7 @@ func (r *Realm) Rebind(ctx context.Context, s *session.Session, set []session.Bi
 	if !s.UpdateBindings(set, deleted) || s.State == session.Anonymous {
 		return
 	}
-	if err := r.svc.saveSession(ctx, s, nil); err != nil {
+	if err := r.svc.updateSession(ctx, s); err != nil {
 		r.log.Error("save session bindings", zap.Error(err))
 	}
 }

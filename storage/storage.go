@@ -177,7 +177,10 @@ type Session struct {
 // Today one process owns the store (bbolt's file lock enforces it), and the
 // gateway relies on that in the places below. A store shared by several
 // gateway instances must come with what each item says instead; package
-// storetest checks only the transaction contract above.
+// storetest checks only the transaction contract above. For the live
+// sessions, their activity and the policy, package mfa (Options.Shared)
+// follows a shared store's ChangeFeed (feed.go), or re-reads every session
+// and policy each second from a store without one.
 //
 //   - Live sessions: the in-memory session table (package session) is the
 //     authority. The per-request check never reads the store; the table is

@@ -98,6 +98,11 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
 	return b.Backup(ctx, w)
 }
 
+// Unwrap implements storage.Unwrapper: the optional interfaces of the
+// wrapped store (its change feed) stay reachable through storage.FeedOf.
+// Feed reads are not timed: they are not the store's transactions.
+func (s *Store) Unwrap() storage.Store { return s.Store }
+
 // Audit implements storage.Store: the audit log, timed too.
 func (s *Store) Audit() storage.AuditStore { return s.audit }
 

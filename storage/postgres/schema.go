@@ -38,6 +38,93 @@ var migrations = []string{
 		data  bytea     NOT NULL,
 		PRIMARY KEY (at_ns, seq)
 	);`,
+
+	// 2: the change feed (feed.go). Triggers log every write to sessions
+	// and settings in the writer's own transaction, whoever the writer is
+	// (this build, an older one, `caddy mfa db migrate`, an operator's
+	// SQL), and announce it on the schema's channel; the announcement is
+	// delivered at commit and carries only the version.
+	//
+	// txid is the writing transaction, so that a reader can tell a version
+	// still to commit from a gap (see Store.Changes). at is the insert's
+	// own time, not the transaction's, for pruning.
+	//
+	// An update of a session that changes only last_seen (the activity
+	// flush, every few seconds for every active session) is logged as
+	// 'seen' but not announced: readers pick it up on their once-a-second
+	// read, which is soon enough for idle expiry, and do not wake for it.
+	// Go's encoding/json writes "last_seen":"<time>" once per record and
+	// escapes every quote inside strings, so the pattern matches that
+	// field only. (jsonb cannot be used to compare: it refuses the NUL
+	// characters a json column keeps.)
+	//
+	// changes_pruned holds the highest version pruned: a reader whose
+	// position is below it has missed changes.
+	`CREATE TABLE {s}.changes (
+		version bigserial   PRIMARY KEY,
+		kind    text        NOT NULL,
+		id      bytea       NOT NULL,
+		txid    bigint      NOT NULL DEFAULT pg_current_xact_id()::text::bigint,
+		at      timestamptz NOT NULL DEFAULT clock_timestamp()
+	);
+	CREATE INDEX changes_txid ON {s}.changes (txid);
+	CREATE INDEX changes_at ON {s}.changes (at);
+	CREATE TABLE {s}.changes_pruned (
+		one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+		version bigint  NOT NULL
+	);
+	INSERT INTO {s}.changes_pruned (version) VALUES (0);
+
+	CREATE FUNCTION {s}.session_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+	DECLARE
+		v bigint;
+	BEGIN
+		IF TG_OP = 'UPDATE' AND OLD.id = NEW.id
+			AND regexp_replace(OLD.data::text, '"last_seen":"[^"]*"', '')
+			  = regexp_replace(NEW.data::text, '"last_seen":"[^"]*"', '') THEN
+			INSERT INTO {s}.changes (kind, id) VALUES ('seen', NEW.id);
+			RETURN NULL;
+		END IF;
+		IF TG_OP = 'UPDATE' AND OLD.id <> NEW.id THEN
+			INSERT INTO {s}.changes (kind, id) VALUES ('session', OLD.id);
+		END IF;
+		INSERT INTO {s}.changes (kind, id)
+			VALUES ('session', CASE TG_OP WHEN 'DELETE' THEN OLD.id ELSE NEW.id END)
+			RETURNING version INTO v;
+		PERFORM pg_notify({channel}, v::text);
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE ON {s}.sessions
+		FOR EACH ROW EXECUTE FUNCTION {s}.session_changed();
+
+	CREATE FUNCTION {s}.setting_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+	DECLARE
+		v bigint;
+	BEGIN
+		IF TG_OP = 'UPDATE' AND OLD.key <> NEW.key THEN
+			INSERT INTO {s}.changes (kind, id) VALUES ('setting', OLD.key);
+		END IF;
+		INSERT INTO {s}.changes (kind, id)
+			VALUES ('setting', CASE TG_OP WHEN 'DELETE' THEN OLD.key ELSE NEW.key END)
+			RETURNING version INTO v;
+		PERFORM pg_notify({channel}, v::text);
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER changed AFTER INSERT OR UPDATE OR DELETE ON {s}.settings
+		FOR EACH ROW EXECUTE FUNCTION {s}.setting_changed();
+
+	CREATE FUNCTION {s}.table_reset() RETURNS trigger LANGUAGE plpgsql AS $$
+	DECLARE
+		v bigint;
+	BEGIN
+		INSERT INTO {s}.changes (kind, id) VALUES ('reset', ''::bytea) RETURNING version INTO v;
+		PERFORM pg_notify({channel}, v::text);
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER reset AFTER TRUNCATE ON {s}.sessions
+		FOR EACH STATEMENT EXECUTE FUNCTION {s}.table_reset();
+	CREATE TRIGGER reset AFTER TRUNCATE ON {s}.settings
+		FOR EACH STATEMENT EXECUTE FUNCTION {s}.table_reset();`,
 }
 
 // schemaVersion is the version this build reads and writes.
@@ -96,8 +183,9 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 			return fmt.Errorf("create schema_version: %w", err)
 		}
 	}
+	r := strings.NewReplacer("{s}", s, "{channel}", quoteLiteral(channelName(schema)))
 	for i := v; i < schemaVersion(); i++ {
-		if _, err := tx.Exec(ctx, strings.ReplaceAll(migrations[i], "{s}", s)); err != nil {
+		if _, err := tx.Exec(ctx, r.Replace(migrations[i])); err != nil {
 			return fmt.Errorf("migrate to version %d: %w", i+1, err)
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO "+s+".schema_version (version) VALUES ($1)", i+1); err != nil {
@@ -109,6 +197,18 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	}
 	return nil
 }
+
+// channelName is the channel a schema's changes are announced on. Channel
+// names are at most 63 bytes: a longer one is cut, and two long schemas
+// sharing a prefix then share a channel, which costs only a needless
+// wake-up (an announcement says nothing but that something changed).
+func channelName(schema string) string {
+	c := "mfagate_" + schema
+	return c[:min(len(c), 63)]
+}
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // currentVersion is the schema's version: 0 for a missing or empty schema.
 // A schema with tables but no schema_version belongs to another program and
@@ -143,6 +243,7 @@ func currentVersion(ctx context.Context, tx pgx.Tx, schema string) (int, error) 
 type queries struct {
 	getUser, putUser, delUser, listUsers             string
 	getSession, putSession, delSession, listSessions string
+	getSessions                                      string
 	getSetting, putSetting, listSettings             string
 	appendAudit, scanAudit, pruneAudit, trimAudit    string
 }
@@ -165,6 +266,7 @@ func newQueries(schema string) queries {
 	return queries{
 		getUser: get("users"), putUser: put("users"), delUser: del("users"), listUsers: list("users"),
 		getSession: get("sessions"), putSession: put("sessions"), delSession: del("sessions"), listSessions: list("sessions"),
+		getSessions:  r.Replace("SELECT id, data FROM {s}.sessions WHERE id = ANY($1)"),
 		getSetting:   r.Replace("SELECT value FROM {s}.settings WHERE key = $1"),
 		listSettings: r.Replace(fmt.Sprintf("SELECT key, value FROM {s}.settings WHERE key > $1 ORDER BY key LIMIT %d", page)),
 		putSetting:   r.Replace("INSERT INTO {s}.settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"),

@@ -34,6 +34,8 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,8 +64,12 @@ type Options struct {
 	// starting with a letter or underscore, at most 63. Default "mfagate".
 	Schema string
 	// MaxConns bounds the connection pool; 0 keeps pgx's default (the
-	// larger of 4 and the number of CPUs).
+	// larger of 4 and the number of CPUs). The change feed's listener,
+	// once started, holds one connection more.
 	MaxConns int32
+	// ChangeRetention is how long the change log keeps a change; 0 means
+	// DefaultChangeRetention.
+	ChangeRetention time.Duration
 }
 
 // Store is a storage.Store on a PostgreSQL database. It is safe for
@@ -72,6 +78,14 @@ type Store struct {
 	pool   *pgxpool.Pool
 	target string // the database, without credentials, for messages
 	q      queries
+	fq     feedQueries
+
+	connConfig *pgx.ConnConfig // for the change listener's own connection
+	retention  time.Duration
+	listening  atomic.Bool
+	life       context.Context // ends at Close, stopping the listener
+	closeLife  context.CancelFunc
+	bg         sync.WaitGroup
 }
 
 var (
@@ -79,6 +93,7 @@ var (
 	_ storage.AuditStore    = auditLog{}
 	_ storage.AuditTx       = (*txn)(nil)
 	_ storage.SettingLister = (*txn)(nil)
+	_ storage.SessionReader = (*txn)(nil)
 )
 
 // connectTimeout bounds each connection attempt when the DSN sets none, so
@@ -167,7 +182,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: %s schema %q: %w", target, schema, err)
 	}
-	return &Store{pool: pool, target: target, q: newQueries(schema)}, nil
+	retention := opts.ChangeRetention
+	if retention <= 0 {
+		retention = DefaultChangeRetention
+	}
+	life, closeLife := context.WithCancel(context.Background())
+	return &Store{
+		pool: pool, target: target, q: newQueries(schema), fq: newFeedQueries(schema),
+		connConfig: cfg.ConnConfig, retention: retention, life: life, closeLife: closeLife,
+	}, nil
 }
 
 // Target describes the store's database without credentials.
@@ -195,9 +218,11 @@ func (s *Store) Batch(ctx context.Context, fn func(storage.Tx) error) error {
 // event can commit (or roll back) with the change it records.
 func (s *Store) Audit() storage.AuditStore { return auditLog{s} }
 
-// Close implements storage.Store: it closes the pool. Calling it again
-// returns nil.
+// Close implements storage.Store: it stops the change listener and closes
+// the pool. Calling it again returns nil.
 func (s *Store) Close() error {
+	s.closeLife()
+	s.bg.Wait()
 	s.pool.Close()
 	return nil
 }

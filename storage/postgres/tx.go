@@ -111,6 +111,40 @@ func (t *txn) ForEachSession(fn func(storage.Session) error) error {
 	return forEach(t, t.q.listSessions, func(s *storage.Session) string { return s.ID }, fn)
 }
 
+// SessionsByID implements storage.SessionReader.
+func (t *txn) SessionsByID(ids []string, fn func(storage.Session) error) error {
+	if t.tx == nil {
+		return errTxDone
+	}
+	keys := make([][]byte, len(ids))
+	for i, id := range ids {
+		keys[i] = []byte(id)
+	}
+	type row struct{ id, data []byte }
+	rows, _ := t.tx.Query(t.ctx, t.q.getSessions, keys)
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		err := r.Scan(&x.id, &x.data)
+		return x, err
+	})
+	if err != nil {
+		return fmt.Errorf("postgres: get sessions: %w", err)
+	}
+	for _, r := range got {
+		var s storage.Session
+		if err := json.Unmarshal(r.data, &s); err != nil {
+			return fmt.Errorf("postgres: get sessions: corrupt record %q: %w", r.id, err)
+		}
+		if s.ID != string(r.id) {
+			return fmt.Errorf("postgres: get sessions: corrupt record %q: id is %q", r.id, s.ID)
+		}
+		if err := fn(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Setting implements storage.Tx.
 func (t *txn) Setting(key string) ([]byte, error) {
 	v, err := t.setting(key)
