@@ -299,12 +299,16 @@ func (svc *Service) applySessions(read map[string]*storedSession) {
 		k, _ := session.ParseKey(id) // parsed before
 		switch {
 		case !st.present:
-			// Ended on another instance (or here): stop it here too.
-			// Only what was held before the read: a session put in the
-			// table since was stored after the read began.
-			if st.held != nil && st.held.State != session.Anonymous && svc.Sessions.Get(k) == st.held {
+			// Ended on another instance (or here): stop it here too. The
+			// change that named it committed before this read, so its
+			// record, written then, is gone for good: whatever this table
+			// holds under the key goes, even a copy a request read from
+			// the store since the changes were listed (readThrough), and
+			// such a read still under way is not taken.
+			if cur := svc.Sessions.Get(k); cur != nil && cur.State != session.Anonymous {
 				svc.Sessions.Remove(k)
 			}
+			svc.Sessions.MarkGone(k)
 		case st.held != nil:
 			svc.takeStored(st.held, st.rec)
 		default:

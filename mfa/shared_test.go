@@ -3,6 +3,7 @@ package mfa
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"testing"
 	"time"
@@ -452,5 +453,42 @@ func TestSharedStorePrunesChangeLog(t *testing.T) {
 	within(t, "B refuses the session A revoked", func() bool { return rb.Lookup(cookie, time.Now()).Session == nil })
 	if n := b.sync.fullReads.Load(); n != 1 {
 		t.Fatalf("B read the whole state %d times, want once", n)
+	}
+}
+
+// TestSharedStoreEndedWhileReadThrough: a request may read a session from
+// the store (readThrough) while the feed learns the session was deleted.
+// Whichever comes first, the session does not stay in the table: the feed
+// removes a copy revived after its changes were listed, and a copy read
+// before the deletion is not revived afterwards.
+func TestSharedStoreEndedWhileReadThrough(t *testing.T) {
+	svcs, _, _ := sharedInstances(t, 1, nil)
+	b := svcs[0]
+	mk := func() *session.Session {
+		id, err := session.NewID(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &session.Session{Key: id.Key(), User: "alice", State: session.Active, AAL: 2, ExpiresAt: time.Now().Add(time.Hour)}
+		s.SetLastSeen(time.Now())
+		return s
+	}
+	absent := func(s *session.Session) map[string]*storedSession {
+		return map[string]*storedSession{s.Key.String(): {present: false, held: nil}}
+	}
+
+	// Revived by a request after the feed listed the change (held: nil).
+	s := mk()
+	b.Sessions.Revive(s)
+	b.applySessions(absent(s))
+	if b.Sessions.Get(s.Key) != nil {
+		t.Fatal("a session revived while the feed read its deletion stayed in the table")
+	}
+
+	// Read by a request before the deletion, revived after the feed ran.
+	s2 := mk()
+	b.applySessions(absent(s2))
+	if b.Sessions.Revive(s2) || b.Sessions.Get(s2.Key) != nil {
+		t.Fatal("a copy read before the deletion was revived after the feed learned of it")
 	}
 }
