@@ -124,7 +124,7 @@ func TestAdminBrowserNoticesPhoneAndGate(t *testing.T) {
 			t.Errorf("the notice has role %q, want status", role)
 		}
 		adminWantInView(b, "#notice")
-		if id := b.eval(`document.activeElement && document.activeElement.id`); id != "notice" {
+		if id := b.focused("notice"); id != "notice" {
 			t.Errorf("focus is on %v after the redirect, want the notice", id)
 		}
 		adminShotView(b, "admin-ux-04-reset-notice-desktop.png")

@@ -126,7 +126,7 @@ func TestBrowserUserFlows(t *testing.T) {
 	b.part("regenerate asks for a current code", func() {
 		tabSubmit(b, "click Regenerate recovery codes", byLink("Regenerate recovery codes"))
 		tabWantVisible(b, chromedp.ID("confirm-title"))
-		if f := b.eval(`document.activeElement && document.activeElement.id`); f != "confirm-title" {
+		if f := b.focused("confirm-title"); f != "confirm-title" {
 			t.Errorf("focus is on %v, want the dialog's heading", f)
 		}
 		b.tabThroughDialog(6)
@@ -148,7 +148,7 @@ func TestBrowserUserFlows(t *testing.T) {
 		// Escape closes it, and focus goes back to the button.
 		b.do("press Escape", chromedp.KeyEvent(kb.Escape))
 		b.do("wait for the dialog to close", chromedp.WaitNotPresent(chromedp.ID("confirm-title")))
-		if f := b.eval(`document.activeElement && document.activeElement.id`); f != "regen-btn" {
+		if f := b.focused("regen-btn"); f != "regen-btn" {
 			t.Errorf("after Escape, focus is on %v, want the Regenerate button", f)
 		}
 		// With a current code, by keyboard: new codes.
