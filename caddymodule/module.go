@@ -392,6 +392,16 @@ func (m *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	err := gw.ServeHTTP(w, m.withDoctorRoute(r, next), next)
+	if err == nil {
+		return nil
+	}
+	return handlerError(err)
+}
+
+// handlerError gives a failure the guard left unanswered its status. It is
+// a function of its own because errors.As moves its target to the heap:
+// served requests, which return nil, allocate nothing for it.
+func handlerError(err error) error {
 	var fault *web.Error
 	if errors.As(err, &fault) {
 		// The guard answers its own failures; one it left unanswered gets
