@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"sort"
 	"sync/atomic"
 	"time"
 
@@ -392,6 +393,16 @@ func (m *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	err := gw.ServeHTTP(w, m.withDoctorRoute(r, next), next)
+	if err == nil {
+		return nil
+	}
+	return handlerError(err)
+}
+
+// handlerError gives a failure the guard left unanswered its status. It is
+// a function of its own because errors.As moves its target to the heap:
+// served requests, which return nil, allocate nothing for it.
+func handlerError(err error) error {
 	var fault *web.Error
 	if errors.As(err, &fault) {
 		// The guard answers its own failures; one it left unanswered gets
@@ -543,7 +554,27 @@ func loadMatchers(ctx caddy.Context, structPtr any, field, what string) (guard.M
 	if err := sets.FromInterface(mod); err != nil {
 		return nil, fmt.Errorf("%s matchers: %w", what, err)
 	}
+	for _, set := range sets {
+		methodFirst(set)
+	}
 	return anyMatch(sets), nil
+}
+
+// methodFirst moves a set's method matchers to its front. The matchers of a
+// set are ANDed in the order of a map's iteration, that is any order; the
+// guard asks its sign-in and sign-out matchers about every request, and a
+// method comparison rules out a GET at once, where a path matcher first
+// looks up the replacer and cleans and matches the path.
+func methodFirst(set caddyhttp.MatcherSet) {
+	sort.SliceStable(set, func(i, j int) bool { return isMethod(set[i]) && !isMethod(set[j]) })
+}
+
+func isMethod(m any) bool {
+	switch m.(type) {
+	case caddyhttp.MatchMethod, *caddyhttp.MatchMethod:
+		return true
+	}
+	return false
 }
 
 // anyMatch adapts matcher sets (OR of ANDs) to the core's Matcher.

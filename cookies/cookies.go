@@ -308,9 +308,19 @@ type Scan struct {
 // copy. Anything else is joined anew in a builder.
 func (j *Jar) Rewrite(r *http.Request, sess *session.Session) Scan {
 	var sc Scan
+	j.RewriteInto(&sc, r, sess)
+	return sc
+}
+
+// RewriteInto is Rewrite writing its findings into *sc, which it resets
+// first but for Forwarded's backing array: a caller that keeps the Scan on
+// the heap anyway can give Forwarded room there (sc.Forwarded = buf[:0]), and
+// the common request then allocates nothing.
+func (j *Jar) RewriteInto(sc *Scan, r *http.Request, sess *session.Session) {
+	*sc = Scan{Forwarded: sc.Forwarded[:0]}
 	lines := r.Header["Cookie"]
 	if len(lines) == 0 {
-		return sc
+		return
 	}
 	gwName := j.Name(r)
 	forward := sess != nil && sess.State != session.Pending
@@ -397,7 +407,7 @@ func (j *Jar) Rewrite(r *http.Request, sess *session.Session) Scan {
 		}
 	}
 	if !changed {
-		return sc
+		return
 	}
 	out := b.String()
 	if !joined && runStart >= 0 {
@@ -407,9 +417,10 @@ func (j *Jar) Rewrite(r *http.Request, sess *session.Session) Scan {
 		r.Header.Del("Cookie")
 	} else {
 		lines[0] = out // the request's own slice: no new one
-		r.Header["Cookie"] = lines[:1]
+		if len(lines) > 1 {
+			r.Header["Cookie"] = lines[:1]
+		}
 	}
-	return sc
 }
 
 // hiddenProtected returns the name of a gateway or app session cookie that a

@@ -183,10 +183,12 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 		// learned: signed-in traffic fails closed too.
 		return g.site.WriteError(w, r, errStoreDown)
 	}
-	sc := g.jar.Rewrite(r, fwd)
+	iw := &interceptWriter{d: g, limit: g.cfg.MaxBodyBytes, w: w, r: r, cur: cur, signin: signin, now: now}
+	iw.scan.Forwarded = iw.forwarded[:0]
+	g.jar.RewriteInto(&iw.scan, r, fwd)
+	sc := &iw.scan
+	iw.confirm = confirm && len(sc.Forwarded) > 0
 	active := fwd != nil && fwd.State == session.Active
-	iw := &interceptWriter{d: g, limit: g.cfg.MaxBodyBytes, w: w, r: r, cur: cur, scan: sc, signin: signin, now: now,
-		confirm: confirm && len(sc.Forwarded) > 0}
 	if active {
 		cur.Session.Touch(now)
 		// The values live in iw: no allocation of their own.
@@ -215,7 +217,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 	if err := next.ServeHTTP(iw, r); err != nil {
 		return err
 	}
-	return iw.finish(r.Context(), next)
+	return iw.finish(r, next)
 }
 
 var aalValue = [...]string{"0", "1", "2", "3"}

@@ -46,7 +46,8 @@ type interceptWriter struct {
 	confirm bool // the app may have signed the forwarded session in: ask it
 	now     time.Time
 
-	identity [2]string // backs the user and AAL header values sent upstream
+	identity  [2]string       // backs the user and AAL header values sent upstream
+	forwarded [1]cookies.Pair // backs scan.Forwarded: one bound app cookie (the usual) needs no allocation
 
 	wroteHeader bool
 	capture     bool
@@ -171,15 +172,18 @@ func (g *Guard) tooLarge(iw *interceptWriter) error {
 	return g.site.WriteError(iw.w, iw.r, web.ErrUnavailable.With("The app's response was too large for the gateway to check."))
 }
 
-// finish decides a captured response once the app is done with it.
-func (iw *interceptWriter) finish(ctx context.Context, next Handler) error {
+// finish decides a captured response once the app is done with it. It reads
+// r's context only for a captured response: after the upstream's round trip
+// r is usually out of the CPU's caches, and a streamed response needs
+// nothing of it.
+func (iw *interceptWriter) finish(r *http.Request, next Handler) error {
 	if !iw.wroteHeader {
 		iw.WriteHeader(http.StatusOK) // the app wrote nothing: an implicit 200
 	}
 	if !iw.capture {
 		return nil
 	}
-	return iw.d.decide(ctx, iw, next)
+	return iw.d.decide(r.Context(), iw, next)
 }
 
 // release writes the captured response as the app sent it (with whatever

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,6 +117,21 @@ type Session struct {
 	revoked  atomic.Bool
 	gate     atomic.Int32 // see decision.go
 	mismatch atomic.Bool  // a foreign app cookie was seen with this session (reported once)
+
+	// seen remembers, for the first bindings, the app cookie value that
+	// last matched, so the next request with it compares values instead of
+	// hashing (memory only, as the gateway cookie's verify cache).
+	seen [seenBindings]atomic.Pointer[seenValue]
+}
+
+// seenBindings is how many of a session's bindings remember their value: an
+// app has one session cookie, now and then two.
+const seenBindings = 2
+
+// seenValue is a value that matched binding i of the bindings at list.
+type seenValue struct {
+	list  *[]Binding
+	value string
 }
 
 // FirstMismatch reports whether this is the first time a foreign app cookie
@@ -145,18 +161,54 @@ func (s *Session) SetBindings(b []Binding) {
 }
 
 // Bound reports whether an app cookie name=value is bound to s.
+//
+// It runs on every request that carries an app cookie. A value that matched
+// binding i (one of the first seenBindings) is remembered with the bindings
+// it matched, and the same value on the next request is compared in
+// constant time instead of hashed; new bindings forget it.
 func (s *Session) Bound(name, value string) bool {
-	bs := s.Bindings()
-	if len(bs) == 0 {
+	list := s.bindings.Load()
+	if list == nil || len(*list) == 0 {
 		return false
 	}
-	h := HashValue(value)
+	bs := *list
+	var h [32]byte
+	hashed := false
 	for i := range bs {
-		if bs[i].Name == name && subtle.ConstantTimeCompare(bs[i].Hash[:], h[:]) == 1 {
+		if bs[i].Name != name {
+			continue
+		}
+		if i < seenBindings {
+			if v := s.seen[i].Load(); v != nil && v.list == list && equalConstantTime(v.value, value) {
+				return true
+			}
+		}
+		if !hashed {
+			h, hashed = HashValue(value), true
+		}
+		if subtle.ConstantTimeCompare(bs[i].Hash[:], h[:]) == 1 {
+			if i < seenBindings {
+				// Cloned: value is usually a slice of the request's whole
+				// Cookie header.
+				s.seen[i].Store(&seenValue{list: list, value: strings.Clone(value)})
+			}
 			return true
 		}
 	}
 	return false
+}
+
+// equalConstantTime reports whether a == b, taking a time that depends on
+// their lengths only.
+func equalConstantTime(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var d byte
+	for i := 0; i < len(a); i++ {
+		d |= a[i] ^ b[i]
+	}
+	return subtle.ConstantTimeByteEq(d, 0) == 1
 }
 
 // UpdateBindings applies the app's Set-Cookie changes: set values are bound
