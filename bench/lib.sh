@@ -63,10 +63,20 @@ side_round() {
 	local kind=$1 bp=$2 gp=$3 b0 g0 b1 g1 breq brps bbad berr grq grps gbad gerr
 	b0=$(cpu_ticks "$bp")
 	g0=$(cpu_ticks "$gp")
-	"$4" >"$WORK/side.bare" &
-	local w1=$!
-	"$5" >"$WORK/side.gw" &
-	local w2=$!
+	# Which wrk starts first alternates by round: the one started first gets
+	# a head start on the shared CPU.
+	local w1 w2
+	if ((ROUND % 2)); then
+		"$4" >"$WORK/side.bare" &
+		w1=$!
+		"$5" >"$WORK/side.gw" &
+		w2=$!
+	else
+		"$5" >"$WORK/side.gw" &
+		w2=$!
+		"$4" >"$WORK/side.bare" &
+		w1=$!
+	fi
 	wait "$w1" "$w2"
 	b1=$(cpu_ticks "$bp")
 	g1=$(cpu_ticks "$gp")

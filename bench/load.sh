@@ -12,6 +12,10 @@
 # temp dir, CADDY=path uses that binary as it is (default: ./caddy, rebuilt
 # when older than the sources).
 #
+# CONTROL=1 (side-by-side only) starts a second bare Caddy where the gateway
+# would be: the ratio it measures is the harness's own floor, what two
+# identical Caddys score against each other on this machine.
+#
 # MODE=side-by-side runs bare and gateway at the same time, both Caddys on
 # SERVER_CPUS and both wrk on CLIENT_CPUS, each round: the two share the
 # server CPU, so machine-speed drift (other load, a busy host) hits both alike
@@ -44,6 +48,10 @@ ROOT=$PWD
 die() { echo "load.sh: $*" >&2; exit 1; }
 for c in go wrk curl awk timeout; do command -v "$c" >/dev/null || die "$c is not on PATH"; done
 [[ $MODE == interleaved || $MODE == side-by-side ]] || die "MODE must be interleaved or side-by-side"
+CONTROL=${CONTROL:-0}
+[[ $CONTROL == 0 || $MODE == side-by-side ]] || die "CONTROL=1 needs MODE=side-by-side"
+GW_CONFIG=bench/Caddyfile.gateway
+[[ $CONTROL == 0 ]] || GW_CONFIG=bench/Caddyfile.bare
 ((ROUNDS >= 1 && ROUNDS <= 50)) || die "ROUNDS must be 1 to 50"
 WRK_LIMIT=600 # hard bound on one wrk run
 if [[ $DURATION =~ ^([0-9]+)s$ ]]; then WRK_LIMIT=$((BASH_REMATCH[1] + 30)); fi
@@ -89,7 +97,7 @@ APP_PID=$!
 
 start_caddy bare "$BARE_PORT" bench/Caddyfile.bare
 BARE_PID=$CADDY_PID
-start_caddy gateway "$GW_PORT" bench/Caddyfile.gateway
+start_caddy gateway "$GW_PORT" "$GW_CONFIG"
 GW_PID=$CADDY_PID
 
 wait_http "http://127.0.0.1:$APP_PORT/login" || die "demo app did not start: $(cat "$WORK/demoapp.log")"
@@ -119,6 +127,12 @@ check_200 "$BARE_PORT" "$BARE_COOKIE"
 
 gateway_cookie() {
 	local gw app
+	if [[ $CONTROL == 1 ]]; then # a bare Caddy: the app cookie alone
+		sign_in "$GW_PORT" "$WORK/gw.jar"
+		GW_COOKIE="demo_session=$(cookie_of "$WORK/gw.jar" demo_session)"
+		check_200 "$GW_PORT" "$GW_COOKIE"
+		return
+	fi
 	sign_in "$GW_PORT" "$WORK/gw.jar"
 	gw=$(cookie_of "$WORK/gw.jar" mfa_session)
 	app=$(cookie_of "$WORK/gw.jar" demo_session)
@@ -158,6 +172,7 @@ measure() { # name port cookie pid -> appends "name round rps cpu_us app_cpu_us"
 
 if [[ $MODE == side-by-side ]]; then
 	echo "mfagate load comparison, side by side: $ROUNDS rounds of bare and gateway at once, wrk -t$THREADS -c$CONNS -d$DURATION GET $PATH_UNDER_TEST each"
+	[[ $CONTROL == 0 ]] || echo "CONTROL=1: the \"gateway\" column is a second bare Caddy"
 	echo "placement: $PLACEMENT (both Caddys share the server CPU); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 	wrk_bare() { run_wrk "$BARE_PORT" "$BARE_COOKIE" "${DUR:-$DURATION}"; }
 	wrk_gw() { run_wrk "$GW_PORT" "$GW_COOKIE" "${DUR:-$DURATION}"; }
