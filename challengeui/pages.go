@@ -84,7 +84,7 @@ type SecurityPage struct {
 type SessionView struct {
 	ID         string    // opaque handle for the revoke forms; never the session token
 	User       string    // app user id the session belongs to
-	Device     string    // summarised user agent, e.g. "Chrome on Linux"; see DeviceName
+	Device     string    // summarised user agent, e.g. "Chrome on Linux"; see useragent.Describe
 	Address    string    // client address the session was last seen from
 	Started    time.Time // sign-in time
 	LastActive time.Time

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mfagate/mfagate/useragent"
 )
 
 // files holds the default templates and the static assets. It is the only
@@ -138,7 +140,7 @@ func (r *Renderer) funcs() template.FuncMap {
 		"olderURL":   func(a AuditView) string { return olderURL(r.prefix, a) },
 		"humanTime":  humanTime,
 		"isoTime":    isoTime,
-		"deviceName": DeviceName,
+		"deviceName": useragent.Describe,
 		"clip":       clip,
 		"plural":     plural,
 	}

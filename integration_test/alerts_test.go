@@ -55,7 +55,7 @@ func TestNewLoginAlerts(t *testing.T) {
 	}
 	got := msgs[len(msgs)-1]
 	if got.To[0] != "bob@users.example" || got.Subject != "New sign-in to your account" ||
-		!strings.Contains(got.Text, "Firefox/120.0") || !strings.Contains(got.Text, "127.0.0.1") || !strings.Contains(got.Text, "/_mfa/security#sessions") {
+		!strings.Contains(got.Text, "Browser:  Firefox on macOS") || strings.Contains(got.Text, "Mozilla") || !strings.Contains(got.Text, "127.0.0.1") || !strings.Contains(got.Text, "/_mfa/security#sessions") {
 		t.Fatalf("alert: to %v, %q\n%s", got.To, got.Subject, got.Text)
 	}
 

@@ -172,14 +172,15 @@ func fromBy(by string) string {
 }
 
 // NewLoginNotice tells user they signed in from a browser they had not used
-// before: when, on what, from where, and where to see their sessions.
-func NewLoginNotice(issuer, user string, when time.Time, agent, address, sessionsURL string) Message {
+// before: when, on what (browser, a summary such as "Firefox on macOS"), from
+// where, and where to see their sessions.
+func NewLoginNotice(issuer, user string, when time.Time, browser, address, sessionsURL string) Message {
 	issuer, user = clean(issuer), clean(user)
 	var b strings.Builder
 	b.WriteString(greeting(user))
 	b.WriteString("Someone signed in to " + account(issuer) + " from a browser you have not used before:\n\n")
 	b.WriteString("    When:     " + when.UTC().Format("2 Jan 2006, 15:04 UTC") + "\n")
-	b.WriteString("    Browser:  " + clean(agent) + "\n")
+	b.WriteString("    Browser:  " + clean(browser) + "\n")
 	b.WriteString("    Address:  " + clean(address) + "\n\n")
 	b.WriteString("If it was you, there is nothing to do. If not, sign that session out and change your password now:\n\n")
 	b.WriteString("    " + clean(sessionsURL) + "\n\n")

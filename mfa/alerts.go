@@ -14,6 +14,7 @@ import (
 	"github.com/mfagate/mfagate/audit"
 	"github.com/mfagate/mfagate/mail"
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/useragent"
 )
 
 // New-login alerts: when the team turns them on, a user who completes a
@@ -74,7 +75,7 @@ func (r *Realm) SignedInFrom(ctx context.Context, a Actor, user, token, sessions
 		return issued
 	}
 	if fresh && r.LoginAlerts() {
-		sent := r.notify(u, mail.NewLoginNotice(r.cfg.Issuer, user, now, a.Agent, a.Address, sessionsURL))
+		sent := r.notify(u, mail.NewLoginNotice(r.cfg.Issuer, user, now, useragent.Describe(a.Agent), a.Address, sessionsURL))
 		r.decision(a, "new-login alert", zap.String("user", user), zap.Bool("emailed", sent))
 		r.record(a, audit.TypeNewLoginAlert, user, map[string]string{"emailed": strconv.FormatBool(sent)})
 	}

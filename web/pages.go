@@ -14,6 +14,7 @@ import (
 	"github.com/mfagate/mfagate/recovery"
 	"github.com/mfagate/mfagate/session"
 	"github.com/mfagate/mfagate/storage"
+	"github.com/mfagate/mfagate/useragent"
 )
 
 const maxFormBytes = 16 << 10
@@ -386,7 +387,7 @@ func (site *Site) deviceViews(c *call, user string) []challengeui.DeviceView {
 	}
 	var out []challengeui.DeviceView
 	for _, d := range ds {
-		out = append(out, challengeui.DeviceView{ID: d.ID, Device: challengeui.DeviceName(d.Agent), Address: d.Address, LastUsed: d.LastUsed, Expires: d.Expires})
+		out = append(out, challengeui.DeviceView{ID: d.ID, Device: useragent.Describe(d.Agent), Address: d.Address, LastUsed: d.LastUsed, Expires: d.Expires})
 	}
 	return out
 }

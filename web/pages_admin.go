@@ -9,6 +9,7 @@ import (
 	"github.com/mfagate/mfagate/challengeui"
 	"github.com/mfagate/mfagate/mfa"
 	"github.com/mfagate/mfagate/session"
+	"github.com/mfagate/mfagate/useragent"
 )
 
 // The admin page (/_mfa/admin) and the session cards, server-rendered like
@@ -19,7 +20,7 @@ func sessionViews(c *call, infos []mfa.SessionInfo) []challengeui.SessionView {
 	out := make([]challengeui.SessionView, 0, len(infos))
 	for _, s := range infos {
 		out = append(out, challengeui.SessionView{
-			ID: s.ID, User: s.User, Device: challengeui.DeviceName(s.UserAgent), Address: s.Address,
+			ID: s.ID, User: s.User, Device: useragent.Describe(s.UserAgent), Address: s.Address,
 			Started: s.Started, LastActive: s.LastActive, AAL: s.AAL, Pending: s.State == session.Pending.String(), Current: s.ID == self,
 		})
 	}
@@ -173,7 +174,7 @@ func (site *Site) postAdminRevoke(c *call) error {
 		e := site.public(err, "revoke")
 		return site.showAdmin(c, e.Status, "", e.Message, "")
 	}
-	return site.adminDone(c, adminNotice{Done: "revoked", User: info.User, Device: challengeui.DeviceName(info.UserAgent)})
+	return site.adminDone(c, adminNotice{Done: "revoked", User: info.User, Device: useragent.Describe(info.UserAgent)})
 }
 
 func (site *Site) postRevokeOwn(c *call) error {

@@ -1,8 +1,10 @@
-package challengeui
+// Package useragent summarises a User-Agent header for people ("Firefox on
+// Windows"), for session lists, notices and alerts.
+package useragent
 
 import "strings"
 
-// maxUAScan bounds the work DeviceName does: real user agents name the
+// maxUAScan bounds the work Describe does: real user agents name the
 // browser and the platform within their first few hundred bytes.
 const maxUAScan = 512
 
@@ -60,12 +62,12 @@ var uaPlatforms = [...]uaMatch{
 	{[]string{"Linux", "X11"}, "Linux"},
 }
 
-// DeviceName summarises a User-Agent header for people: "Firefox on Windows",
+// Describe summarises a User-Agent header for people: "Firefox on Windows",
 // "Safari on iPhone", "curl", "Unknown device". It looks at no more than the
 // first 512 bytes, so its work is bounded whatever a client sends, and it
 // never returns the raw header: at most an unknown client's product name
 // (letters, digits, ".", "-", "_"; 40 bytes or less).
-func DeviceName(ua string) string {
+func Describe(ua string) string {
 	ua = strings.TrimSpace(ua)
 	if len(ua) > maxUAScan {
 		ua = ua[:maxUAScan]
