@@ -285,7 +285,11 @@ func cmdReset(cmd *cobra.Command, args []string, call caller) error {
 	if err != nil || printJSON(cmd, m) {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "2FA reset for %s; %s session(s) ended\n", args[0], str(m, "sessions_ended"))
+	mailed := "they were emailed"
+	if m["emailed"] != true {
+		mailed = "no email was sent (that needs a running Caddy with smtp and an address for them): tell them yourself"
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "2FA reset for %s; %s session(s) ended; %s\n", args[0], str(m, "sessions_ended"), mailed)
 	return nil
 }
 

@@ -1,7 +1,9 @@
 package integration_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -68,5 +70,53 @@ func TestNewLoginAlerts(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := len(sink.Messages()); n != before {
 		t.Fatalf("%d emails after a sign-in with alerts off", n-before)
+	}
+}
+
+// TestOperatorResetEmails: the operator's reset (what `caddy mfa reset`
+// sends to the admin endpoint) emails the user as an admin's reset does,
+// through the site block that has email configured, and says so.
+func TestOperatorResetEmails(t *testing.T) {
+	sink, err := smtpsink.Start(smtpsink.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	e := start(t, optsWith(manyUsers()), defaultGateway)
+	e.Admin = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	e.load(defaultGateway + fmt.Sprintf(`
+		email_template {user}@users.example
+		smtp {
+			host 127.0.0.1
+			port %d
+			security none
+			from security@example.com
+		}
+`, sink.Port()))
+	_, _, alice := e.enrolled("alice")
+	resp, err := http.Post("http://"+e.Admin+"/mfa_gateway/users/reset", "application/json", strings.NewReader(`{"user":"alice"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		OK      bool `json:"ok"`
+		Emailed bool `json:"emailed"`
+		Ended   int  `json:"sessions_ended"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || !got.OK || !got.Emailed || got.Ended != 1 {
+		t.Fatalf("operator reset: %d %+v %v", resp.StatusCode, got, err)
+	}
+	if u := alice.dashboardUser(); u != "" {
+		t.Fatalf("alice's session survived the reset: %q", u)
+	}
+	msgs, err := sink.WaitFor(1, 10*time.Second)
+	if err != nil {
+		t.Fatalf("no reset notice: %v", err)
+	}
+	m := msgs[len(msgs)-1]
+	if m.To[0] != "alice@users.example" || !strings.Contains(m.Subject, "reset") || !strings.Contains(m.Text, "was reset by an administrator.") {
+		t.Fatalf("notice: to %v, %q\n%s", m.To, m.Subject, m.Text)
 	}
 }

@@ -233,6 +233,21 @@ func (svc *Service) ResetUser(ctx context.Context, a Actor, user string) (storag
 	return u, ended, nil
 }
 
+// OperatorReset is the operator's reset of a user's 2FA (`caddy mfa reset`
+// through the admin endpoint): ResetUser, then the user is emailed as an
+// admin's reset emails them, through a site block of the loaded config that
+// has email configured. emailed says whether the notice was queued.
+func (svc *Service) OperatorReset(ctx context.Context, user string) (ended int, emailed bool, err error) {
+	u, ended, err := svc.ResetUser(ctx, Operator, user)
+	if err != nil {
+		return 0, false, err
+	}
+	if r := svc.mailingRealm(""); r != nil {
+		emailed = r.notify(u, mail.ResetNotice(r.cfg.Issuer, user, ""))
+	}
+	return ended, emailed, nil
+}
+
 // UnlockUser clears a user's run of wrong authenticator codes, so a locked
 // authenticator works again: what an admin or the operator does once the
 // user confirms the attempts were theirs (or after a recovery, not needed:

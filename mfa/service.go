@@ -488,16 +488,23 @@ func (svc *Service) retuneLocked() {
 	svc.sweepEvery.Store(int64(every))
 }
 
-// mailingRealm is a realm of scope that can send email, if any.
+// mailingRealm is the site block that sends a notice the gateway itself or
+// the operator causes: of the loaded blocks of scope ("" for any) with email
+// configured, the first by scope and issuer, so that the choice does not
+// change from one notice to the next; nil when none can send email.
 func (svc *Service) mailingRealm(scope string) *Realm {
 	svc.realmsMu.Lock()
 	defer svc.realmsMu.Unlock()
+	var best *Realm
 	for r := range svc.realms {
-		if r.cfg.Scope == scope && r.cfg.Mailer != nil {
-			return r
+		if r.cfg.Mailer == nil || scope != "" && r.cfg.Scope != scope {
+			continue
+		}
+		if best == nil || r.cfg.Scope < best.cfg.Scope || r.cfg.Scope == best.cfg.Scope && r.cfg.Issuer < best.cfg.Issuer {
+			best = r
 		}
 	}
-	return nil
+	return best
 }
 
 // Close stops the background work, flushes activity and closes the store.

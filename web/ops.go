@@ -70,14 +70,14 @@ func Operate(ctx context.Context, svc *mfa.Service, method, path string, q url.V
 		return http.StatusOK, map[string]any{"members": orEmpty(ms)}
 	case "POST users/reset":
 		user := str("user")
-		_, ended, err := svc.ResetUser(ctx, mfa.Operator, user)
+		ended, emailed, err := svc.OperatorReset(ctx, user)
 		if errors.Is(err, mfa.ErrUnknownUser) || errors.Is(err, mfa.ErrNoUserNamed) {
 			return http.StatusNotFound, opsError("unknown_user", "no such user: "+user)
 		}
 		if err != nil {
 			return http.StatusServiceUnavailable, opsError("store", err.Error())
 		}
-		return http.StatusOK, map[string]any{"ok": true, "sessions_ended": ended}
+		return http.StatusOK, map[string]any{"ok": true, "sessions_ended": ended, "emailed": emailed}
 	case "POST users/unlock":
 		user := str("user")
 		err := svc.UnlockUser(ctx, mfa.Operator, user)
