@@ -77,7 +77,7 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 		return g.refuseSignIn(ctx, iw, "sign-in succeeded but no user source named the user")
 	case user == "" && g.carriesCredentials(iw.r):
 		return g.refuseSignIn(ctx, iw, "credentials outside the sign-in and no user source named the user")
-	case user == "" && !active && !asks && iw.r.Method != http.MethodGet && iw.r.Method != http.MethodHead:
+	case user == "" && !active && !asks && !plainRead(iw.r):
 		// A new app session from a request whose body may carry credentials
 		// (an app that signs in wherever a password arrives), and nothing
 		// to ask who it is: binding it as a pre-sign-in session could hand

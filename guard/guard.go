@@ -242,11 +242,19 @@ func (g *Guard) maySignInPlace(r *http.Request, fwd *session.Session) bool {
 	case fwd == nil:
 		return false // no app cookie goes with it: a sign-in sets one, which is watched
 	case fwd.State == session.Anonymous:
-		return (r.Method != http.MethodGet && r.Method != http.MethodHead) || passwordIn(r)
+		return !plainRead(r) || passwordIn(r)
 	case fwd.State == session.Active:
 		return passwordIn(r)
 	}
 	return false
+}
+
+// plainRead reports whether r is a GET or HEAD without a body: the only
+// requests whose credentials, if any, are in the URL or the headers, where
+// passwordIn looks. Any method can carry a body, and apps read the bodies
+// of GETs too (Go's ParseMultipartForm and many frameworks do).
+func plainRead(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.ContentLength == 0 && len(r.TransferEncoding) == 0
 }
 
 // passwordIn reports whether r carries a password an app may sign in with:

@@ -19,15 +19,17 @@ func TestNewSessionFromABodyWithoutWhoami(t *testing.T) {
 `)
 	_, _, _ = e.enrolled("alice")
 	mp, mpType := multipartFields(t, "auth_user", "alice", "auth_pass", "alice-password")
-	for _, tc := range []struct{ name, path, ctype, body string }{
-		{"multipart to an API path", "/api/data", mpType, mp},
-		{"multipart to the dashboard", "/", mpType, mp},
-		{"urlencoded to an API path", "/api/data", "application/x-www-form-urlencoded", "auth_user=alice&auth_pass=alice-password"},
-		{"JSON to an API path", "/api/data", "application/json", `{"auth_user":"alice","auth_pass":"alice-password"}`},
+	for _, tc := range []struct{ name, method, path, ctype, body string }{
+		{"multipart to an API path", "POST", "/api/data", mpType, mp},
+		{"multipart to the dashboard", "POST", "/", mpType, mp},
+		{"urlencoded to an API path", "POST", "/api/data", "application/x-www-form-urlencoded", "auth_user=alice&auth_pass=alice-password"},
+		{"JSON to an API path", "POST", "/api/data", "application/json", `{"auth_user":"alice","auth_pass":"alice-password"}`},
+		{"multipart in a GET", "GET", "/api/me", mpType, mp},
+		{"urlencoded in a GET", "GET", "/", "application/x-www-form-urlencoded", "auth_user=alice&auth_pass=alice-password"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := e.newClient()
-			r := c.req("POST", tc.path, strings.NewReader(tc.body), map[string]string{"Content-Type": tc.ctype})
+			r := c.req(tc.method, tc.path, strings.NewReader(tc.body), map[string]string{"Content-Type": tc.ctype})
 			notAlice(t, "the signing-in response", r)
 			if r.setCookie("demo_session") != "" {
 				t.Fatalf("the app's new session cookie reached the browser: %q", r.Header["Set-Cookie"])

@@ -407,6 +407,8 @@ func TestInPlaceSignInIsConfirmed(t *testing.T) {
 		hdr                             map[string]string
 	}{
 		{name: "multipart POST", method: "POST", path: "/api/data", ctype: mpType, body: mp},
+		// A GET has a body too if it sends one, and apps read it.
+		{name: "multipart GET", method: "GET", path: "/api/me", ctype: mpType, body: mp},
 		{name: "urlencoded POST", method: "POST", path: "/", ctype: "application/x-www-form-urlencoded", body: "auth_user=alice&auth_pass=alice-password"},
 		{name: "query", method: "GET", path: "/api/data?auth_user=alice&auth_pass=alice-password"},
 		{name: "Basic", method: "GET", path: "/api/data", hdr: map[string]string{"Authorization": basic("alice", "alice-password")}},
