@@ -21,10 +21,22 @@ import (
 	"github.com/mfagate/mfagate/web"
 )
 
+var errAnsweredDuringSignIn = web.ErrSignInInProgress.With("A sign-in started in this browser while this request was at the app. Reload the page.")
+
 // decide handles a captured response: a sign-in (matched, or any response
 // setting the app's session cookie) either passes through, binds an
 // anonymous app session, or has its cookies held for the second factor.
 func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) error {
+	if iw.stale {
+		// The app answered a pre-sign-in request after a sign-in for the
+		// same browser went to it: the answer may be the new user's.
+		g.logDecision(iw.r, "response withheld: a sign-in started for this browser while the request was at the app")
+		h := iw.w.Header()
+		for k := range h {
+			delete(h, k)
+		}
+		return g.site.WriteError(iw.w, iw.r, errAnsweredDuringSignIn)
+	}
 	if iw.signout {
 		return g.decideSignOut(ctx, iw, next)
 	}

@@ -108,6 +108,10 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 		}
 	}
 	cur := g.realm.Lookup(g.jar.Value(r), now)
+	var epoch uint32 // noted before anything that may wait on the body
+	if cur.Session != nil {
+		epoch = cur.Session.Epoch()
+	}
 	signin, err := g.matchSignIn(r)
 	if errors.Is(err, errBodyTooLarge) {
 		return g.site.WriteError(w, r, web.ErrTooLarge)
@@ -160,6 +164,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 	// app that authenticates its pre-sign-in session in place, or switches
 	// the signed-in user on credentials) is held and confirmed with the app.
 	confirm := signin == nil && g.maySignInPlace(r, fwd)
+	var shared *session.Session // the pre-sign-in session whose cookies this request forwards
 	if fwd != nil && fwd.State == session.Anonymous && len(fwd.Bindings()) > 0 {
 		// One decision at a time per browser, and none of its cookies on
 		// other requests while it is made.
@@ -174,6 +179,13 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 			defer fwd.EndDecision()
 		} else if fwd.Share() {
 			defer fwd.Unshare()
+			if fwd.Epoch() != epoch || fwd.Revoked() {
+				// A sign-in went to the app while this request was read:
+				// the cookies may name someone now.
+				fwd = nil
+			} else {
+				shared = fwd
+			}
 		} else {
 			fwd = nil // a decision holds its cookies
 		}
@@ -183,7 +195,10 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 		// learned: signed-in traffic fails closed too.
 		return g.site.WriteError(w, r, errStoreDown)
 	}
-	iw := &interceptWriter{d: g, limit: g.cfg.MaxBodyBytes, w: w, r: r, cur: cur, signin: signin, now: now}
+	iw := &interceptWriter{d: g, limit: g.cfg.MaxBodyBytes, w: w, r: r, cur: cur, signin: signin, now: now, shared: shared, epoch: epoch}
+	if shared != nil && r.Body != nil && r.Body != http.NoBody {
+		r.Body = &sharedBody{ReadCloser: r.Body, s: shared, epoch: epoch}
+	}
 	iw.scan.Forwarded = iw.forwarded[:0]
 	g.jar.RewriteInto(&iw.scan, r, fwd)
 	sc := &iw.scan

@@ -3,6 +3,7 @@ package guard
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"time"
@@ -46,6 +47,13 @@ type interceptWriter struct {
 	confirm bool // the app may have signed the forwarded session in: ask it
 	now     time.Time
 
+	// shared is the pre-sign-in session whose cookies went with the
+	// request, and epoch its epoch then: if a sign-in goes to the app
+	// before the response is out, the response is not released.
+	shared *session.Session
+	epoch  uint32
+	stale  bool // it moved before the headers: the response is withheld
+
 	identity  [2]string       // backs the user and AAL header values sent upstream
 	forwarded [1]cookies.Pair // backs scan.Forwarded: one bound app cookie (the usual) needs no allocation
 
@@ -74,11 +82,23 @@ func (iw *interceptWriter) WriteHeader(status int) {
 		return
 	}
 	if status < 200 && status != http.StatusSwitchingProtocols {
-		iw.w.WriteHeader(status) // 1xx informational: not the final headers
+		// 1xx informational: not the final headers, and never the app's
+		// cookies (they would reach the browser before any decision).
+		h := iw.w.Header()
+		sc := h["Set-Cookie"]
+		delete(h, "Set-Cookie")
+		iw.w.WriteHeader(status)
+		if sc != nil {
+			h["Set-Cookie"] = sc
+		}
 		return
 	}
 	iw.wroteHeader = true
 	iw.status = status
+	if iw.moved() {
+		iw.stale, iw.capture = true, true // decided in finish: withheld
+		return
+	}
 	if iw.signin != nil || iw.confirm || iw.signout || iw.d.mustCapture(iw) {
 		iw.capture = true
 		return
@@ -93,13 +113,39 @@ func (iw *interceptWriter) ReadFrom(src io.Reader) (int64, error) {
 	if !iw.wroteHeader {
 		iw.WriteHeader(http.StatusOK)
 	}
-	if !iw.capture {
+	if !iw.capture && iw.shared == nil {
 		if rf, ok := iw.w.(io.ReaderFrom); ok {
 			return rf.ReadFrom(src)
 		}
 		return io.Copy(writerOnly{iw.w}, src)
 	}
 	return io.Copy(writerOnly{iw}, src)
+}
+
+// moved reports whether a sign-in went to the app after the request's
+// pre-sign-in cookies did: its answer may be the new user's.
+func (iw *interceptWriter) moved() bool {
+	return iw.shared != nil && (iw.shared.Epoch() != iw.epoch || iw.shared.Revoked())
+}
+
+// errSignInStarted ends a pre-sign-in request's body or streamed response
+// once a sign-in has gone to the app for the same browser.
+var errSignInStarted = errors.New("a sign-in started for this browser while the request was at the app")
+
+// sharedBody is the body of a request that forwards a pre-sign-in
+// session's cookies: it stops once a sign-in goes to the app, so the app
+// never finishes reading it, and never acts on it, as the new user.
+type sharedBody struct {
+	io.ReadCloser
+	s     *session.Session
+	epoch uint32
+}
+
+func (b *sharedBody) Read(p []byte) (int, error) {
+	if b.s.Epoch() != b.epoch || b.s.Revoked() {
+		return 0, errSignInStarted
+	}
+	return b.ReadCloser.Read(p)
 }
 
 // writerOnly hides a writer's ReadFrom, so io.Copy does not loop back.
@@ -110,6 +156,9 @@ func (iw *interceptWriter) Write(b []byte) (int, error) {
 		iw.WriteHeader(http.StatusOK)
 	}
 	if !iw.capture {
+		if iw.moved() {
+			return 0, errSignInStarted // streaming: cut off
+		}
 		return iw.w.Write(b)
 	}
 	if room := iw.limit - int64(iw.body.Len()); int64(len(b)) > room {

@@ -46,8 +46,8 @@ func (s *Session) Deciding() bool { return s.gate.Load() < 0 }
 // BeginDecision holds the session for one decision: later requests go
 // without its cookies, and it waits for the requests already sharing it to
 // finish, until ctx ends: a long-lived one (a WebSocket or event stream the
-// page opened before the sign-in) must not block the sign-in, and such a
-// connection keeps the identity it was opened with. ErrDeciding if another
+// page opened before the sign-in) must not block the sign-in. When it
+// returns, the epoch has moved. ErrDeciding if another
 // decision holds it. Every BeginDecision that returns nil is paired with an
 // EndDecision.
 func (s *Session) BeginDecision(ctx context.Context) error {
@@ -60,6 +60,7 @@ func (s *Session) BeginDecision(ctx context.Context) error {
 			break
 		}
 	}
+	defer s.epoch.Add(1) // from here the app may be signing the session in
 	for wait := 100 * time.Microsecond; s.gate.Load() != deciding; wait = min(2*wait, 10*time.Millisecond) {
 		select {
 		case <-ctx.Done():
@@ -69,6 +70,15 @@ func (s *Session) BeginDecision(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Epoch counts the decisions that have gone to the app for this session.
+// A request that shares the session notes it when it looks the session up:
+// if it moves before the request is done, the app may have signed the
+// session's cookies in meanwhile, so the request's body stops there and
+// its response is not released (see the guard). Only a request still at
+// the app when the decision stops waiting for it is affected: a long poll,
+// an event stream, a slow upload.
+func (s *Session) Epoch() uint32 { return s.epoch.Load() }
 
 // EndDecision releases the session held by BeginDecision.
 func (s *Session) EndDecision() { s.gate.And(^deciding) }

@@ -115,8 +115,9 @@ type Session struct {
 	lastSeen atomic.Int64  // unix nanoseconds
 	flushed  atomic.Int64  // lastSeen as last written to the store
 	revoked  atomic.Bool
-	gate     atomic.Int32 // see decision.go
-	mismatch atomic.Bool  // a foreign app cookie was seen with this session (reported once)
+	gate     atomic.Int32  // see decision.go
+	epoch    atomic.Uint32 // see Epoch
+	mismatch atomic.Bool   // a foreign app cookie was seen with this session (reported once)
 
 	// seen remembers, for the first bindings, the app cookie value that
 	// last matched, so the next request with it compares values instead of
