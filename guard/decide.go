@@ -59,7 +59,7 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 	switch {
 	case !known:
 		return g.refuseSignIn(ctx, iw, "the app's answer about the new session could not be read")
-	case inPlace && user == "" && !asks && passwordIn(iw.r):
+	case inPlace && user == "" && !asks && (passwordIn(iw.r) || iw.bodyPassword):
 		// Nothing but the app could say whether the password signed its
 		// session in, and it is not asked: fail closed.
 		return g.refuseSignIn(ctx, iw, "a password outside the sign-in, no new cookie, and no whoami to ask")
@@ -87,7 +87,7 @@ func (g *Guard) decide(ctx context.Context, iw *interceptWriter, next Handler) e
 		return iw.release()
 	case user == "" && iw.signin != nil:
 		return g.refuseSignIn(ctx, iw, "sign-in succeeded but no user source named the user")
-	case user == "" && g.carriesCredentials(iw.r):
+	case user == "" && (g.carriesCredentials(iw.r) || iw.bodyPassword):
 		return g.refuseSignIn(ctx, iw, "credentials outside the sign-in and no user source named the user")
 	case user == "" && !active && !asks && !plainRead(iw.r):
 		// A new app session from a request whose body may carry credentials

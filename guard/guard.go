@@ -163,7 +163,16 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 	// A request that may sign the app's session in without a new cookie (an
 	// app that authenticates its pre-sign-in session in place, or switches
 	// the signed-in user on credentials) is held and confirmed with the app.
-	confirm := signin == nil && g.maySignInPlace(r, fwd)
+	var body bodyVerdict
+	if signin == nil && fwd != nil && fwd.State == session.Active && !plainRead(r) {
+		names, sure, err := g.bodyFields(r)
+		if err != nil {
+			g.logDecision(r, "request refused: its body could not be read", zap.Error(err))
+			return g.site.WriteError(w, r, web.ErrBadRequest.With("The request could not be read."))
+		}
+		body = judgeBody(names, sure)
+	}
+	confirm := signin == nil && g.maySignInPlace(r, fwd, body)
 	var shared *session.Session // the pre-sign-in session whose cookies this request forwards
 	if fwd != nil && fwd.State == session.Anonymous && len(fwd.Bindings()) > 0 {
 		// One decision at a time per browser, and none of its cookies on
@@ -195,7 +204,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 		// learned: signed-in traffic fails closed too.
 		return g.site.WriteError(w, r, errStoreDown)
 	}
-	iw := &interceptWriter{d: g, limit: g.cfg.MaxBodyBytes, w: w, r: r, cur: cur, signin: signin, now: now, shared: shared, epoch: epoch}
+	iw := &interceptWriter{d: g, limit: g.cfg.MaxBodyBytes, w: w, r: r, cur: cur, signin: signin, now: now, shared: shared, epoch: epoch, bodyPassword: body.password}
 	if shared != nil && r.Body != nil && r.Body != http.NoBody {
 		r.Body = &sharedBody{ReadCloser: r.Body, s: shared, epoch: epoch}
 	}
@@ -252,14 +261,20 @@ const decisionWait = 2 * time.Second
 // cookie: any request that is not a plain read from an anonymous session, and
 // a request carrying a password from a signed-in one (an app may switch its
 // user in place).
-func (g *Guard) maySignInPlace(r *http.Request, fwd *session.Session) bool {
+// For a signed-in session, body is what its body holds (see bodyFields): a
+// credential, or a body that could not be read whole, is confirmed when the
+// app can be asked.
+func (g *Guard) maySignInPlace(r *http.Request, fwd *session.Session, body bodyVerdict) bool {
 	switch {
 	case fwd == nil:
 		return false // no app cookie goes with it: a sign-in sets one, which is watched
 	case fwd.State == session.Anonymous:
 		return !plainRead(r) || passwordIn(r)
 	case fwd.State == session.Active:
-		return passwordIn(r)
+		if passwordIn(r) || body.password {
+			return true
+		}
+		return (body.credential || !body.sure) && !plainRead(r) && g.cfg.block.appAnswer() != nil
 	}
 	return false
 }
@@ -307,6 +322,30 @@ func queryHas(raw string, match func(string) bool) bool {
 		}
 	}
 	return false
+}
+
+// bodyVerdict is what the body of a signed-in session's request holds.
+type bodyVerdict struct {
+	password   bool // a field named like a password (passwordName)
+	credential bool // a field named like any credential (CredentialName)
+	sure       bool // the body was read whole
+}
+
+func judgeBody(names []string, sure bool) bodyVerdict {
+	v := bodyVerdict{sure: sure}
+	for _, n := range names {
+		v.password = v.password || passwordName(n)
+		v.credential = v.credential || CredentialName(n)
+	}
+	return v
+}
+
+// passwordName reports whether a field name reads like a password itself,
+// the narrower test that refuses a request when the app cannot be asked
+// ("author" or "csrf_token" are credentials by CredentialName, not this).
+func passwordName(k string) bool {
+	lk := strings.ToLower(k)
+	return strings.Contains(lk, "pass") || strings.Contains(lk, "pwd")
 }
 
 // CredentialName reports whether a parameter name reads like a password:

@@ -54,6 +54,8 @@ type interceptWriter struct {
 	epoch  uint32
 	stale  bool // it moved before the headers: the response is withheld
 
+	bodyPassword bool // the body holds a field named like a password (signed-in sessions)
+
 	identity  [2]string       // backs the user and AAL header values sent upstream
 	forwarded [1]cookies.Pair // backs scan.Forwarded: one bound app cookie (the usual) needs no allocation
 
