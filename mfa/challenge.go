@@ -47,7 +47,9 @@ func (r *Realm) checkLimits(a Actor, user, kind string, now time.Time) error {
 		return nil
 	}
 	r.decision(a, "code refused: locked out", zap.String("user", user), zap.String("kind", kind), zap.Duration("retry_after", ra))
-	r.record(a, audit.TypeLockout, user, map[string]string{"retry_after": ra.Round(time.Second).String(), "kind": kind})
+	// The lock's end, not the time left: the same for every refusal in the
+	// lock, so a client hammering a locked account folds into one record.
+	r.record(a, audit.TypeLockout, user, map[string]string{"until": now.Add(ra).UTC().Truncate(time.Second).Format(time.RFC3339), "kind": kind})
 	return &LockedError{RetryAfter: ra, Recovery: kind == kindRecovery}
 }
 

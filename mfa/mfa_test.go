@@ -205,6 +205,21 @@ func TestLockoutRetryAfterAndAudit(t *testing.T) {
 			return ""
 		}())
 	}
+	// More refusals later in the same lock fold into the first record's
+	// summary, as they name the same end of the lock.
+	for range 20 {
+		clk.add(3 * time.Second)
+		if _, err := r.PassChallenge(ctx, alice, ch.Session, wrong); !errors.As(err, &locked) {
+			t.Fatalf("while locked: %v", err)
+		}
+	}
+	if err := svc.Audit.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	locks, _, err := svc.Audit.Query(ctx, audit.Filter{User: "alice", Type: audit.TypeLockout}, "", 50)
+	if err != nil || len(locks) != 2 || locks[0].Detail["repeated"] != "20" || locks[1].Detail["until"] == "" || locks[0].Detail["until"] != locks[1].Detail["until"] {
+		t.Fatalf("lock-out records for 21 refusals in one lock: %d %v (%v), want the first and a summary of 20", len(locks), locks, err)
+	}
 	clk.add(16 * time.Minute)
 	if err := r.checkLimits(alice, "alice", kindTOTP, clk.now()); err != nil {
 		t.Fatalf("lock-out outlived its window: %v", err)
