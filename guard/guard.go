@@ -188,7 +188,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 			defer fwd.EndDecision()
 		} else if fwd.Share() {
 			defer fwd.Unshare()
-			if fwd.Epoch() != epoch || fwd.Revoked() {
+			if fwd.MovedSince(epoch) {
 				// A sign-in went to the app while this request was read:
 				// the cookies may name someone now.
 				fwd = nil
@@ -261,6 +261,7 @@ const decisionWait = 2 * time.Second
 // cookie: any request that is not a plain read from an anonymous session, and
 // a request carrying a password from a signed-in one (an app may switch its
 // user in place).
+//
 // For a signed-in session, body is what its body holds (see bodyFields): a
 // credential, or a body that could not be read whole, is confirmed when the
 // app can be asked.

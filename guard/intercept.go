@@ -127,7 +127,7 @@ func (iw *interceptWriter) ReadFrom(src io.Reader) (int64, error) {
 // moved reports whether a sign-in went to the app after the request's
 // pre-sign-in cookies did: its answer may be the new user's.
 func (iw *interceptWriter) moved() bool {
-	return iw.shared != nil && (iw.shared.Epoch() != iw.epoch || iw.shared.Revoked())
+	return iw.shared != nil && iw.shared.MovedSince(iw.epoch)
 }
 
 // errSignInStarted ends a pre-sign-in request's body or streamed response
@@ -144,7 +144,7 @@ type sharedBody struct {
 }
 
 func (b *sharedBody) Read(p []byte) (int, error) {
-	if b.s.Epoch() != b.epoch || b.s.Revoked() {
+	if b.s.MovedSince(b.epoch) {
 		return 0, errSignInStarted
 	}
 	return b.ReadCloser.Read(p)

@@ -80,5 +80,9 @@ func (s *Session) BeginDecision(ctx context.Context) error {
 // an event stream, a slow upload.
 func (s *Session) Epoch() uint32 { return s.epoch.Load() }
 
+// MovedSince reports whether a decision has gone to the app, or the session
+// ended, since its epoch was epoch.
+func (s *Session) MovedSince(epoch uint32) bool { return s.epoch.Load() != epoch || s.Revoked() }
+
 // EndDecision releases the session held by BeginDecision.
 func (s *Session) EndDecision() { s.gate.And(^deciding) }

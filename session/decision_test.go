@@ -103,3 +103,45 @@ func TestDecisionGateRace(t *testing.T) {
 		t.Fatalf("%d shares overlapped a decision", bad.Load())
 	}
 }
+
+// TestEpochMovesWhenADecisionGoesAhead: the epoch moves each time a
+// decision stops waiting (drained or timed out), not when one is refused or
+// ended; an ended session has moved too.
+func TestEpochMovesWhenADecisionGoesAhead(t *testing.T) {
+	s := &Session{}
+	e0 := s.Epoch()
+	if s.MovedSince(e0) {
+		t.Fatal("moved before anything happened")
+	}
+	if err := s.BeginDecision(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !s.MovedSince(e0) {
+		t.Fatal("a decision went ahead and the epoch did not move")
+	}
+	e1 := s.Epoch()
+	if err := s.BeginDecision(context.Background()); !errors.Is(err, ErrDeciding) {
+		t.Fatalf("a second decision: %v", err)
+	}
+	s.EndDecision()
+	if s.MovedSince(e1) {
+		t.Fatal("a refused decision or EndDecision moved the epoch")
+	}
+	// A request at the app outlasts the wait: the decision goes ahead anyway.
+	if !s.Share() {
+		t.Fatal("share refused")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	err := s.BeginDecision(ctx)
+	cancel()
+	if err != nil || !s.MovedSince(e1) {
+		t.Fatalf("a decision that timed out waiting: %v, moved %v", err, s.MovedSince(e1))
+	}
+	s.EndDecision()
+	s.Unshare()
+	e2 := s.Epoch()
+	s.Revoke()
+	if !s.MovedSince(e2) {
+		t.Fatal("an ended session has not moved")
+	}
+}
