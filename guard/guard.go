@@ -213,6 +213,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request, next Handler) 
 	sc := &iw.scan
 	iw.confirm = confirm && len(sc.Forwarded) > 0
 	active := fwd != nil && fwd.State == session.Active
+	iw.forwardsActive = active
 	if active {
 		cur.Session.Touch(now)
 		// The values live in iw: no allocation of their own.

@@ -1,11 +1,14 @@
 package guard
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -54,7 +57,8 @@ type interceptWriter struct {
 	epoch  uint32
 	stale  bool // it moved before the headers: the response is withheld
 
-	bodyPassword bool // the body holds a field named like a password (signed-in sessions)
+	bodyPassword   bool // the body holds a field named like a password (signed-in sessions)
+	forwardsActive bool // the app cookies of the active session cur.Session went with the request
 
 	identity  [2]string       // backs the user and AAL header values sent upstream
 	forwarded [1]cookies.Pair // backs scan.Forwarded: one bound app cookie (the usual) needs no allocation
@@ -122,6 +126,47 @@ func (iw *interceptWriter) ReadFrom(src io.Reader) (int64, error) {
 		return io.Copy(writerOnly{iw.w}, src)
 	}
 	return io.Copy(writerOnly{iw}, src)
+}
+
+// Hijack hands the client's connection to an upgrade (a WebSocket) and
+// tracks it on the session whose app cookies went with the request: from
+// here its bytes pass no check of the gateway's, so it is closed when a
+// sign-in goes ahead for that session or the session ends.
+func (iw *interceptWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(iw.w).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	s := iw.shared
+	if s == nil && iw.forwardsActive {
+		s = iw.cur.Session
+	}
+	if s == nil {
+		return conn, brw, nil
+	}
+	tc := &trackedConn{Conn: conn}
+	untrack, ok := s.Track(tc, iw.epoch)
+	if !ok {
+		return nil, nil, errSignInStarted
+	}
+	tc.untrack = untrack
+	return tc, brw, nil
+}
+
+// trackedConn is a hijacked connection tracked on a session.
+type trackedConn struct {
+	net.Conn
+	once    sync.Once
+	untrack func()
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		if c.untrack != nil {
+			c.untrack()
+		}
+	})
+	return c.Conn.Close()
 }
 
 // moved reports whether a sign-in went to the app after the request's

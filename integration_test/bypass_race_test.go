@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -173,4 +174,106 @@ func TestInformationalResponsesCarryNoCookies(t *testing.T) {
 	if sc := res.Header.Values("Set-Cookie"); strings.Contains(strings.Join(sc, ","), "early-value") {
 		t.Fatalf("the 103's cookie reached the final answer: %q", sc)
 	}
+}
+
+// TestUpgradedConnectionsEnd: a connection the app takes over with an
+// upgrade (a WebSocket) carries its app cookies for as long as it stays
+// open, past any check of the gateway's. The app here reads its session on
+// every message. One opened before a sign-in that the app signs in place
+// must not go on as alice once her password is in (it is closed when the
+// sign-in goes ahead), and a signed-in user's is closed when the session
+// ends.
+func TestUpgradedConnectionsEnd(t *testing.T) {
+	opts := optsWith(manyUsers())
+	opts.Rotate = false
+	e := start(t, opts, defaultGateway)
+	_, _, _ = e.enrolled("alice")
+	lines := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/lines" || r.Header.Get("Upgrade") != "lines" {
+			e.App.ServeHTTP(w, r)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: lines\r\n\r\n")
+		_ = brw.Flush()
+		_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
+		for range 20 {
+			if _, err := brw.ReadString('\n'); err != nil {
+				return
+			}
+			me := httptest.NewRecorder()
+			q := httptest.NewRequest("GET", "/api/me", nil)
+			q.Header.Set("Cookie", r.Header.Get("Cookie"))
+			e.App.ServeHTTP(me, q) // the session as it is now
+			_, _ = brw.WriteString(strings.TrimSpace(me.Body.String()) + "\n")
+			_ = brw.Flush()
+		}
+	}))
+	defer lines.Close()
+	e.upstream = strings.TrimPrefix(lines.URL, "http://")
+	e.load(defaultGateway)
+
+	open := func(t *testing.T, cookie string) (net.Conn, *bufio.Reader) {
+		t.Helper()
+		u, _ := url.Parse(e.Base)
+		conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
+		fmt.Fprintf(conn, "GET /lines HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nConnection: Upgrade\r\nUpgrade: lines\r\n\r\n", u.Host, cookie)
+		br := bufio.NewReader(conn)
+		res, err := http.ReadResponse(br, nil)
+		if err != nil || res.StatusCode != 101 {
+			t.Fatalf("upgrade: %v %v", res, err)
+		}
+		return conn, br
+	}
+	ask := func(conn net.Conn, br *bufio.Reader) (string, error) {
+		if _, err := io.WriteString(conn, "who\n"); err != nil {
+			return "", err
+		}
+		return br.ReadString('\n')
+	}
+
+	t.Run("opened before a sign-in", func(t *testing.T) {
+		c := e.newClient()
+		c.get("/login")
+		conn, br := open(t, c.cookieHeader())
+		if got, err := ask(conn, br); err != nil || strings.Contains(got, "alice") {
+			t.Fatalf("before the sign-in: %q %v", got, err)
+		}
+		began := time.Now()
+		r := c.postForm("/login", url.Values{"username": {"alice"}, "password": {"alice-password"}})
+		if !strings.Contains(r.Location(), "/_mfa/challenge") {
+			t.Fatalf("alice's sign-in: %d %q, want the challenge", r.StatusCode, r.Location())
+		}
+		if took := time.Since(began); took > 1500*time.Millisecond {
+			t.Errorf("the sign-in waited %v for the upgraded connection", took)
+		}
+		got, err := ask(conn, br)
+		if strings.Contains(got, "alice") {
+			t.Fatalf("the connection opened before the sign-in now answers as alice: %q", got)
+		}
+		if err == nil {
+			t.Fatalf("the connection is still open after the sign-in: %q", got)
+		}
+	})
+	t.Run("of a session that ends", func(t *testing.T) {
+		c := e.newClient()
+		c.signIn("bob", "bob-password")
+		conn, br := open(t, c.cookieHeader())
+		if got, err := ask(conn, br); err != nil || !strings.Contains(got, "bob") {
+			t.Fatalf("bob's connection: %q %v", got, err)
+		}
+		c.get("/logout")
+		if got, err := ask(conn, br); err == nil {
+			t.Fatalf("bob's connection is still open after he signed out: %q", got)
+		}
+	})
 }

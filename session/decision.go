@@ -60,7 +60,13 @@ func (s *Session) BeginDecision(ctx context.Context) error {
 			break
 		}
 	}
-	defer s.epoch.Add(1) // from here the app may be signing the session in
+	// Upgraded connections would hold the wait for its whole length: they
+	// go now, and any taken over during the wait go when it ends.
+	s.closeConns()
+	defer func() {
+		s.epoch.Add(1) // from here the app may be signing the session in
+		s.closeConns()
+	}()
 	for wait := 100 * time.Microsecond; s.gate.Load() != deciding; wait = min(2*wait, 10*time.Millisecond) {
 		select {
 		case <-ctx.Done():

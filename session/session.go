@@ -117,6 +117,7 @@ type Session struct {
 	revoked  atomic.Bool
 	gate     atomic.Int32  // see decision.go
 	epoch    atomic.Uint32 // see Epoch
+	conns    conns         // upgraded connections: see Track
 	mismatch atomic.Bool   // a foreign app cookie was seen with this session (reported once)
 
 	// seen remembers, for the first bindings, the app cookie value that
@@ -288,7 +289,10 @@ func (s *Session) takeDirty() (time.Time, bool) {
 }
 
 // Revoke ends the session for every later request.
-func (s *Session) Revoke() { s.revoked.Store(true) }
+func (s *Session) Revoke() {
+	s.revoked.Store(true)
+	s.closeConns()
+}
 
 // Revoked reports whether Revoke was called.
 func (s *Session) Revoked() bool { return s.revoked.Load() }
@@ -446,6 +450,7 @@ func (t *Table) Refresh(held, fresh *Session) bool {
 		return false
 	}
 	t.putLocked(fresh)
+	fresh.adoptConns(held)
 	return true
 }
 
