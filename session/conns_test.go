@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 type closer struct{ n int }
@@ -45,5 +46,18 @@ func TestTrackedConnsClose(t *testing.T) {
 	fresh.Revoke()
 	if c.n != 1 {
 		t.Fatalf("the newer copy's end closed it %d times", c.n)
+	}
+
+	// A session swept as expired closes its connections too.
+	tab := NewTable()
+	old := &Session{Key: Key{1}, State: Active, CreatedAt: time.Unix(0, 0)}
+	old.SetLastSeen(time.Unix(0, 0))
+	tab.Put(old)
+	d := &closer{}
+	if _, ok := old.Track(d, old.Epoch()); !ok {
+		t.Fatal("track refused")
+	}
+	if gone := tab.Sweep(time.Unix(3600, 0), time.Minute, time.Minute); len(gone) != 1 || d.n != 1 {
+		t.Fatalf("swept %d, connection closed %d times", len(gone), d.n)
 	}
 }

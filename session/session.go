@@ -595,6 +595,7 @@ func (t *Table) Sweep(now time.Time, idle, anonIdle time.Duration) []*Session {
 		if s.Check(now, limit) != Valid {
 			t.deleteLocked(k)
 			t.markGoneLocked(s)
+			s.closeConns() // an upgraded connection does not outlive its session
 			gone = append(gone, s)
 		}
 	}
