@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"go.uber.org/zap"
@@ -96,11 +97,12 @@ func widgetUser(wc *WidgetConfig, r *http.Request) (string, error) {
 		}
 	}
 	if wc.UserQuery != "" && r.URL.RawQuery != "" {
-		for k, vs := range r.URL.Query() {
-			if strings.EqualFold(k, wc.UserQuery) {
-				c.add(vs...)
+		want := laxParamName(wc.UserQuery)
+		forEachParam(r.URL.RawQuery, func(k, v string) {
+			if laxParamName(k) == want {
+				c.add(v)
 			}
-		}
+		})
 	}
 	body, err := widgetBodyClaim(wc, r)
 	if err != nil {
@@ -113,6 +115,48 @@ func widgetUser(wc *WidgetConfig, r *http.Request) (string, error) {
 		return ambiguousClaim, nil
 	}
 	return c.first, nil
+}
+
+// forEachParam calls f with each name and value of a raw query, split on
+// ';' as well as '&' and decoded where they decode (raw where they do not):
+// every pair some app reads, where Go's parser drops pairs it cannot read.
+func forEachParam(raw string, f func(k, v string)) {
+	for raw != "" {
+		var kv string
+		if i := strings.IndexAny(raw, "&;"); i >= 0 {
+			kv, raw = raw[:i], raw[i+1:]
+		} else {
+			kv, raw = raw, ""
+		}
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		if u, err := url.QueryUnescape(k); err == nil {
+			k = u
+		}
+		if u, err := url.QueryUnescape(v); err == nil {
+			v = u
+		}
+		f(k, v)
+	}
+}
+
+// laxParamName is a parameter name as the laxest app reads it: in any letter
+// case, cut at a NUL (C strings), without leading spaces, and with '.', ' '
+// and '[' as '_' (PHP).
+func laxParamName(k string) string {
+	if i := strings.IndexByte(k, 0); i >= 0 {
+		k = k[:i]
+	}
+	k = strings.ToLower(strings.TrimLeft(k, " "))
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.', ' ', '[':
+			return '_'
+		}
+		return r
+	}, k)
 }
 
 // claims collects every copy of a claim: the first, and whether any differs.

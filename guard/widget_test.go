@@ -30,6 +30,19 @@ func TestWidgetUser(t *testing.T) {
 		{name: "header and body differ", header: [][2]string{{"X-Widget-User-Id", "alice"}}, body: `{"user_id":"bob"}`, want: ambiguousClaim},
 		{name: "body", body: `{"user_id":"bob"}`, want: "bob"},
 		{name: "empty header beside a query claim", query: "uid=bob", header: [][2]string{{"X-Widget-User-Id", ""}}, want: ambiguousClaim},
+		// Spellings Go's parser drops or keeps apart, and other apps read.
+		{name: "after a semicolon", query: "x=1;uid=bob", want: "bob"},
+		{name: "PHP dot", query: "u.id=bob", want: ""}, // not the name: "u_id"
+		{name: "bad escape elsewhere", query: "x=%zz&uid=bob", want: "bob"},
+		{name: "NUL-cut name", query: "uid%00=bob", want: "bob"},
+		{name: "semicolon copy differs", query: "uid=alice;uid=bob", want: ambiguousClaim},
+	}
+	phpName := &WidgetConfig{UserQuery: "user_id"}
+	for _, q := range []string{"user.id=bob", "user+id=bob", "user%20id=bob", "user[id=bob", "%20user_id=bob", "x=1;user_id=bob", "USER_ID=bob"} {
+		r := httptest.NewRequest("GET", "/widget?"+q, nil)
+		if got, err := widgetUser(phpName, r); err != nil || got != "bob" {
+			t.Errorf("query %q: claim %q, %v; want bob, as PHP and ;-splitting apps read it", q, got, err)
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
