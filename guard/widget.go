@@ -214,9 +214,16 @@ func jsonClaim(body []byte, field string) (string, error) {
 	return v, nil
 }
 
-// widgetToken finds the identity token.
+// widgetToken finds the identity token. Copies of the token header that
+// differ are no token: the app may read the copy the gateway did not check.
 func widgetToken(wc *WidgetConfig, r *http.Request) string {
 	if wc.TokenHeader != "" {
+		vs := r.Header.Values(wc.TokenHeader)
+		for _, other := range vs[min(1, len(vs)):] {
+			if other != vs[0] {
+				return ""
+			}
+		}
 		v := r.Header.Get(wc.TokenHeader)
 		if strings.EqualFold(wc.TokenHeader, "Authorization") {
 			if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {

@@ -60,3 +60,29 @@ func TestWidgetUser(t *testing.T) {
 		})
 	}
 }
+
+// TestWidgetToken: the token from the header (Bearer for Authorization),
+// then the query; copies of the header that differ are no token at all.
+func TestWidgetToken(t *testing.T) {
+	wc := &WidgetConfig{TokenHeader: "Authorization", TokenQuery: "t"}
+	for _, tc := range []struct {
+		name   string
+		header []string
+		query  string
+		want   string
+	}{
+		{name: "bearer", header: []string{"Bearer abc"}, want: "abc"},
+		{name: "bearer twice, same", header: []string{"Bearer abc", "Bearer abc"}, want: "abc"},
+		{name: "two different tokens", header: []string{"Bearer abc", "Bearer xyz"}, want: ""},
+		{name: "two different, query given", header: []string{"Bearer abc", "Bearer xyz"}, query: "t=q", want: ""},
+		{name: "not bearer", header: []string{"Basic abc"}, query: "t=q", want: "q"},
+		{name: "query", query: "t=q", want: "q"},
+		{name: "none", want: ""},
+	} {
+		r := httptest.NewRequest("GET", "/widget?"+tc.query, nil)
+		r.Header["Authorization"] = tc.header
+		if got := widgetToken(wc, r); got != tc.want {
+			t.Errorf("%s: token %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
